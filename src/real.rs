@@ -1,0 +1,70 @@
+//! The floating-point types the model runs in (`f32` or `f64`).
+
+use std::fmt::{Debug, Display};
+use std::iter::Sum;
+use std::ops::{AddAssign, DivAssign, MulAssign, SubAssign};
+
+use serde::{Deserialize, Serialize};
+
+/// Which floating-point type a model or run uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dtype {
+    /// 32-bit IEEE 754.
+    F32,
+    /// 64-bit IEEE 754.
+    F64,
+}
+
+impl Dtype {
+    /// The name used in configs and outputs (`"f32"` or `"f64"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::F32 => "f32",
+            Dtype::F64 => "f64",
+        }
+    }
+}
+
+/// A float the model kernel is generic over: `f32` or `f64`.
+pub trait Real:
+    num_traits::Float
+    + AddAssign
+    + SubAssign
+    + MulAssign
+    + DivAssign
+    + Sum
+    + Default
+    + Debug
+    + Display
+    + Send
+    + Sync
+    + 'static
+{
+    /// The dtype tag of this type.
+    const DTYPE: Dtype;
+    /// Converts from `f64` (rounding to nearest for `f32`).
+    fn of(x: f64) -> Self;
+    /// Converts to `f64` (exact).
+    fn f64(self) -> f64;
+}
+
+impl Real for f32 {
+    const DTYPE: Dtype = Dtype::F32;
+    fn of(x: f64) -> Self {
+        x as f32
+    }
+    fn f64(self) -> f64 {
+        self as f64
+    }
+}
+
+impl Real for f64 {
+    const DTYPE: Dtype = Dtype::F64;
+    fn of(x: f64) -> Self {
+        x
+    }
+    fn f64(self) -> f64 {
+        self
+    }
+}

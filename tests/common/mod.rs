@@ -1,0 +1,80 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use physlens::model::{AttnScale, Model, ModelConfig};
+use physlens::real::Real;
+use serde::Deserialize;
+
+/// A tensor in a fixture file: shape and flat row-major data.
+#[derive(Deserialize, Clone, Debug)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f64>,
+}
+
+/// AdamW settings of a fixture.
+#[derive(Deserialize, Clone, Debug)]
+pub struct AdamWFixture {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub steps: usize,
+}
+
+/// One file written by `tools/reference/reference.py`.
+#[derive(Deserialize, Clone, Debug)]
+pub struct Fixture {
+    pub name: String,
+    pub dtype: String,
+    pub config: ModelConfig,
+    pub params: BTreeMap<String, Tensor>,
+    pub inputs: Tensor,
+    pub targets: Tensor,
+    pub outputs: Tensor,
+    pub loss: f64,
+    pub grads: BTreeMap<String, Tensor>,
+    pub cache: BTreeMap<String, Tensor>,
+    pub adamw: AdamWFixture,
+    pub losses: Vec<f64>,
+    pub params_after: BTreeMap<String, Tensor>,
+}
+
+pub fn load_fixture(file: &str) -> Fixture {
+    let path = format!("{}/tests/fixtures/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A model with the named tensors copied in (every tensor of the layout must be present).
+pub fn model_from<F: Real>(cfg: &ModelConfig, tensors: &BTreeMap<String, Tensor>) -> Model<F> {
+    let mut model = Model::<F>::zeros(cfg);
+    let infos = model.layout.tensors(cfg);
+    assert_eq!(infos.len(), tensors.len(), "tensor count");
+    for t in infos {
+        let src = &tensors[&t.name];
+        assert_eq!(src.shape, t.shape, "{}", t.name);
+        for (w, x) in model.params[t.range].iter_mut().zip(&src.data) {
+            *w = F::of(*x);
+        }
+    }
+    model
+}
+
+/// `max |a − b| / max(1, |b|)`.
+pub fn max_rel_diff<F: Real>(a: &[F], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x.f64() - y).abs() / y.abs().max(1.0)).fold(0.0, f64::max)
+}
+
+pub fn to<F: Real>(xs: &[f64]) -> Vec<F> {
+    xs.iter().map(|x| F::of(*x)).collect()
+}
+
+/// Small configs that cover every switch of the model family.
+pub fn config(d_model: usize, n_heads: usize, d_head: usize, n_layers: usize, n_ctx: usize) -> ModelConfig {
+    ModelConfig { d_model, n_heads, d_head, n_layers, n_ctx, attn_scale: AttnScale::DModel, causal: true, positional: false }
+}
