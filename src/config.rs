@@ -1,0 +1,407 @@
+//! The typed run configuration (SPEC §5): TOML in, every key defaulted,
+//! unknown keys rejected with the nearest valid key suggested, values checked
+//! with the culprit named.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::{AttnScale, ModelConfig};
+use crate::optim::{AdamWConfig, Schedule};
+use crate::physics::Oscillator;
+use crate::real::Dtype;
+
+/// `[system]`: the physics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SystemConfig {
+    /// Natural angular frequency ω0 (> 0).
+    pub omega0: f64,
+    /// Damping rate γ (≥ 0; any regime).
+    pub gamma: f64,
+    /// Time step Δt between tokens (> 0).
+    pub dt: f64,
+}
+
+/// `[data]`: how states are sampled.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Training energies are uniform on `[0, e_train_max]`.
+    pub e_train_max: f64,
+    /// Validation energies are uniform on `[0, e_valid_max]` (extrapolation when larger).
+    pub e_valid_max: f64,
+    /// Size of the fixed training set; 0 draws fresh samples every step.
+    pub n_train: usize,
+    /// Size of the validation set.
+    pub n_valid: usize,
+    /// Tokens per sequence (the model's n_ctx).
+    pub context: usize,
+}
+
+/// `[model]`: the architecture (n_ctx comes from `data.context`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSection {
+    /// Residual stream width.
+    pub d_model: usize,
+    /// Heads per layer.
+    pub n_heads: usize,
+    /// Width of each head.
+    pub d_head: usize,
+    /// Attention layers.
+    pub n_layers: usize,
+    /// `"d_model"` or `"d_head"`.
+    pub attn_scale: AttnScale,
+    /// Causal mask.
+    pub causal: bool,
+    /// Learned positional embeddings.
+    pub positional: bool,
+}
+
+/// `[train]`: optimisation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Optimizer steps.
+    pub steps: u64,
+    /// Sequences per step.
+    pub batch_size: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Final learning rate of the cosine schedule.
+    pub lr_min: f64,
+    /// `"cosine"` or `"constant"`.
+    pub schedule: Schedule,
+    /// AdamW β1.
+    pub beta1: f64,
+    /// AdamW β2.
+    pub beta2: f64,
+    /// AdamW ε.
+    pub eps: f64,
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+    /// The one seed behind every random source.
+    pub seed: u64,
+    /// `"f32"` or `"f64"`.
+    pub dtype: Dtype,
+    /// Steps between metrics rows (validation MSE is computed at each).
+    pub log_every: u64,
+    /// Steps between checkpoints written during training.
+    pub checkpoint_every: u64,
+}
+
+/// `[eval]`: evaluation after training.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// Autoregressive steps per rollout.
+    pub rollout_steps: usize,
+    /// Trajectories rolled out (initial energies uniform on `[0, e_valid_max]`).
+    pub n_rollouts: usize,
+}
+
+/// One case of `physlens run`: a name and the damping it uses.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    /// Folder name under the run's output folder.
+    pub name: String,
+    /// γ for this case (overrides `system.gamma`).
+    pub gamma: f64,
+}
+
+/// `[run]`: the cases `physlens run` trains side by side.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// Default: the seed's `undamped` (γ = 0) and `damped` (γ = 0.1).
+    pub cases: Vec<Case>,
+}
+
+/// A whole configuration file.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[system]`.
+    pub system: SystemConfig,
+    /// `[data]`.
+    pub data: DataConfig,
+    /// `[model]`.
+    pub model: ModelSection,
+    /// `[train]`.
+    pub train: TrainConfig,
+    /// `[eval]`.
+    pub eval: EvalConfig,
+    /// `[run]`.
+    pub run: RunConfig,
+}
+
+impl Default for SystemConfig {
+    fn default() -> Self {
+        SystemConfig { omega0: 2.0, gamma: 0.1, dt: 0.1 }
+    }
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig { e_train_max: 1.0, e_valid_max: 4.0, n_train: 100_000, n_valid: 4096, context: 1 }
+    }
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        let m = ModelConfig::seed();
+        ModelSection {
+            d_model: m.d_model,
+            n_heads: m.n_heads,
+            d_head: m.d_head,
+            n_layers: m.n_layers,
+            attn_scale: m.attn_scale,
+            causal: m.causal,
+            positional: m.positional,
+        }
+    }
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            steps: 40_000,
+            batch_size: 256,
+            lr: 1e-3,
+            lr_min: 0.0,
+            schedule: Schedule::Cosine,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            seed: 0,
+            dtype: Dtype::F32,
+            log_every: 500,
+            checkpoint_every: 5000,
+        }
+    }
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig { rollout_steps: 200, n_rollouts: 64 }
+    }
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            cases: vec![
+                Case { name: "undamped".into(), gamma: 0.0 },
+                Case { name: "damped".into(), gamma: 0.1 },
+            ],
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file. `file` names the source in errors.
+    pub fn from_file(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates TOML text; `file` names the source in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config> {
+        let err = |key: &str, message: String| Error::Config { file: file.into(), key: key.into(), message };
+        let table: toml::Table = toml::from_str(text).map_err(|e| err("(syntax)", e.message().to_string()))?;
+        check_keys(&table, &toml::Table::try_from(Config::default()).expect("defaults serialise"), "", &err)?;
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let key = e.span().map(|span| key_at(text, span.start)).unwrap_or_else(|| "(value)".into());
+            err(&key, e.message().trim().to_string())
+        })?;
+        config.validate(file)?;
+        Ok(config)
+    }
+
+    /// The resolved config (every key) as TOML text.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serialises")
+    }
+
+    /// The model architecture this config describes.
+    pub fn model_config(&self) -> ModelConfig {
+        let m = &self.model;
+        ModelConfig {
+            d_model: m.d_model,
+            n_heads: m.n_heads,
+            d_head: m.d_head,
+            n_layers: m.n_layers,
+            n_ctx: self.data.context,
+            attn_scale: m.attn_scale,
+            causal: m.causal,
+            positional: m.positional,
+        }
+    }
+
+    /// The oscillator this config describes.
+    pub fn oscillator(&self) -> Oscillator {
+        Oscillator { omega0: self.system.omega0, gamma: self.system.gamma }
+    }
+
+    /// AdamW hyper-parameters.
+    pub fn adamw(&self) -> AdamWConfig {
+        let t = &self.train;
+        AdamWConfig { beta1: t.beta1, beta2: t.beta2, eps: t.eps, weight_decay: t.weight_decay }
+    }
+
+    /// Warnings that do not stop a run (e.g. validation energies inside the training range).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = vec![];
+        if self.data.e_valid_max < self.data.e_train_max {
+            out.push(format!(
+                "data.e_valid_max = {} is below data.e_train_max = {}: validation will not test extrapolation",
+                self.data.e_valid_max, self.data.e_train_max
+            ));
+        }
+        out
+    }
+
+    /// Checks every value; the error names the key and what is accepted.
+    pub fn validate(&self, file: &str) -> Result<()> {
+        let err = |key: &str, message: String| Err(Error::Config { file: file.into(), key: key.into(), message });
+        let positive = [
+            ("system.omega0", self.system.omega0),
+            ("system.dt", self.system.dt),
+            ("data.e_train_max", self.data.e_train_max),
+            ("data.e_valid_max", self.data.e_valid_max),
+            ("train.lr", self.train.lr),
+            ("train.eps", self.train.eps),
+        ];
+        for (key, v) in positive {
+            if !(v.is_finite() && v > 0.0) {
+                return err(key, format!("must be a finite number > 0, got {v}"));
+            }
+        }
+        let non_negative = [
+            ("system.gamma", self.system.gamma),
+            ("train.lr_min", self.train.lr_min),
+            ("train.weight_decay", self.train.weight_decay),
+        ];
+        for (key, v) in non_negative {
+            if !(v.is_finite() && v >= 0.0) {
+                return err(key, format!("must be a finite number ≥ 0, got {v}"));
+            }
+        }
+        for (key, v) in [("train.beta1", self.train.beta1), ("train.beta2", self.train.beta2)] {
+            if !(0.0..1.0).contains(&v) {
+                return err(key, format!("must be in [0, 1), got {v}"));
+            }
+        }
+        let sizes = [
+            ("data.n_valid", self.data.n_valid),
+            ("data.context", self.data.context),
+            ("model.d_model", self.model.d_model),
+            ("model.n_heads", self.model.n_heads),
+            ("model.d_head", self.model.d_head),
+            ("model.n_layers", self.model.n_layers),
+            ("train.batch_size", self.train.batch_size),
+            ("eval.rollout_steps", self.eval.rollout_steps),
+            ("eval.n_rollouts", self.eval.n_rollouts),
+        ];
+        for (key, v) in sizes {
+            if v == 0 {
+                return err(key, "must be at least 1".into());
+            }
+        }
+        for (key, v) in [("train.steps", self.train.steps), ("train.log_every", self.train.log_every)] {
+            if v == 0 {
+                return err(key, "must be at least 1".into());
+            }
+        }
+        if self.data.n_train != 0 && self.data.n_train < self.train.batch_size {
+            return err(
+                "data.n_train",
+                format!(
+                    "{} training sequences cannot fill one batch of train.batch_size = {}; use n_train ≥ batch_size, or 0 for fresh samples every step",
+                    self.data.n_train, self.train.batch_size
+                ),
+            );
+        }
+        if self.run.cases.is_empty() {
+            return err("run.cases", "needs at least one case".into());
+        }
+        for (i, case) in self.run.cases.iter().enumerate() {
+            if !(case.gamma.is_finite() && case.gamma >= 0.0) {
+                return err(&format!("run.cases[{i}].gamma"), format!("must be a finite number ≥ 0, got {}", case.gamma));
+            }
+            let ok = !case.name.is_empty() && case.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !ok || case.name.starts_with('.') {
+                return err(
+                    &format!("run.cases[{i}].name"),
+                    format!("{:?} is not a usable folder name (letters, digits, '-', '_', '.')", case.name),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Rejects keys not in `known` (recursively), suggesting the nearest one.
+fn check_keys(
+    table: &toml::Table,
+    known: &toml::Table,
+    prefix: &str,
+    err: &dyn Fn(&str, String) -> Error,
+) -> Result<()> {
+    for (key, value) in table {
+        let path = format!("{prefix}{key}");
+        let Some(reference) = known.get(key) else {
+            let nearest = known.keys().min_by_key(|k| edit_distance(k, key)).map(String::as_str).unwrap_or("");
+            let valid: Vec<&str> = known.keys().map(String::as_str).collect();
+            let section = if prefix.is_empty() { "at the top level".to_string() } else { format!("in [{}]", prefix.trim_end_matches('.')) };
+            return Err(err(
+                &path,
+                format!("unknown key {section}; did you mean `{prefix}{nearest}`? Valid keys: {}", valid.join(", ")),
+            ));
+        };
+        if let (toml::Value::Table(sub), toml::Value::Table(known_sub)) = (value, reference) {
+            check_keys(sub, known_sub, &format!("{path}."), err)?;
+        }
+    }
+    Ok(())
+}
+
+/// The dotted key whose value starts at byte `offset` of `text`, found from
+/// the `key = value` line and the `[section]` header above it.
+fn key_at(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let key = line.split('=').next().unwrap_or("").trim().trim_matches('"');
+    let section = before[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    match section {
+        Some(s) if !key.is_empty() => format!("{s}.{key}"),
+        Some(s) => s,
+        None => key.to_string(),
+    }
+}
+
+/// Levenshtein distance between two short strings.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (row[j + 1] + 1).min(row[j] + 1).min(prev + usize::from(ca != *cb));
+            prev = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}

@@ -1,0 +1,98 @@
+//! Training and validation data: states sampled by energy (SPEC §2.1) and
+//! short exact trajectories cut into (input, target) sequences (SPEC §2.2).
+//!
+//! # Shapes
+//! A data set of `N` sequences of `T` tokens holds `inputs` `[N, T, 2]` (the
+//! states `s_0 … s_{T-1}` of one trajectory) and `targets` `[N, T, 2]` (the
+//! next states `s_1 … s_T`), both row-major `(x, p)` pairs.
+
+use std::f64::consts::TAU;
+
+use crate::mat2::{apply, Mat2, Vec2};
+use crate::physics::Oscillator;
+use crate::real::Real;
+use crate::rng::Rng;
+
+/// One state with energy uniform on `[0, e_max]` and phase uniform on `[0, 2π)`:
+/// `x = sqrt(2E)/ω0 · cos φ`, `p = sqrt(2E) · sin φ`.
+pub fn sample_state(osc: &Oscillator, e_max: f64, rng: &mut Rng) -> Vec2 {
+    let e = rng.uniform_in(0.0, e_max);
+    let phi = rng.uniform_in(0.0, TAU);
+    osc.state_from_energy_phase(e, phi)
+}
+
+/// Sequences of `context` consecutive states and their successors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset<F> {
+    /// Tokens per sequence T.
+    pub context: usize,
+    /// `[N, T, 2]`.
+    pub inputs: Vec<F>,
+    /// `[N, T, 2]`: `targets[n, t] = M · inputs[n, t]`.
+    pub targets: Vec<F>,
+}
+
+impl<F: Real> Dataset<F> {
+    /// `n` sequences whose first states are drawn by [`sample_state`] and
+    /// propagated exactly with the one-step map `step` (`exp(AΔt)`).
+    pub fn generate(osc: &Oscillator, step: &Mat2, e_max: f64, n: usize, context: usize, rng: &mut Rng) -> Self {
+        let mut data = Dataset { context, inputs: Vec::with_capacity(n * context * 2), targets: vec![] };
+        data.targets.reserve(n * context * 2);
+        for _ in 0..n {
+            let mut s = sample_state(osc, e_max, rng);
+            for _ in 0..context {
+                let next = apply(step, s);
+                data.inputs.extend([F::of(s[0]), F::of(s[1])]);
+                data.targets.extend([F::of(next[0]), F::of(next[1])]);
+                s = next;
+            }
+        }
+        data
+    }
+
+    /// Number of sequences N.
+    pub fn len(&self) -> usize {
+        self.inputs.len() / (2 * self.context)
+    }
+
+    /// True when the set holds no sequence.
+    pub fn is_empty(&self) -> bool {
+        self.inputs.is_empty()
+    }
+
+    /// Copies the sequences `indices` into `inputs` and `targets` (each `[B, T, 2]`).
+    pub fn gather(&self, indices: &[u32], inputs: &mut [F], targets: &mut [F]) {
+        let w = 2 * self.context;
+        for (k, &i) in indices.iter().enumerate() {
+            let i = i as usize;
+            inputs[k * w..(k + 1) * w].copy_from_slice(&self.inputs[i * w..(i + 1) * w]);
+            targets[k * w..(k + 1) * w].copy_from_slice(&self.targets[i * w..(i + 1) * w]);
+        }
+    }
+}
+
+/// Hands out batches of a fixed training set in a shuffled order, reshuffling
+/// each epoch (an incomplete last batch of an epoch is dropped).
+#[derive(Clone, Debug)]
+pub struct Batches {
+    order: Vec<u32>,
+    next: usize,
+    rng: Rng,
+}
+
+impl Batches {
+    /// Batches over `n` sequences, shuffled with `rng`.
+    pub fn new(n: usize, rng: Rng) -> Self {
+        Batches { order: (0..n as u32).collect(), next: n, rng }
+    }
+
+    /// The indices of the next batch of `size` sequences (`size ≤ n`).
+    pub fn next_batch(&mut self, size: usize) -> &[u32] {
+        if self.next + size > self.order.len() {
+            self.rng.shuffle(&mut self.order);
+            self.next = 0;
+        }
+        self.next += size;
+        &self.order[self.next - size..self.next]
+    }
+}

@@ -1,0 +1,220 @@
+//! `physlens`: train small attention-only transformers on a damped harmonic
+//! oscillator and read back the physics they learned.
+//!
+//! A thin layer over the library: parse flags, call, print, choose the exit
+//! code (0 success, 1 failed run, 2 bad input, 130 interrupted).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use physlens::checkpoint::{self, AnyModel};
+use physlens::config::Config;
+use physlens::interpret::{interpret_affine, MapReport};
+use physlens::progress::ProgressGroup;
+use physlens::study::{run_study, RunDir, Summary};
+use physlens::train::train;
+
+/// Train small transformers on physical systems and open them up.
+#[derive(Parser, Debug)]
+#[command(name = "physlens", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// The whole study: train every case, evaluate, roll out, interpret; writes summary.json.
+    Run {
+        /// TOML config (SPEC §5); without it, the seed experiment (ω0 = 2, Δt = 0.1, γ = 0 and 0.1).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Output folder [default: runs/<config name>, or runs/blog].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// No progress output.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Train one model (the [system] of the config) into a run folder.
+    Train {
+        /// TOML config (SPEC §5).
+        #[arg(long)]
+        config: PathBuf,
+        /// Output folder [default: runs/<config name>].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// No progress output.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Evaluate a trained run folder: MSE, rollouts, effective map; writes eval.json.
+    Eval {
+        /// A folder written by `train` (or one case folder of `run`).
+        #[arg(long)]
+        run: PathBuf,
+    },
+    /// Roll a trained model out autoregressively; writes rollout.csv and trajectories.csv.
+    Rollout {
+        /// A folder written by `train` (or one case folder of `run`).
+        #[arg(long)]
+        run: PathBuf,
+        /// Autoregressive steps [default: eval.rollout_steps of the run's config].
+        #[arg(long)]
+        steps: Option<usize>,
+    },
+    /// Read the physics back from any checkpoint in the SPEC §3 layout.
+    Interpret {
+        /// A .safetensors checkpoint.
+        #[arg(long)]
+        model: PathBuf,
+        /// Print the SPEC §4 JSON object instead of the readable summary.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match execute(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let code = e.downcast_ref::<physlens::error::Error>().map_or(1, physlens::error::Error::exit_code);
+            ExitCode::from(code as u8)
+        }
+    }
+}
+
+fn execute(command: Command) -> Result<()> {
+    match command {
+        Command::Run { config, out, quiet } => {
+            let (config, name) = load_config(config.as_deref())?;
+            let out = out.unwrap_or_else(|| Path::new("runs").join(name));
+            let summary = run_study(&config, &out, quiet)?;
+            print_summary(&summary, &out);
+        }
+        Command::Train { config, out, quiet } => {
+            let (config, name) = load_config(Some(&config))?;
+            let out = out.unwrap_or_else(|| Path::new("runs").join(name));
+            let group = ProgressGroup::new(quiet);
+            let progress = group.add("train", config.train.steps);
+            let seconds = match config.train.dtype {
+                physlens::real::Dtype::F32 => train::<f32>(&config, &out, &progress)?.seconds,
+                physlens::real::Dtype::F64 => train::<f64>(&config, &out, &progress)?.seconds,
+            };
+            progress.finish(&format!("trained in {seconds:.1}s"));
+            println!("wrote {}", out.join("model.safetensors").display());
+        }
+        Command::Eval { run } => {
+            let run = RunDir::open(&run)?;
+            let eval = run.evaluate(run.config.eval.rollout_steps)?;
+            println!("train MSE {:.3e}   valid MSE {:.3e}", eval.train_mse, eval.valid_mse);
+            let r = &eval.rollout;
+            println!(
+                "rollout ({} steps): median rel. err. at the end {:.3e}, max {:.3e}, max over all steps {:.3e}",
+                r.steps, r.median_rel_err_final, r.max_rel_err_final, r.max_rel_err
+            );
+            if let Some(report) = &eval.interpretation {
+                print_map_report(report);
+            }
+            println!("wrote {}", run.dir.join("eval.json").display());
+        }
+        Command::Rollout { run, steps } => {
+            let run = RunDir::open(&run)?;
+            let steps = steps.unwrap_or(run.config.eval.rollout_steps);
+            let r = run.evaluate(steps)?.rollout;
+            println!(
+                "rollout ({} steps): median rel. err. at the end {:.3e}, max {:.3e}, max over all steps {:.3e}",
+                r.steps, r.median_rel_err_final, r.max_rel_err_final, r.max_rel_err
+            );
+            println!("wrote {}", run.dir.join("rollout.csv").display());
+        }
+        Command::Interpret { model, json } => {
+            let ckpt = checkpoint::load(&model)?;
+            let report = match &ckpt.model {
+                AnyModel::F32(m) => interpret_affine(m, &ckpt.system),
+                AnyModel::F64(m) => interpret_affine(m, &ckpt.system),
+            };
+            let Some(report) = report else {
+                anyhow::bail!(
+                    "{}: this model has context {} > 1, so it is not one affine map; interpreting such models is not supported yet",
+                    model.display(),
+                    ckpt.model.cfg().n_ctx
+                );
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_map_report(&report);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The config at `path` (or the defaults) and the name of the run folder.
+fn load_config(path: Option<&Path>) -> Result<(Config, String)> {
+    let (config, name) = match path {
+        Some(p) => (Config::from_file(p)?, p.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned())),
+        None => (Config::default(), "blog".to_string()),
+    };
+    for warning in config.warnings() {
+        eprintln!("warning: {warning}");
+    }
+    Ok((config, name))
+}
+
+fn print_summary(summary: &Summary, out: &Path) {
+    println!(
+        "{:<10} {:>11} {:>11} {:>13} {:>13} {:>11} {:>11}  nearest rule",
+        "case", "train MSE", "valid MSE", "rollout med.", "rollout max", "ω0 learned", "γ learned"
+    );
+    for c in &summary.cases {
+        println!(
+            "{:<10} {:>11.3e} {:>11.3e} {:>13.3e} {:>13.3e} {:>11.7} {:>11.3e}  {} (margin {:.1})",
+            c.name,
+            c.train_mse,
+            c.valid_mse,
+            c.rollout.median_rel_err_final,
+            c.rollout.max_rel_err,
+            c.learned.omega0,
+            c.learned.gamma,
+            c.nearest_method,
+            c.margin
+        );
+    }
+    println!("({} rollout steps; whole study {:.1}s)", summary.cases.first().map_or(0, |c| c.rollout.steps), summary.seconds);
+    println!("wrote {}", out.join("summary.json").display());
+}
+
+fn print_map_report(r: &MapReport) {
+    let m = &r.effective_map;
+    println!("effective map ({}), column convention s' = M s + c:", r.map_kind);
+    println!("  M = [[{:+.9}, {:+.9}],", m[0][0], m[0][1]);
+    println!("       [{:+.9}, {:+.9}]]   c = [{:+.3e}, {:+.3e}]", m[1][0], m[1][1], r.offset[0], r.offset[1]);
+    let t = &r.truth;
+    println!(
+        "  learned ω0 = {:.9} (truth {}, rel. err. {:.2e})   γ = {:.9} (truth {}, err. {:.2e})",
+        r.learned.omega0, t.omega0, r.errors.omega0_rel, r.learned.gamma, t.gamma, r.errors.gamma_abs
+    );
+    println!("  best fit ω0 = {:.9}, γ = {:.9}, residual {:.2e}", r.best_fit.omega0, r.best_fit.gamma, r.best_fit.residual);
+    if !r.learned.identifiable {
+        println!("  note: ω is not identifiable from the eigenvalues at this Δt (real eigenvalues or ωΔt ≥ π)");
+    }
+    println!("  distance to each rule (Frobenius):");
+    for d in &r.methods {
+        println!("    {:<17} {:.3e}", d.name, d.distance);
+    }
+    if r.identifiable {
+        println!("  nearest rule: {} (margin d₂/d₁ = {:.1})", r.nearest_method, r.margin);
+    } else {
+        let (a, b) = (&r.methods[0].name, &r.methods[1].name);
+        println!(
+            "  cannot tell {a} from {b} at this Δt: margin d₂/d₁ = {:.2} < 10 (error vs exact {:.2e})",
+            r.margin, r.error_vs_exact
+        );
+    }
+}

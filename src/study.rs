@@ -1,0 +1,218 @@
+//! The whole study of `physlens run`: for every case, train, evaluate, roll
+//! out and interpret, then write `summary.json` (SPEC §4, §6).
+//!
+//! A case folder holds `config.toml`, `metrics.csv`, `model.safetensors`,
+//! `eval.json`, `rollout.csv`, `trajectories.csv` and `interpret.json`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::checkpoint::{self, AnyModel};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::eval::{mse, rollout, rollout_starts, RolloutSummary};
+use crate::interpret::{interpret_affine, MapReport};
+use crate::io::{write_json, write_text};
+use crate::model::Model;
+use crate::progress::{Progress, ProgressGroup};
+use crate::real::{Dtype, Real};
+use crate::rng::{Rng, Stream};
+use crate::train::{system_info, train, training_set, validation_set};
+
+/// Trajectories written to `trajectories.csv` for plotting.
+const SAVED_TRAJECTORIES: usize = 8;
+
+/// The learned ω0 and γ (spectral readout).
+#[derive(Clone, Debug, Serialize)]
+pub struct LearnedParams {
+    /// ω0.
+    pub omega0: f64,
+    /// γ.
+    pub gamma: f64,
+}
+
+/// One case of `summary.json` (SPEC §4), with a few more keys.
+#[derive(Clone, Debug, Serialize)]
+pub struct CaseSummary {
+    /// Case name (its folder).
+    pub name: String,
+    /// ω0 of the system.
+    pub omega0: f64,
+    /// γ of the system.
+    pub gamma: f64,
+    /// Δt.
+    pub dt: f64,
+    /// MSE on the whole training set after training.
+    pub train_mse: f64,
+    /// MSE on the validation set (energies up to `e_valid_max`).
+    pub valid_mse: f64,
+    /// Rollout headline numbers.
+    pub rollout: RolloutSummary,
+    /// Spectral readout; NaN (null) for models without a single affine map.
+    pub learned: LearnedParams,
+    /// Nearest candidate update rule.
+    pub nearest_method: String,
+    /// `d₂/d₁` of the rule distances.
+    pub margin: f64,
+    /// `‖M − M_exact‖_F`.
+    pub error_vs_exact: f64,
+    /// Checkpoint path relative to the run folder.
+    pub model: String,
+    /// Training wall time in seconds.
+    pub train_seconds: f64,
+}
+
+/// `summary.json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    /// One entry per case, in config order.
+    pub cases: Vec<CaseSummary>,
+    /// Wall time of the whole study in seconds.
+    pub seconds: f64,
+}
+
+/// Everything `eval` computes for a trained model (`eval.json`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Evaluation {
+    /// MSE on the whole training set.
+    pub train_mse: f64,
+    /// MSE on the validation set.
+    pub valid_mse: f64,
+    /// Rollout headline numbers.
+    pub rollout: RolloutSummary,
+    /// The effective map read as physics, for context-1 models.
+    pub interpretation: Option<MapReport>,
+}
+
+/// Runs every case of `config.run.cases` in parallel into `out/<case>/` and
+/// writes `out/summary.json`.
+pub fn run_study(config: &Config, out: &Path, quiet: bool) -> Result<Summary> {
+    let start = Instant::now();
+    let group = ProgressGroup::new(quiet);
+    let jobs: Vec<(Config, PathBuf, Progress)> = config
+        .run
+        .cases
+        .iter()
+        .map(|case| {
+            let mut c = config.clone();
+            c.system.gamma = case.gamma;
+            (c, out.join(&case.name), group.add(&case.name, config.train.steps))
+        })
+        .collect();
+    let cases: Vec<CaseSummary> = jobs
+        .par_iter()
+        .zip(&config.run.cases)
+        .map(|((c, dir, progress), case)| {
+            let summary = run_case(c, dir, progress);
+            match &summary {
+                Ok(s) => progress.finish(&format!(
+                    "done in {:.1}s: rollout median rel. err. {:.2e} at step {}",
+                    s.train_seconds, s.rollout.median_rel_err_final, s.rollout.steps
+                )),
+                Err(e) => progress.finish(&format!("failed: {e}")),
+            }
+            summary.map(|mut s| {
+                s.name.clone_from(&case.name);
+                s.model = format!("{}/model.safetensors", case.name);
+                s
+            })
+        })
+        .collect::<Result<_>>()?;
+    let summary = Summary { cases, seconds: start.elapsed().as_secs_f64() };
+    write_json(&out.join("summary.json"), &summary)?;
+    Ok(summary)
+}
+
+/// Trains one case into `dir` and evaluates it.
+pub fn run_case(config: &Config, dir: &Path, progress: &Progress) -> Result<CaseSummary> {
+    match config.train.dtype {
+        Dtype::F32 => run_case_typed::<f32>(config, dir, progress),
+        Dtype::F64 => run_case_typed::<f64>(config, dir, progress),
+    }
+}
+
+fn run_case_typed<F: Real>(config: &Config, dir: &Path, progress: &Progress) -> Result<CaseSummary> {
+    let outcome = train::<F>(config, dir, progress)?;
+    let eval = evaluate(config, &outcome.model, dir, config.eval.rollout_steps)?;
+    let (learned, nearest_method, margin, error_vs_exact) = match &eval.interpretation {
+        Some(r) => (
+            LearnedParams { omega0: r.learned.omega0, gamma: r.learned.gamma },
+            r.nearest_method.clone(),
+            r.margin,
+            r.error_vs_exact,
+        ),
+        None => (LearnedParams { omega0: f64::NAN, gamma: f64::NAN }, "n/a (context > 1)".into(), f64::NAN, f64::NAN),
+    };
+    Ok(CaseSummary {
+        name: dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        omega0: config.system.omega0,
+        gamma: config.system.gamma,
+        dt: config.system.dt,
+        train_mse: eval.train_mse,
+        valid_mse: eval.valid_mse,
+        rollout: eval.rollout,
+        learned,
+        nearest_method,
+        margin,
+        error_vs_exact,
+        model: "model.safetensors".into(),
+        train_seconds: outcome.seconds,
+    })
+}
+
+/// Evaluates `model` trained with `config`, writing `eval.json`,
+/// `rollout.csv`, `trajectories.csv` and (context 1) `interpret.json` into `dir`.
+pub fn evaluate<F: Real>(config: &Config, model: &Model<F>, dir: &Path, steps: usize) -> Result<Evaluation> {
+    let train_set = training_set::<F>(config);
+    let valid = validation_set::<F>(config);
+    let osc = config.oscillator();
+    let mut rng = Rng::new(config.train.seed, Stream::Rollout);
+    let starts = rollout_starts(&osc, config.data.e_valid_max, config.eval.n_rollouts, &mut rng);
+    let ro = rollout(model, &osc, config.system.dt, &starts, steps);
+    write_text(&dir.join("rollout.csv"), &ro.stats_csv())?;
+    write_text(&dir.join("trajectories.csv"), &ro.trajectories_csv(SAVED_TRAJECTORIES, config.system.dt))?;
+    let interpretation = interpret_affine(model, &system_info(config));
+    if let Some(report) = &interpretation {
+        write_json(&dir.join("interpret.json"), report)?;
+    }
+    let eval = Evaluation { train_mse: mse(model, &train_set), valid_mse: mse(model, &valid), rollout: ro.summary(), interpretation };
+    write_json(&dir.join("eval.json"), &eval)?;
+    Ok(eval)
+}
+
+/// A trained run folder: its resolved config and its checkpoint.
+pub struct RunDir {
+    /// The folder.
+    pub dir: PathBuf,
+    /// `config.toml` as resolved at training time.
+    pub config: Config,
+    /// `model.safetensors`.
+    pub model: AnyModel,
+}
+
+impl RunDir {
+    /// Opens a folder written by `physlens train` (or one case of `physlens run`).
+    pub fn open(dir: &Path) -> Result<RunDir> {
+        let config_path = dir.join("config.toml");
+        if !config_path.is_file() {
+            return Err(Error::Input {
+                file: dir.into(),
+                message: "not a run folder: it has no config.toml (expected a folder written by `physlens train --out DIR`, or a case folder such as runs/blog/undamped)".into(),
+            });
+        }
+        let config = Config::from_file(&config_path)?;
+        let model = checkpoint::load(&dir.join("model.safetensors"))?.model;
+        Ok(RunDir { dir: dir.into(), config, model })
+    }
+
+    /// Re-evaluates the run with `steps` rollout steps and rewrites its evaluation files.
+    pub fn evaluate(&self, steps: usize) -> Result<Evaluation> {
+        match &self.model {
+            AnyModel::F32(m) => evaluate(&self.config, m, &self.dir, steps),
+            AnyModel::F64(m) => evaluate(&self.config, m, &self.dir, steps),
+        }
+    }
+}
