@@ -201,7 +201,8 @@ pub struct Checkpoint {
 ///
 /// `__metadata__` gets `format`, `model` (the JSON of `model.cfg`), `system`
 /// (the JSON of `system`) and every entry of `extra`; `extra` may not contain
-/// any of [`RESERVED_KEYS`].
+/// any of [`RESERVED_KEYS`]. The bytes depend only on the arguments (keys
+/// sorted, tensors in layout order), so equal models give equal files.
 ///
 /// # Shapes
 /// Tensors as in [`Layout::tensors`], dtype `F::DTYPE`, little-endian.
@@ -228,7 +229,8 @@ pub fn save<F: Real>(path: &Path, model: &Model<F>, system: &SystemInfo, extra: 
     }
 
     let tensors = model.layout.tensors(&model.cfg);
-    let mut buffers: Vec<Vec<u8>> = Vec::with_capacity(tensors.len());
+    let mut data = Vec::with_capacity(model.params.len() * size_of::<F>());
+    let mut entries = Vec::with_capacity(tensors.len());
     for t in &tensors {
         let values = model.params.get(t.range.clone()).unwrap_or_default();
         if let Some((i, w)) = values.iter().enumerate().find(|(_, w)| !w.is_finite()) {
@@ -239,36 +241,46 @@ pub fn save<F: Real>(path: &Path, model: &Model<F>, system: &SystemInfo, extra: 
                 values.len()
             )));
         }
-        buffers.push(encode(values));
-    }
-    let dtype = match F::DTYPE {
-        Dtype::F32 => safetensors::Dtype::F32,
-        Dtype::F64 => safetensors::Dtype::F64,
-    };
-    let mut views = Vec::with_capacity(tensors.len());
-    for (t, bytes) in tensors.iter().zip(&buffers) {
-        let view = TensorView::new(dtype, t.shape.clone(), bytes)
-            .map_err(|e| fail(format!("tensor `{}`: cannot build a safetensors view: {e}", t.name)))?;
-        views.push((t.name.clone(), view));
+        let start = data.len();
+        encode(values, &mut data);
+        entries.push((t, start..data.len()));
     }
 
-    let mut metadata: HashMap<String, String> = extra.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut metadata = extra.clone();
     let json = |what: &str, r: serde_json::Result<String>| r.map_err(|e| fail(format!("cannot encode `{what}`: {e}")));
     metadata.insert("format".into(), FORMAT.into());
     metadata.insert("model".into(), json("model", serde_json::to_string(&model.cfg))?);
     metadata.insert("system".into(), json("system", serde_json::to_string(system))?);
 
-    let bytes = safetensors::serialize(views, Some(metadata))
-        .map_err(|e| fail(format!("safetensors could not serialize the model: {e}")))?;
+    // The safetensors header, written here rather than by
+    // `safetensors::serialize` so that the file is byte-for-byte
+    // deterministic (that function orders `__metadata__` by a random hash).
+    let dtype = match F::DTYPE {
+        Dtype::F32 => "F32",
+        Dtype::F64 => "F64",
+    };
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), serde_json::json!(metadata));
+    for (t, range) in entries {
+        let entry = serde_json::json!({"dtype": dtype, "shape": t.shape, "data_offsets": [range.start, range.end]});
+        header.insert(t.name.clone(), entry);
+    }
+    let mut header = serde_json::to_vec(&header).map_err(|e| fail(format!("cannot encode the header: {e}")))?;
+    // Pad with spaces so the data starts 8-byte aligned, as safetensors does.
+    header.resize(header.len().next_multiple_of(8), b' ');
+    let mut bytes = Vec::with_capacity(8 + header.len() + data.len());
+    bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&header);
+    bytes.extend_from_slice(&data);
     crate::io::write_atomic(path, &bytes)
 }
 
-/// Little-endian bytes of `values` in their own dtype.
-fn encode<F: Real>(values: &[F]) -> Vec<u8> {
+/// Appends the little-endian bytes of `values`, in their own dtype, to `out`.
+fn encode<F: Real>(values: &[F], out: &mut Vec<u8>) {
     match F::DTYPE {
         // Narrowing an f32 that was widened to f64 is exact.
-        Dtype::F32 => values.iter().flat_map(|w| (w.f64() as f32).to_le_bytes()).collect(),
-        Dtype::F64 => values.iter().flat_map(|w| w.f64().to_le_bytes()).collect(),
+        Dtype::F32 => out.extend(values.iter().flat_map(|w| (w.f64() as f32).to_le_bytes())),
+        Dtype::F64 => out.extend(values.iter().flat_map(|w| w.f64().to_le_bytes())),
     }
 }
 

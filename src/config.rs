@@ -205,7 +205,8 @@ impl Default for RunConfig {
 impl Config {
     /// Reads and validates a config file. `file` names the source in errors.
     pub fn from_file(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Input { file: path.into(), message: format!("cannot read the config file: {e}") })?;
         Config::parse(&text, &path.display().to_string())
     }
 
@@ -312,7 +313,7 @@ impl Config {
                 return err(key, "must be at least 1".into());
             }
         }
-        for (key, v) in [("train.steps", self.train.steps), ("train.log_every", self.train.log_every)] {
+        for (key, v) in [("train.steps", self.train.steps), ("train.log_every", self.train.log_every), ("train.checkpoint_every", self.train.checkpoint_every)] {
             if v == 0 {
                 return err(key, "must be at least 1".into());
             }

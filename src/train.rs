@@ -174,7 +174,7 @@ pub fn train<F: Real>(config: &Config, dir: &Path, progress: &Progress) -> Resul
         }
         window = (window.0 + loss, window.1 + 1);
         let s = trainer.step;
-        if s % t.log_every == 0 || s == t.steps {
+        if s.is_multiple_of(t.log_every) || s == t.steps {
             let (train_loss, valid_mse) = (window.0 / window.1 as f64, mse(&trainer.model, &valid));
             let elapsed = start.elapsed().as_secs_f64();
             writeln!(metrics, "{s},{lr:e},{train_loss:e},{valid_mse:e},{elapsed:.3}").expect("write to String");
@@ -183,7 +183,7 @@ pub fn train<F: Real>(config: &Config, dir: &Path, progress: &Progress) -> Resul
             history.push((s, train_loss));
             window = (0.0, 0);
         }
-        if s % t.checkpoint_every.max(1) == 0 || s == t.steps {
+        if s.is_multiple_of(t.checkpoint_every) || s == t.steps {
             checkpoint::save(&model_path, &trainer.model, &system_info(config), &Default::default())?;
         }
     }

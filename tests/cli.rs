@@ -1,0 +1,97 @@
+//! The `physlens` binary: commands, outputs and exit codes (SPEC §6).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn physlens(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_physlens")).args(args).current_dir(cwd).output().expect("the binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const SMALL: &str = "[system]\ngamma = 0.05\n[data]\nn_train = 5000\nn_valid = 256\n[train]\nsteps = 1500\nlr = 1e-2\nbatch_size = 64\nlog_every = 500\n[eval]\nrollout_steps = 50\nn_rollouts = 8\n";
+
+#[test]
+fn train_eval_rollout_interpret_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("small.toml"), SMALL).unwrap();
+    let out = physlens(&["train", "--config", "small.toml", "--quiet"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = dir.path().join("runs/small");
+    for file in ["config.toml", "metrics.csv", "model.safetensors"] {
+        assert!(run.join(file).is_file(), "{file} missing");
+    }
+    // The resolved config lists every key, including the ones the file left out.
+    let resolved = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(resolved.contains("gamma = 0.05") && resolved.contains("weight_decay"));
+
+    let out = physlens(&["eval", "--run", "runs/small"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("valid MSE"));
+    assert!(run.join("eval.json").is_file());
+
+    let out = physlens(&["rollout", "--run", "runs/small", "--steps", "30"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let csv = std::fs::read_to_string(run.join("rollout.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 31, "header and steps 0..=30");
+
+    let out = physlens(&["interpret", "--model", "runs/small/model.safetensors", "--json"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in ["effective_map", "offset", "eigenvalues", "learned", "best_fit", "truth", "methods", "nearest_method", "margin", "identifiable", "error_vs_exact"] {
+        assert!(!json[key].is_null(), "interpret --json lacks {key}");
+    }
+    assert_eq!(json["truth"]["gamma"], 0.05);
+    assert_eq!(json["methods"].as_array().unwrap().len(), 9);
+    let d: Vec<f64> = json["methods"].as_array().unwrap().iter().map(|m| m["distance"].as_f64().unwrap()).collect();
+    assert!(d.windows(2).all(|w| w[0] <= w[1]), "methods not ascending: {d:?}");
+
+    let out = physlens(&["interpret", "--model", "runs/small/model.safetensors"], dir.path());
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("learned ω0"));
+}
+
+#[test]
+fn bad_config_exits_2_naming_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.toml"), "[train]\nlr = -1.0\n").unwrap();
+    let out = physlens(&["train", "--config", "bad.toml", "--quiet"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("bad.toml") && err.contains("train.lr"), "{err}");
+    assert!(!dir.path().join("runs").exists(), "a rejected config must not leave a run folder");
+}
+
+#[test]
+fn missing_config_file_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = physlens(&["run", "--config", "nope.toml"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("nope.toml"));
+}
+
+#[test]
+fn not_a_run_folder_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = physlens(&["eval", "--run", "."], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("config.toml"), "{}", stderr(&out));
+}
+
+#[test]
+fn garbage_checkpoint_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("junk.safetensors"), b"this is not a checkpoint").unwrap();
+    let out = physlens(&["interpret", "--model", "junk.safetensors"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("junk.safetensors"));
+}
+
+#[test]
+fn unknown_flag_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = physlens(&["run", "--bogus"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+}
