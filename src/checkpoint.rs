@@ -211,7 +211,12 @@ pub struct Checkpoint {
 /// [`Error::Checkpoint`] (and nothing written) when a weight is NaN or ±∞
 /// (naming the tensor), when `system` or `model.cfg` would not load back, or
 /// when `extra` sets a reserved key; [`Error::Io`] when writing fails.
-pub fn save<F: Real>(path: &Path, model: &Model<F>, system: &SystemInfo, extra: &BTreeMap<String, String>) -> Result<()> {
+pub fn save<F: Real>(
+    path: &Path,
+    model: &Model<F>,
+    system: &SystemInfo,
+    extra: &BTreeMap<String, String>,
+) -> Result<()> {
     let fail = |message: String| Error::Checkpoint { file: path.to_path_buf(), message };
     if let Some(key) = RESERVED_KEYS.iter().find(|k| extra.contains_key(**k)) {
         return Err(fail(format!(
@@ -342,7 +347,10 @@ fn parse(bytes: &[u8]) -> std::result::Result<Checkpoint, String> {
     // anything whose size comes from the metadata.
     let views: HashMap<&str, TensorView> = st.iter().collect();
     if param_count(&cfg).is_none() {
-        return Err(format!("`model`: the dimensions {} overflow the parameter count; not a loadable model", dims(&cfg)));
+        return Err(format!(
+            "`model`: the dimensions {} overflow the parameter count; not a loadable model",
+            dims(&cfg)
+        ));
     }
     let layout = if cfg.n_layers > views.len() {
         // It cannot hold them all; list the missing ones of the first layers.
@@ -429,8 +437,13 @@ fn parse_model(raw: &str) -> std::result::Result<ModelConfig, String> {
 
 /// `Err` naming the first dimension that is zero.
 fn check_dims(cfg: &ModelConfig) -> std::result::Result<(), String> {
-    let fields =
-        [("d_model", cfg.d_model), ("n_heads", cfg.n_heads), ("d_head", cfg.d_head), ("n_layers", cfg.n_layers), ("n_ctx", cfg.n_ctx)];
+    let fields = [
+        ("d_model", cfg.d_model),
+        ("n_heads", cfg.n_heads),
+        ("d_head", cfg.d_head),
+        ("n_layers", cfg.n_layers),
+        ("n_ctx", cfg.n_ctx),
+    ];
     match fields.iter().find(|(_, v)| *v == 0) {
         Some((name, _)) => Err(format!("{name} = 0; d_model, n_heads, d_head, n_layers and n_ctx must all be ≥ 1")),
         None => Ok(()),
@@ -485,11 +498,13 @@ fn param_count(cfg: &ModelConfig) -> Option<usize> {
     io.checked_add(pos)?.checked_add(block.checked_mul(cfg.n_layers)?)
 }
 
-/// Names `list` as "`a`, `b` and 3 more".
-fn names_list<'a>(list: impl IntoIterator<Item = &'a str>) -> String {
+/// Names `list` as "`a`, `b` and 3 more" (or "`a`, `b`, …" when `open_ended`).
+fn names_list<'a>(list: impl IntoIterator<Item = &'a str>, open_ended: bool) -> String {
     let list: Vec<&str> = list.into_iter().collect();
     let mut out: Vec<String> = list.iter().take(MAX_LISTED).map(|n| format!("`{n}`")).collect();
-    if list.len() > MAX_LISTED {
+    if open_ended {
+        out.push("…".into());
+    } else if list.len() > MAX_LISTED {
         out.push(format!("and {} more", list.len() - MAX_LISTED));
     }
     out.join(", ")
@@ -509,7 +524,8 @@ fn legend(name: &str) -> &'static str {
     }
 }
 
-/// The message for tensors of `expected` that the file lacks.
+/// The message for tensors of `expected` that the file lacks; `truncated`
+/// when `expected` covers only the first layers of the model.
 fn missing_message(
     cfg: &ModelConfig,
     views: &HashMap<&str, TensorView>,
@@ -517,12 +533,15 @@ fn missing_message(
     truncated: bool,
 ) -> String {
     let missing = expected.iter().map(|t| t.name.as_str()).filter(|n| !views.contains_key(n));
-    let more = if truncated { " and more" } else { "" };
+    let needs = if truncated {
+        format!("{} layers of 4 tensors each", cfg.n_layers)
+    } else {
+        format!("{} tensors", expected.len())
+    };
     format!(
-        "missing tensor(s) {}{more}: the `model` metadata ({}) needs {} tensor(s) but the file has {}",
-        names_list(missing),
+        "missing tensor(s) {}: the `model` metadata ({}) needs {needs}, but the file has {} tensors",
+        names_list(missing, truncated),
         dims(cfg),
-        if truncated { format!("more than {}", expected.len()) } else { expected.len().to_string() },
         views.len()
     )
 }
@@ -543,9 +562,9 @@ fn check_names(
     if !extra.is_empty() {
         parts.push(format!(
             "unexpected tensor(s) {}: not part of the SPEC §3 layout for this `model` ({}); expected exactly {}",
-            names_list(extra.iter().copied()),
+            names_list(extra.iter().copied(), false),
             dims(cfg),
-            names_list(expected.iter().map(|t| t.name.as_str()))
+            names_list(expected.iter().map(|t| t.name.as_str()), false)
         ));
     }
     if parts.is_empty() { Ok(()) } else { Err(parts.join("; ")) }
@@ -558,7 +577,10 @@ fn check_dtypes(views: &HashMap<&str, TensorView>, expected: &[TensorInfo]) -> s
         let Some(view) = views.get(t.name.as_str()) else { continue };
         let dtype = view.dtype();
         if !matches!(dtype, safetensors::Dtype::F32 | safetensors::Dtype::F64) {
-            return Err(format!("tensor `{}` has dtype {dtype}; accepted: F32 or F64 (one dtype for all tensors)", t.name));
+            return Err(format!(
+                "tensor `{}` has dtype {dtype}; accepted: F32 or F64 (one dtype for all tensors)",
+                t.name
+            ));
         }
         match first {
             None => first = Some((&t.name, dtype)),

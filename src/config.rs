@@ -194,10 +194,7 @@ impl Default for EvalConfig {
 impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
-            cases: vec![
-                Case { name: "undamped".into(), gamma: 0.0 },
-                Case { name: "damped".into(), gamma: 0.1 },
-            ],
+            cases: vec![Case { name: "undamped".into(), gamma: 0.0 }, Case { name: "damped".into(), gamma: 0.1 }],
         }
     }
 }
@@ -313,7 +310,11 @@ impl Config {
                 return err(key, "must be at least 1".into());
             }
         }
-        for (key, v) in [("train.steps", self.train.steps), ("train.log_every", self.train.log_every), ("train.checkpoint_every", self.train.checkpoint_every)] {
+        for (key, v) in [
+            ("train.steps", self.train.steps),
+            ("train.log_every", self.train.log_every),
+            ("train.checkpoint_every", self.train.checkpoint_every),
+        ] {
             if v == 0 {
                 return err(key, "must be at least 1".into());
             }
@@ -332,7 +333,10 @@ impl Config {
         }
         for (i, case) in self.run.cases.iter().enumerate() {
             if !(case.gamma.is_finite() && case.gamma >= 0.0) {
-                return err(&format!("run.cases[{i}].gamma"), format!("must be a finite number ≥ 0, got {}", case.gamma));
+                return err(
+                    &format!("run.cases[{i}].gamma"),
+                    format!("must be a finite number ≥ 0, got {}", case.gamma),
+                );
             }
             let ok = !case.name.is_empty() && case.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
             if !ok || case.name.starts_with('.') {
@@ -358,7 +362,11 @@ fn check_keys(
         let Some(reference) = known.get(key) else {
             let nearest = known.keys().min_by_key(|k| edit_distance(k, key)).map(String::as_str).unwrap_or("");
             let valid: Vec<&str> = known.keys().map(String::as_str).collect();
-            let section = if prefix.is_empty() { "at the top level".to_string() } else { format!("in [{}]", prefix.trim_end_matches('.')) };
+            let section = if prefix.is_empty() {
+                "at the top level".to_string()
+            } else {
+                format!("in [{}]", prefix.trim_end_matches('.'))
+            };
             return Err(err(
                 &path,
                 format!("unknown key {section}; did you mean `{prefix}{nearest}`? Valid keys: {}", valid.join(", ")),

@@ -8,7 +8,7 @@
 
 use std::f64::consts::TAU;
 
-use crate::mat2::{apply, Mat2, Vec2};
+use crate::mat2::{Mat2, Vec2, apply};
 use crate::physics::Oscillator;
 use crate::real::Real;
 use crate::rng::Rng;
@@ -84,6 +84,19 @@ impl Batches {
     /// Batches over `n` sequences, shuffled with `rng`.
     pub fn new(n: usize, rng: Rng) -> Self {
         Batches { order: (0..n as u32).collect(), next: n, rng }
+    }
+
+    /// The state to resume from: the current order, the position in it and
+    /// the shuffling generator's position.
+    pub fn state(&self) -> (&[u32], usize, u128) {
+        (&self.order, self.next, self.rng.position())
+    }
+
+    /// Batches continuing from a [`Batches::state`]; `rng` must be the stream
+    /// the run was started with.
+    pub fn restore(order: Vec<u32>, next: usize, mut rng: Rng, position: u128) -> Self {
+        rng.set_position(position);
+        Batches { order, next, rng }
     }
 
     /// The indices of the next batch of `size` sequences (`size ≤ n`).

@@ -5,9 +5,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::data::{sample_state, Dataset};
-use crate::mat2::{apply, Vec2};
-use crate::model::{Activations, Model, D_IN};
+use crate::data::{Dataset, sample_state};
+use crate::mat2::{Vec2, apply};
+use crate::model::{Activations, D_IN, Model};
 use crate::physics::Oscillator;
 use crate::real::Real;
 use crate::rng::Rng;
@@ -97,7 +97,8 @@ pub fn rollout<F: Real>(model: &Model<F>, osc: &Oscillator, dt: f64, starts: &[V
             window.extend([F::of(s[0]), F::of(s[1])]);
         }
     }
-    let exact: Vec<Vec<Vec2>> = starts.iter().map(|s0| (0..=steps).map(|n| exact_at(s0, t - 1 + n)).collect()).collect();
+    let exact: Vec<Vec<Vec2>> =
+        starts.iter().map(|s0| (0..=steps).map(|n| exact_at(s0, t - 1 + n)).collect()).collect();
     let given = |w: &[F]| [w[(t - 1) * D_IN].f64(), w[(t - 1) * D_IN + 1].f64()];
     let mut states: Vec<Vec<Vec2>> = window.chunks_exact(t * D_IN).map(|w| vec![given(w)]).collect();
     for _ in 0..steps {

@@ -8,9 +8,9 @@
 use serde::Serialize;
 
 use crate::checkpoint::SystemInfo;
-use crate::mat2::{eigenvalues, Complex, Mat2, Vec2};
+use crate::mat2::{Complex, Mat2, Vec2, eigenvalues};
 use crate::model::Model;
-use crate::readout::{best_fit, ratio_omega0_sq, rule_distances, spectral, verdict, BestFit, RuleDistance};
+use crate::readout::{BestFit, RuleDistance, best_fit, ratio_omega0_sq, rule_distances, spectral, verdict};
 use crate::real::Real;
 
 /// `learned`: the spectral reading of the map (SPEC §1.3 (a)).

@@ -25,3 +25,5 @@ pub mod progress;
 pub mod study;
 pub mod train;
 pub mod checkpoint;
+pub mod interrupt;
+pub mod resume;

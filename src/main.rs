@@ -11,10 +11,11 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use physlens::checkpoint::{self, AnyModel};
 use physlens::config::Config;
-use physlens::interpret::{interpret_affine, MapReport};
+use physlens::interpret::{MapReport, interpret_affine};
 use physlens::progress::ProgressGroup;
-use physlens::study::{run_study, RunDir, Summary};
-use physlens::train::train;
+use physlens::real::Dtype;
+use physlens::study::{RunDir, Summary, run_study};
+use physlens::train::{resume as resume_training, train};
 
 /// Train small transformers on physical systems and open them up.
 #[derive(Parser, Debug)]
@@ -38,14 +39,17 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
-    /// Train one model (the [system] of the config) into a run folder.
+    /// Train one model (the [system] of the config) into a run folder, or resume one.
     Train {
         /// TOML config (SPEC §5).
-        #[arg(long)]
-        config: PathBuf,
+        #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
+        config: Option<PathBuf>,
         /// Output folder [default: runs/<config name>].
-        #[arg(long)]
+        #[arg(long, conflicts_with = "resume")]
         out: Option<PathBuf>,
+        /// Continue the run in this folder from its train_state.safetensors (after Ctrl-C or a crash).
+        #[arg(long, value_name = "DIR")]
+        resume: Option<PathBuf>,
         /// No progress output.
         #[arg(long)]
         quiet: bool,
@@ -78,6 +82,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    physlens::interrupt::install_handler();
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -96,14 +101,21 @@ fn execute(command: Command) -> Result<()> {
             let summary = run_study(&config, &out, quiet)?;
             print_summary(&summary, &out);
         }
-        Command::Train { config, out, quiet } => {
-            let (config, name) = load_config(Some(&config))?;
-            let out = out.unwrap_or_else(|| Path::new("runs").join(name));
+        Command::Train { config, out, resume, quiet } => {
+            let (config, out) = match &resume {
+                Some(dir) => (RunDir::config_of(dir)?, dir.clone()),
+                None => {
+                    let (config, name) = load_config(config.as_deref())?;
+                    (config, out.unwrap_or_else(|| Path::new("runs").join(name)))
+                }
+            };
             let group = ProgressGroup::new(quiet);
             let progress = group.add("train", config.train.steps);
-            let seconds = match config.train.dtype {
-                physlens::real::Dtype::F32 => train::<f32>(&config, &out, &progress)?.seconds,
-                physlens::real::Dtype::F64 => train::<f64>(&config, &out, &progress)?.seconds,
+            let seconds = match (config.train.dtype, resume.is_some()) {
+                (Dtype::F32, false) => train::<f32>(&config, &out, &progress)?.seconds,
+                (Dtype::F64, false) => train::<f64>(&config, &out, &progress)?.seconds,
+                (Dtype::F32, true) => resume_training::<f32>(&out, &progress)?.seconds,
+                (Dtype::F64, true) => resume_training::<f64>(&out, &progress)?.seconds,
             };
             progress.finish(&format!("trained in {seconds:.1}s"));
             println!("wrote {}", out.join("model.safetensors").display());
@@ -186,7 +198,11 @@ fn print_summary(summary: &Summary, out: &Path) {
             c.margin
         );
     }
-    println!("({} rollout steps; whole study {:.1}s)", summary.cases.first().map_or(0, |c| c.rollout.steps), summary.seconds);
+    println!(
+        "({} rollout steps; whole study {:.1}s)",
+        summary.cases.first().map_or(0, |c| c.rollout.steps),
+        summary.seconds
+    );
     println!("wrote {}", out.join("summary.json").display());
 }
 
@@ -200,7 +216,10 @@ fn print_map_report(r: &MapReport) {
         "  learned ω0 = {:.9} (truth {}, rel. err. {:.2e})   γ = {:.9} (truth {}, err. {:.2e})",
         r.learned.omega0, t.omega0, r.errors.omega0_rel, r.learned.gamma, t.gamma, r.errors.gamma_abs
     );
-    println!("  best fit ω0 = {:.9}, γ = {:.9}, residual {:.2e}", r.best_fit.omega0, r.best_fit.gamma, r.best_fit.residual);
+    println!(
+        "  best fit ω0 = {:.9}, γ = {:.9}, residual {:.2e}",
+        r.best_fit.omega0, r.best_fit.gamma, r.best_fit.residual
+    );
     if !r.learned.identifiable {
         println!("  note: ω is not identifiable from the eigenvalues at this Δt (real eigenvalues or ωΔt ≥ π)");
     }

@@ -86,11 +86,7 @@ impl ModelConfig {
     /// Positions that carry a prediction in the loss: all of them with the
     /// causal mask, only the last one without it (SPEC §2.2).
     pub fn scored_positions(&self) -> Range<usize> {
-        if self.causal {
-            0..self.n_ctx
-        } else {
-            self.n_ctx - 1..self.n_ctx
-        }
+        if self.causal { 0..self.n_ctx } else { self.n_ctx - 1..self.n_ctx }
     }
 }
 
@@ -167,15 +163,10 @@ impl Layout {
     /// Every tensor with its checkpoint name and shape (SPEC §3), in order.
     pub fn tensors(&self, cfg: &ModelConfig) -> Vec<TensorInfo> {
         let (d, h, k) = (cfg.d_model, cfg.n_heads, cfg.d_head);
-        let info = |name: String, shape: Vec<usize>, range: &Range<usize>| TensorInfo {
-            name,
-            shape,
-            range: range.clone(),
-        };
-        let mut out = vec![
-            info("embed.W_E".into(), vec![D_IN, d], &self.w_e),
-            info("embed.b_E".into(), vec![d], &self.b_e),
-        ];
+        let info =
+            |name: String, shape: Vec<usize>, range: &Range<usize>| TensorInfo { name, shape, range: range.clone() };
+        let mut out =
+            vec![info("embed.W_E".into(), vec![D_IN, d], &self.w_e), info("embed.b_E".into(), vec![d], &self.b_e)];
         if let Some(w_pos) = &self.w_pos {
             out.push(info("pos_embed.W_pos".into(), vec![cfg.n_ctx, d], w_pos));
         }
@@ -422,7 +413,14 @@ impl<F: Real> Model<F> {
             attention_forward(a, acts.batch, cfg);
             head_out_forward(&a.z, &p[bl.w_o.clone()], r_in, n, cfg, &mut a.result, r_out);
         }
-        unembed_forward(&acts.resid[cfg.n_layers], &p[l.w_u.clone()], &p[l.b_u.clone()], n, cfg.d_model, &mut acts.pred);
+        unembed_forward(
+            &acts.resid[cfg.n_layers],
+            &p[l.w_u.clone()],
+            &p[l.b_u.clone()],
+            n,
+            cfg.d_model,
+            &mut acts.pred,
+        );
     }
 }
 
@@ -541,7 +539,9 @@ pub fn mse_loss<F: Real>(cfg: &ModelConfig, pred: &[F], target: &[F], d_pred: &m
     let count = target.len() / (t * D_IN) * scored.len();
     let g = F::of(2.0 / count as f64);
     let mut total = 0.0;
-    for (i, ((p, y), dp)) in pred.chunks_exact(D_IN).zip(target.chunks_exact(D_IN)).zip(d_pred.chunks_exact_mut(D_IN)).enumerate() {
+    for (i, ((p, y), dp)) in
+        pred.chunks_exact(D_IN).zip(target.chunks_exact(D_IN)).zip(d_pred.chunks_exact_mut(D_IN)).enumerate()
+    {
         let on = scored.contains(&(i % t));
         for c in 0..D_IN {
             let e = p[c] - y[c];
@@ -614,11 +614,35 @@ impl<F: Real> Model<F> {
         }
         embed_backward(input, d_resid, n, d, grads, l);
     }
+
+    /// Gradient of the loss with respect to the input states, written into
+    /// `d_input` `[B, T, I]` (overwritten): `d s[n] = d r0[n] W_Eᵀ`. Call it
+    /// right after [`Model::backward`] on the same `acts`: it reads the
+    /// gradient w.r.t. the residual stream entering layer 0 that `backward`
+    /// leaves in `scratch`. Row convention: `d_input[n, c] = ∂loss/∂s[n, c]`.
+    pub fn input_grad(&self, acts: &Activations<F>, scratch: &Scratch<F>, d_input: &mut [F]) {
+        let (d, n) = (self.cfg.d_model, acts.batch * self.cfg.n_ctx);
+        let w_e = &self.params[self.layout.w_e.clone()];
+        for (ds, dr) in d_input[..n * D_IN].chunks_exact_mut(D_IN).zip(scratch.d_resid[..n * d].chunks_exact(d)) {
+            for (c, x) in ds.iter_mut().enumerate() {
+                *x = (0..d).map(|j| dr[j] * w_e[c * d + j]).sum();
+            }
+        }
+    }
 }
 
 /// `dW_U += rᵀ d_pred`, `db_U += Σ d_pred`, `d_resid = d_pred W_Uᵀ`.
 #[allow(clippy::too_many_arguments)]
-fn unembed_backward<F: Real>(r: &[F], w_u: &[F], d_pred: &[F], n: usize, d: usize, grads: &mut [F], l: &Layout, d_resid: &mut [F]) {
+fn unembed_backward<F: Real>(
+    r: &[F],
+    w_u: &[F],
+    d_pred: &[F],
+    n: usize,
+    d: usize,
+    grads: &mut [F],
+    l: &Layout,
+    d_resid: &mut [F],
+) {
     for i in 0..n {
         let (ri, dp) = (&r[i * d..][..d], &d_pred[i * D_IN..][..D_IN]);
         for c in 0..D_IN {
@@ -634,7 +658,15 @@ fn unembed_backward<F: Real>(r: &[F], w_u: &[F], d_pred: &[F], n: usize, d: usiz
 }
 
 /// `dW_O[h] += z[h]ᵀ d_out`, `d_z[h] = d_out W_O[h]ᵀ`.
-fn head_out_backward<F: Real>(z: &[F], w_o: &[F], d_out: &[F], n: usize, cfg: &ModelConfig, d_w_o: &mut [F], d_z: &mut [F]) {
+fn head_out_backward<F: Real>(
+    z: &[F],
+    w_o: &[F],
+    d_out: &[F],
+    n: usize,
+    cfg: &ModelConfig,
+    d_w_o: &mut [F],
+    d_z: &mut [F],
+) {
     let (d, h, k) = (cfg.d_model, cfg.n_heads, cfg.d_head);
     for i in 0..n {
         let dout = &d_out[i * d..][..d];
@@ -697,7 +729,15 @@ fn attention_backward<F: Real>(
 }
 
 /// For `x = r W` with `W` `[H, D, K]`: `dW += rᵀ dx`, `d_resid += dx Wᵀ`.
-fn head_proj_backward<F: Real>(r: &[F], w: &[F], dx: &[F], n: usize, cfg: &ModelConfig, d_w: &mut [F], d_resid: &mut [F]) {
+fn head_proj_backward<F: Real>(
+    r: &[F],
+    w: &[F],
+    dx: &[F],
+    n: usize,
+    cfg: &ModelConfig,
+    d_w: &mut [F],
+    d_resid: &mut [F],
+) {
     let (d, h, k) = (cfg.d_model, cfg.n_heads, cfg.d_head);
     for i in 0..n {
         let ri = &r[i * d..][..d];

@@ -13,8 +13,8 @@ use serde::Serialize;
 use crate::checkpoint::{self, AnyModel};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::eval::{mse, rollout, rollout_starts, RolloutSummary};
-use crate::interpret::{interpret_affine, MapReport};
+use crate::eval::{RolloutSummary, mse, rollout, rollout_starts};
+use crate::interpret::{MapReport, interpret_affine};
 use crate::io::{write_json, write_text};
 use crate::model::Model;
 use crate::progress::{Progress, ProgressGroup};
@@ -178,7 +178,12 @@ pub fn evaluate<F: Real>(config: &Config, model: &Model<F>, dir: &Path, steps: u
     if let Some(report) = &interpretation {
         write_json(&dir.join("interpret.json"), report)?;
     }
-    let eval = Evaluation { train_mse: mse(model, &train_set), valid_mse: mse(model, &valid), rollout: ro.summary(), interpretation };
+    let eval = Evaluation {
+        train_mse: mse(model, &train_set),
+        valid_mse: mse(model, &valid),
+        rollout: ro.summary(),
+        interpretation,
+    };
     write_json(&dir.join("eval.json"), &eval)?;
     Ok(eval)
 }
@@ -196,6 +201,13 @@ pub struct RunDir {
 impl RunDir {
     /// Opens a folder written by `physlens train` (or one case of `physlens run`).
     pub fn open(dir: &Path) -> Result<RunDir> {
+        let config = Self::config_of(dir)?;
+        let model = checkpoint::load(&dir.join("model.safetensors"))?.model;
+        Ok(RunDir { dir: dir.into(), config, model })
+    }
+
+    /// The resolved config a run folder was trained with (`config.toml`).
+    pub fn config_of(dir: &Path) -> Result<Config> {
         let config_path = dir.join("config.toml");
         if !config_path.is_file() {
             return Err(Error::Input {
@@ -203,9 +215,7 @@ impl RunDir {
                 message: "not a run folder: it has no config.toml (expected a folder written by `physlens train --out DIR`, or a case folder such as runs/blog/undamped)".into(),
             });
         }
-        let config = Config::from_file(&config_path)?;
-        let model = checkpoint::load(&dir.join("model.safetensors"))?.model;
-        Ok(RunDir { dir: dir.into(), config, model })
+        Config::from_file(&config_path)
     }
 
     /// Re-evaluates the run with `steps` rollout steps and rewrites its evaluation files.

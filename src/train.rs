@@ -2,7 +2,7 @@
 //! (schedule, metrics, checkpoints, divergence).
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use crate::checkpoint::{self, SystemInfo};
@@ -10,13 +10,15 @@ use crate::config::Config;
 use crate::data::{Batches, Dataset};
 use crate::error::{Error, Result};
 use crate::eval::mse;
+use crate::interrupt;
 use crate::io::write_text;
 use crate::mat2::Mat2;
-use crate::model::{mse_loss, Activations, Model, Scratch};
+use crate::model::{Activations, Model, Scratch, mse_loss};
 use crate::optim::AdamW;
 use crate::physics::Oscillator;
 use crate::progress::Progress;
 use crate::real::Real;
+use crate::resume::{DataState, STATE_FILE, TrainState};
 use crate::rng::{Rng, Stream};
 
 /// Where training batches come from.
@@ -59,7 +61,9 @@ impl<F: Real> Trainer<F> {
         let model = Model::init(&cfg, &mut Rng::new(seed, Stream::Init));
         let source = match config.data.n_train {
             0 => Source::Fresh { rng: Rng::new(seed, Stream::Train) },
-            n => Source::Fixed { data: training_set(config), batches: Batches::new(n, Rng::new(seed, Stream::Shuffle)) },
+            n => {
+                Source::Fixed { data: training_set(config), batches: Batches::new(n, Rng::new(seed, Stream::Shuffle)) }
+            }
         };
         let b = config.train.batch_size;
         let width = b * cfg.n_ctx * 2;
@@ -79,6 +83,64 @@ impl<F: Real> Trainer<F> {
         }
     }
 
+    /// The full state after `self.step` steps, with the loop's bookkeeping.
+    fn snapshot(&self, window: (f64, u64), first_loss: Option<f64>, metrics: String, elapsed: f64) -> TrainState<F> {
+        let data = match &self.source {
+            Source::Fixed { batches, .. } => {
+                let (order, next, rng_position) = batches.state();
+                DataState::Fixed { order: order.to_vec(), next, rng_position }
+            }
+            Source::Fresh { rng } => DataState::Fresh { rng_position: rng.position() },
+        };
+        TrainState {
+            step: self.step,
+            params: self.model.params.clone(),
+            m: self.opt.m.clone(),
+            v: self.opt.v.clone(),
+            adam_t: self.opt.t,
+            data,
+            elapsed,
+            window,
+            first_loss,
+            metrics,
+        }
+    }
+
+    /// The trainer of `config` continued from `state`; an error message when
+    /// the state does not fit the config.
+    fn restore(config: &Config, state: TrainState<F>) -> std::result::Result<Self, String> {
+        let mut trainer = Trainer::new(config);
+        let n = trainer.model.params.len();
+        if state.params.len() != n {
+            return Err(format!("holds {} parameters but the run's config.toml needs {n}", state.params.len()));
+        }
+        let seed = config.train.seed;
+        trainer.source = match (trainer.source, state.data) {
+            (Source::Fixed { data, .. }, DataState::Fixed { order, next, rng_position }) => {
+                if order.len() != data.len() || next > order.len() || order.iter().any(|&i| i as usize >= data.len()) {
+                    return Err(format!("its batch order does not fit the {} training sequences", data.len()));
+                }
+                Source::Fixed {
+                    data,
+                    batches: Batches::restore(order, next, Rng::new(seed, Stream::Shuffle), rng_position),
+                }
+            }
+            (Source::Fresh { mut rng }, DataState::Fresh { rng_position }) => {
+                rng.set_position(rng_position);
+                Source::Fresh { rng }
+            }
+            _ => {
+                return Err("its data mode (fixed set or fresh samples) differs from config.toml's data.n_train".into());
+            }
+        };
+        trainer.model.params = state.params;
+        trainer.opt.m = state.m;
+        trainer.opt.v = state.v;
+        trainer.opt.t = state.adam_t;
+        trainer.step = state.step;
+        Ok(trainer)
+    }
+
     /// The learning rate of the next step.
     pub fn lr(&self) -> f64 {
         let t = &self.config.train;
@@ -92,8 +154,14 @@ impl<F: Real> Trainer<F> {
         match &mut self.source {
             Source::Fixed { data, batches } => data.gather(batches.next_batch(b), &mut self.input, &mut self.target),
             Source::Fresh { rng } => {
-                let fresh =
-                    Dataset::generate(&self.osc, &self.propagator, self.config.data.e_train_max, b, self.model.cfg.n_ctx, rng);
+                let fresh = Dataset::generate(
+                    &self.osc,
+                    &self.propagator,
+                    self.config.data.e_train_max,
+                    b,
+                    self.model.cfg.n_ctx,
+                    rng,
+                );
                 self.input.copy_from_slice(&fresh.inputs);
                 self.target.copy_from_slice(&fresh.targets);
             }
@@ -147,56 +215,105 @@ pub fn system_info(config: &Config) -> SystemInfo {
     SystemInfo::oscillator(config.system.omega0, config.system.gamma, config.system.dt)
 }
 
-/// Trains to the end of the schedule, writing into `dir`: `config.toml`
-/// (first), `metrics.csv` (one row every `log_every` steps) and
-/// `model.safetensors` (every `checkpoint_every` steps and at the end).
-/// A non-finite or exploding loss stops with [`Error::Diverged`], keeping the
-/// last finite checkpoint.
-pub fn train<F: Real>(config: &Config, dir: &Path, progress: &Progress) -> Result<TrainOutcome<F>> {
-    write_text(&dir.join("config.toml"), &config.to_toml())?;
-    let valid = validation_set::<F>(config);
-    let mut trainer = Trainer::<F>::new(config);
-    let t = &config.train;
-    let model_path = dir.join("model.safetensors");
-    let mut metrics = String::from("step,lr,train_loss,valid_mse,elapsed_s\n");
-    let start = Instant::now();
-    let mut window = (0.0, 0u64); // (sum of batch losses, count) since the last row
-    let mut first_loss = None;
-    let mut history: Vec<(u64, f64)> = vec![];
-    while trainer.step < t.steps {
-        let lr = trainer.lr();
-        let loss = trainer.step();
-        let first = *first_loss.get_or_insert(loss);
-        if !loss.is_finite() || loss > 1e6 * first.max(1e-12) {
-            history.push((trainer.step, loss));
-            let checkpoint = save_last_good(&trainer, &model_path)?;
-            return Err(Error::Diverged(diagnosis(&history, lr, &checkpoint)));
-        }
-        window = (window.0 + loss, window.1 + 1);
-        let s = trainer.step;
-        if s.is_multiple_of(t.log_every) || s == t.steps {
-            let (train_loss, valid_mse) = (window.0 / window.1 as f64, mse(&trainer.model, &valid));
-            let elapsed = start.elapsed().as_secs_f64();
-            writeln!(metrics, "{s},{lr:e},{train_loss:e},{valid_mse:e},{elapsed:.3}").expect("write to String");
-            write_text(&dir.join("metrics.csv"), &metrics)?;
-            progress.update(s, train_loss, valid_mse, elapsed);
-            history.push((s, train_loss));
-            window = (0.0, 0);
-        }
-        if s.is_multiple_of(t.checkpoint_every) || s == t.steps {
-            checkpoint::save(&model_path, &trainer.model, &system_info(config), &Default::default())?;
-        }
-    }
-    Ok(TrainOutcome { model: trainer.model, valid, seconds: start.elapsed().as_secs_f64() })
+/// Bookkeeping of the training loop that is not the optimisation itself.
+#[derive(Clone, Debug, Default)]
+struct LoopLog {
+    metrics: String,
+    window: (f64, u64), // (sum of batch losses, count) since the last metrics row
+    first_loss: Option<f64>,
+    history: Vec<(u64, f64)>,
+    elapsed_before: f64,
 }
 
-/// Writes the current weights if they are all finite (otherwise leaves the
-/// last periodic checkpoint in place) and says which file holds the last good weights.
-fn save_last_good<F: Real>(trainer: &Trainer<F>, path: &Path) -> Result<PathBuf> {
-    if trainer.model.params.iter().all(|w| w.is_finite()) {
-        checkpoint::save(path, &trainer.model, &system_info(&trainer.config), &Default::default())?;
+/// Trains from scratch to the end of the schedule, writing into `dir`:
+/// `config.toml` (first), `metrics.csv` (one row every `log_every` steps),
+/// `model.safetensors` and the full state `train_state.safetensors` (every
+/// `checkpoint_every` steps and at the end).
+///
+/// # Errors
+/// [`Error::Diverged`] on a non-finite or exploding loss (the last periodic
+/// checkpoint, all finite, is kept); [`Error::Interrupted`] after Ctrl-C,
+/// once the current step is done and the full state saved.
+pub fn train<F: Real>(config: &Config, dir: &Path, progress: &Progress) -> Result<TrainOutcome<F>> {
+    write_text(&dir.join("config.toml"), &config.to_toml())?;
+    let log = LoopLog { metrics: String::from("step,lr,train_loss,valid_mse,elapsed_s\n"), ..Default::default() };
+    train_loop(Trainer::<F>::new(config), log, dir, progress)
+}
+
+/// Continues the run in `dir` from its `train_state.safetensors`, with the
+/// config saved there; the final weights are bit-identical to a run that was
+/// never stopped.
+pub fn resume<F: Real>(dir: &Path, progress: &Progress) -> Result<TrainOutcome<F>> {
+    let config = Config::from_file(&dir.join("config.toml"))?;
+    let path = dir.join(STATE_FILE);
+    let state = TrainState::<F>::load(&path)?;
+    let log = LoopLog {
+        metrics: state.metrics.clone(),
+        window: state.window,
+        first_loss: state.first_loss,
+        history: vec![],
+        elapsed_before: state.elapsed,
+    };
+    let trainer = Trainer::<F>::restore(&config, state).map_err(|message| Error::Checkpoint { file: path, message })?;
+    train_loop(trainer, log, dir, progress)
+}
+
+fn train_loop<F: Real>(
+    mut trainer: Trainer<F>,
+    mut log: LoopLog,
+    dir: &Path,
+    progress: &Progress,
+) -> Result<TrainOutcome<F>> {
+    let config = trainer.config.clone();
+    let t = &config.train;
+    let valid = validation_set::<F>(&config);
+    let start = Instant::now();
+    let elapsed = |log: &LoopLog| log.elapsed_before + start.elapsed().as_secs_f64();
+    while trainer.step < t.steps {
+        if interrupt::requested() {
+            save_state(&trainer, &log, elapsed(&log), dir)?;
+            return Err(Error::Interrupted(format!(
+                "stopped after step {} of {}; the full state is in {}. Continue with `physlens train --resume {}`",
+                trainer.step,
+                t.steps,
+                dir.join(STATE_FILE).display(),
+                dir.display()
+            )));
+        }
+        let lr = trainer.lr();
+        let loss = trainer.step();
+        let first = *log.first_loss.get_or_insert(loss);
+        if !loss.is_finite() || loss > 1e6 * first.max(1e-12) {
+            log.history.push((trainer.step, loss));
+            return Err(Error::Diverged(diagnosis(&log.history, lr, &dir.join("model.safetensors"))));
+        }
+        log.window = (log.window.0 + loss, log.window.1 + 1);
+        let s = trainer.step;
+        if s.is_multiple_of(t.log_every) || s == t.steps {
+            let (train_loss, valid_mse) = (log.window.0 / log.window.1 as f64, mse(&trainer.model, &valid));
+            let secs = elapsed(&log);
+            writeln!(log.metrics, "{s},{lr:e},{train_loss:e},{valid_mse:e},{secs:.3}").expect("write to String");
+            write_text(&dir.join("metrics.csv"), &log.metrics)?;
+            progress.update(s, train_loss, valid_mse, secs);
+            log.history.push((s, train_loss));
+            log.window = (0.0, 0);
+        }
+        if s.is_multiple_of(t.checkpoint_every) || s == t.steps {
+            save_state(&trainer, &log, elapsed(&log), dir)?;
+        }
     }
-    Ok(path.to_path_buf())
+    Ok(TrainOutcome { seconds: elapsed(&log), model: trainer.model, valid })
+}
+
+/// Writes `model.safetensors` and `train_state.safetensors` for the current step.
+fn save_state<F: Real>(trainer: &Trainer<F>, log: &LoopLog, elapsed: f64, dir: &Path) -> Result<()> {
+    checkpoint::save(
+        &dir.join("model.safetensors"),
+        &trainer.model,
+        &system_info(&trainer.config),
+        &Default::default(),
+    )?;
+    trainer.snapshot(log.window, log.first_loss, log.metrics.clone(), elapsed).save(&dir.join(STATE_FILE))
 }
 
 /// A human-readable account of a divergence with a hint.
@@ -206,7 +323,7 @@ fn diagnosis(history: &[(u64, f64)], lr: f64, checkpoint: &Path) -> String {
     format!(
         "loss became {loss:e} at step {step} (learning rate {lr:e}); recent losses [{}]. \
          Hint: the learning rate is probably too high — try a lower train.lr or a cosine schedule. \
-         The last finite weights are in {}",
+         The last periodic checkpoint (finite weights) is {}, if one was written before the divergence",
         recent.join(", "),
         checkpoint.display()
     )

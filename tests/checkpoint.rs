@@ -105,10 +105,8 @@ fn seed_meta() -> HashMap<String, String> {
 
 /// Serialises with the `safetensors` crate's own API.
 fn raw_bytes(tensors: &[Raw], metadata: Option<HashMap<String, String>>) -> Vec<u8> {
-    let views: Vec<(String, TensorView)> = tensors
-        .iter()
-        .map(|t| (t.name.clone(), TensorView::new(t.dtype, t.shape.clone(), &t.data).unwrap()))
-        .collect();
+    let views: Vec<(String, TensorView)> =
+        tensors.iter().map(|t| (t.name.clone(), TensorView::new(t.dtype, t.shape.clone(), &t.data).unwrap())).collect();
     safetensors::serialize(views, metadata).unwrap()
 }
 
@@ -567,14 +565,27 @@ fn missing_layers_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.safetensors");
     write_raw(&path, &raw_tensors(&ModelConfig::seed(), StDtype::F32), Some(meta(&model_json, &seed_system_json())));
-    assert_mentions(&load_err(&path), &["missing tensor", "`blocks.1.attn.W_Q`", "`blocks.2.attn.W_O`", "n_layers = 3"]);
+    assert_mentions(
+        &load_err(&path),
+        &["missing tensor", "`blocks.1.attn.W_Q`", "`blocks.2.attn.W_O`", "n_layers = 3"],
+    );
 }
 
 #[test]
 fn unexpected_tensors_are_named() {
     let mut tensors = raw_tensors(&ModelConfig::seed(), StDtype::F32);
-    tensors.push(Raw { name: "blocks.0.attn.b_Q".into(), dtype: StDtype::F32, shape: vec![1, 2], data: f32_bytes(&[0.0, 0.0]) });
-    tensors.push(Raw { name: "pos_embed.W_pos".into(), dtype: StDtype::F32, shape: vec![1, 2], data: f32_bytes(&[0.0, 0.0]) });
+    tensors.push(Raw {
+        name: "blocks.0.attn.b_Q".into(),
+        dtype: StDtype::F32,
+        shape: vec![1, 2],
+        data: f32_bytes(&[0.0, 0.0]),
+    });
+    tensors.push(Raw {
+        name: "pos_embed.W_pos".into(),
+        dtype: StDtype::F32,
+        shape: vec![1, 2],
+        data: f32_bytes(&[0.0, 0.0]),
+    });
     let message = err_with_tensors(&tensors);
     assert_mentions(&message, &["unexpected tensor", "`blocks.0.attn.b_Q`", "`pos_embed.W_pos`", "positional = false"]);
 }

@@ -40,7 +40,19 @@ fn train_eval_rollout_interpret_round_trip() {
     let out = physlens(&["interpret", "--model", "runs/small/model.safetensors", "--json"], dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    for key in ["effective_map", "offset", "eigenvalues", "learned", "best_fit", "truth", "methods", "nearest_method", "margin", "identifiable", "error_vs_exact"] {
+    for key in [
+        "effective_map",
+        "offset",
+        "eigenvalues",
+        "learned",
+        "best_fit",
+        "truth",
+        "methods",
+        "nearest_method",
+        "margin",
+        "identifiable",
+        "error_vs_exact",
+    ] {
         assert!(!json[key].is_null(), "interpret --json lacks {key}");
     }
     assert_eq!(json["truth"]["gamma"], 0.05);

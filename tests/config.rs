@@ -21,13 +21,19 @@ fn config_error(text: &str) -> (String, String) {
 fn empty_config_gives_the_spec_defaults() {
     let c = Config::parse("", "empty").unwrap();
     assert_eq!((c.system.omega0, c.system.gamma, c.system.dt), (2.0, 0.1, 0.1));
-    assert_eq!((c.data.e_train_max, c.data.e_valid_max, c.data.n_train, c.data.n_valid, c.data.context), (1.0, 4.0, 100_000, 4096, 1));
+    assert_eq!(
+        (c.data.e_train_max, c.data.e_valid_max, c.data.n_train, c.data.n_valid, c.data.context),
+        (1.0, 4.0, 100_000, 4096, 1)
+    );
     assert_eq!((c.model.d_model, c.model.n_heads, c.model.d_head, c.model.n_layers), (2, 1, 2, 1));
     assert_eq!(c.model.attn_scale, AttnScale::DModel);
     assert!(c.model.causal && !c.model.positional);
     assert_eq!((c.train.steps, c.train.batch_size, c.train.lr, c.train.lr_min), (40_000, 256, 1e-3, 0.0));
     assert_eq!(c.train.schedule, Schedule::Cosine);
-    assert_eq!((c.train.beta1, c.train.beta2, c.train.eps, c.train.weight_decay, c.train.seed), (0.9, 0.999, 1e-8, 0.0, 0));
+    assert_eq!(
+        (c.train.beta1, c.train.beta2, c.train.eps, c.train.weight_decay, c.train.seed),
+        (0.9, 0.999, 1e-8, 0.0, 0)
+    );
     assert_eq!(c.train.dtype, Dtype::F32);
     assert_eq!((c.eval.rollout_steps, c.eval.n_rollouts), (200, 64));
     let names: Vec<(&str, f64)> = c.run.cases.iter().map(|k| (k.name.as_str(), k.gamma)).collect();

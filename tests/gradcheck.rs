@@ -4,7 +4,7 @@
 mod common;
 
 use common::config;
-use physlens::model::{mse_loss, Activations, AttnScale, Model, ModelConfig, Scratch};
+use physlens::model::{Activations, AttnScale, Model, ModelConfig, Scratch, mse_loss};
 use physlens::rng::{Rng, Stream};
 
 /// Loss of `model` on (`input`, `target`).

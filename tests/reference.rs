@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::{load_fixture, max_rel_diff, model_from, to, Fixture};
-use physlens::model::{mse_loss, Activations, Model, Scratch};
+use common::{Fixture, load_fixture, max_rel_diff, model_from, to};
+use physlens::model::{Activations, Model, Scratch, mse_loss};
 use physlens::optim::{AdamW, AdamWConfig};
 use physlens::real::Real;
 
@@ -40,7 +40,8 @@ fn check_forward_and_grads<F: Real>(dtype: &str) {
         let out = max_rel_diff(&acts.pred, &fx.outputs.data);
         assert!(out <= tol::<F>(), "{name}: outputs differ by {out}");
         for (cache_name, want) in &fx.cache {
-            let (got, shape) = acts.get(&model.cfg, cache_name).unwrap_or_else(|| panic!("no cache entry {cache_name}"));
+            let (got, shape) =
+                acts.get(&model.cfg, cache_name).unwrap_or_else(|| panic!("no cache entry {cache_name}"));
             assert_eq!(shape, want.shape, "{name}: shape of {cache_name}");
             let diff = max_rel_diff(got, &want.data);
             assert!(diff <= tol::<F>(), "{name}: {cache_name} differs by {diff}");

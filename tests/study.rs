@@ -9,7 +9,7 @@ use physlens::model::{Activations, Model, ModelConfig};
 use physlens::physics::Oscillator;
 use physlens::progress::ProgressGroup;
 use physlens::study::run_study;
-use physlens::train::{train, Trainer};
+use physlens::train::{Trainer, train};
 
 /// A short version of the seed experiment (a few thousand steps).
 fn short_config() -> Config {
@@ -138,7 +138,15 @@ fn short_seed_study_end_to_end() {
     assert_eq!(summary.cases.len(), 2);
     for case in &summary.cases {
         let folder = dir.path().join(&case.name);
-        for file in ["config.toml", "metrics.csv", "model.safetensors", "eval.json", "rollout.csv", "trajectories.csv", "interpret.json"] {
+        for file in [
+            "config.toml",
+            "metrics.csv",
+            "model.safetensors",
+            "eval.json",
+            "rollout.csv",
+            "trajectories.csv",
+            "interpret.json",
+        ] {
             assert!(folder.join(file).is_file(), "{}: {file} missing", case.name);
         }
         assert!(case.valid_mse < 1e-6, "{}: valid MSE {}", case.name, case.valid_mse);
@@ -150,7 +158,8 @@ fn short_seed_study_end_to_end() {
         assert_eq!(metrics.lines().next().unwrap(), "step,lr,train_loss,valid_mse,elapsed_s");
         assert_eq!(metrics.lines().count(), 1 + 6);
     }
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap()).unwrap();
     let case = &json["cases"][1];
     assert_eq!(case["name"], "damped");
     assert_eq!(case["gamma"], 0.1);

@@ -76,5 +76,14 @@ pub fn to<F: Real>(xs: &[f64]) -> Vec<F> {
 
 /// Small configs that cover every switch of the model family.
 pub fn config(d_model: usize, n_heads: usize, d_head: usize, n_layers: usize, n_ctx: usize) -> ModelConfig {
-    ModelConfig { d_model, n_heads, d_head, n_layers, n_ctx, attn_scale: AttnScale::DModel, causal: true, positional: false }
+    ModelConfig {
+        d_model,
+        n_heads,
+        d_head,
+        n_layers,
+        n_ctx,
+        attn_scale: AttnScale::DModel,
+        causal: true,
+        positional: false,
+    }
 }
