@@ -24,6 +24,8 @@ pub mod interpret;
 pub mod progress;
 pub mod study;
 pub mod train;
+pub mod bench;
 pub mod checkpoint;
 pub mod interrupt;
 pub mod resume;
+pub mod kernel;

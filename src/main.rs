@@ -69,6 +69,15 @@ enum Command {
         #[arg(long)]
         steps: Option<usize>,
     },
+    /// Steady-state training speed (SPEC §7): configs blog and wide, batches 256, 1024, 16384.
+    Bench {
+        /// Print {"results": [...]} as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Seconds of timing per row (after a warm-up of a fifth of that).
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
+    },
     /// Read the physics back from any checkpoint in the SPEC §3 layout.
     Interpret {
         /// A .safetensors checkpoint.
@@ -143,6 +152,28 @@ fn execute(command: Command) -> Result<()> {
                 r.steps, r.median_rel_err_final, r.max_rel_err_final, r.max_rel_err
             );
             println!("wrote {}", run.dir.join("rollout.csv").display());
+        }
+        Command::Bench { json, seconds } => {
+            if !(seconds.is_finite() && seconds > 0.0) {
+                return Err(physlens::error::Error::Config {
+                    file: "--seconds".into(),
+                    key: "seconds".into(),
+                    message: format!("must be a number > 0, got {seconds}"),
+                }
+                .into());
+            }
+            let rows = physlens::bench::run_bench(std::time::Duration::from_secs_f64(seconds));
+            if json {
+                println!("{}", serde_json::json!({ "results": rows }));
+            } else {
+                println!("{:<6} {:>6} {:>6} {:>8} {:>12} {:>14}", "config", "batch", "dtype", "threads", "µs/step", "samples/s");
+                for r in &rows {
+                    println!(
+                        "{:<6} {:>6} {:>6} {:>8} {:>12.1} {:>14.3e}",
+                        r.config, r.batch, r.dtype, r.threads, r.us_per_step, r.samples_per_sec
+                    );
+                }
+            }
         }
         Command::Interpret { model, json } => {
             let ckpt = checkpoint::load(&model)?;

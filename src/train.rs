@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::eval::mse;
 use crate::interrupt;
 use crate::io::write_text;
+use crate::kernel::Ctx1Kernel;
 use crate::mat2::Mat2;
 use crate::model::{Activations, Model, Scratch, mse_loss};
 use crate::optim::AdamW;
@@ -48,6 +49,7 @@ pub struct Trainer<F: Real> {
     target: Vec<F>, // [B, T, 2]
     acts: Activations<F>,
     scratch: Scratch<F>,
+    kernel: Option<Ctx1Kernel<F>>, // the fused fast path, for context-1 models
     grads: Vec<F>, // [P]
 }
 
@@ -70,6 +72,7 @@ impl<F: Real> Trainer<F> {
         Trainer {
             opt: AdamW::new(config.adamw(), model.params.len()),
             grads: vec![F::zero(); model.params.len()],
+            kernel: (cfg.n_ctx == 1).then(|| Ctx1Kernel::new(&model, b)),
             acts: Activations::new(&cfg, b),
             scratch: Scratch::new(&cfg, b),
             input: vec![F::zero(); width],
@@ -166,10 +169,18 @@ impl<F: Real> Trainer<F> {
                 self.target.copy_from_slice(&fresh.targets);
             }
         }
-        self.model.forward(&self.input, &mut self.acts);
-        let loss = mse_loss(&self.model.cfg, &self.acts.pred, &self.target, &mut self.scratch.d_pred);
+        let loss = match &mut self.kernel {
+            Some(kernel) => kernel.loss_and_grad(&self.model, &self.input, &self.target, &mut self.grads),
+            None => {
+                self.model.forward(&self.input, &mut self.acts);
+                let loss = mse_loss(&self.model.cfg, &self.acts.pred, &self.target, &mut self.scratch.d_pred);
+                if loss.is_finite() {
+                    self.model.backward(&self.input, &self.acts, &mut self.scratch, &mut self.grads);
+                }
+                loss
+            }
+        };
         if loss.is_finite() {
-            self.model.backward(&self.input, &self.acts, &mut self.scratch, &mut self.grads);
             let lr = self.lr();
             self.opt.step(&mut self.model.params, &self.grads, lr);
         }

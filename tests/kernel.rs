@@ -1,0 +1,93 @@
+//! The fused context-1 kernel against the reference forward/backward of
+//! `model.rs`, and its independence from the thread count.
+
+mod common;
+
+use common::config;
+use physlens::kernel::{Ctx1Kernel, CHUNK, LANES};
+use physlens::model::{mse_loss, Activations, AttnScale, Model, ModelConfig, Scratch};
+use physlens::real::Real;
+use physlens::rng::{Rng, Stream};
+
+fn reference<F: Real>(model: &Model<F>, input: &[F], target: &[F]) -> (f64, Vec<F>) {
+    let batch = input.len() / 2;
+    let mut acts = Activations::new(&model.cfg, batch);
+    let mut scratch = Scratch::new(&model.cfg, batch);
+    let mut grads = vec![F::zero(); model.params.len()];
+    model.forward(input, &mut acts);
+    let loss = mse_loss(&model.cfg, &acts.pred, target, &mut scratch.d_pred);
+    model.backward(input, &acts, &mut scratch, &mut grads);
+    (loss, grads)
+}
+
+fn random_case<F: Real>(cfg: &ModelConfig, batch: usize, seed: u64) -> (Model<F>, Vec<F>, Vec<F>) {
+    let mut rng = Rng::new(seed, Stream::Init);
+    let mut model = Model::<F>::init(cfg, &mut rng);
+    model.params.iter_mut().for_each(|w| *w = F::of(0.7 * rng.normal()));
+    let input = (0..batch * 2).map(|_| F::of(rng.normal())).collect();
+    let target = (0..batch * 2).map(|_| F::of(rng.normal())).collect();
+    (model, input, target)
+}
+
+fn configs() -> Vec<ModelConfig> {
+    vec![
+        ModelConfig::seed(),
+        config(4, 2, 3, 2, 1),
+        ModelConfig { positional: true, attn_scale: AttnScale::DHead, ..config(3, 3, 2, 3, 1) },
+        config(16, 2, 8, 1, 1),
+    ]
+}
+
+#[test]
+fn fused_kernel_matches_the_reference_backward_in_f64() {
+    // Batches that exercise a partial lane group and several chunks.
+    for batch in [1, LANES - 1, 37, CHUNK + 3, 3 * CHUNK] {
+        for (i, cfg) in configs().iter().enumerate() {
+            let (model, input, target) = random_case::<f64>(cfg, batch, i as u64);
+            let (want_loss, want) = reference(&model, &input, &target);
+            let mut kernel = Ctx1Kernel::new(&model, batch);
+            let mut got = vec![0.0; model.params.len()];
+            let loss = kernel.loss_and_grad(&model, &input, &target, &mut got);
+            assert!((loss - want_loss).abs() <= 1e-12 * want_loss, "batch {batch}, {cfg:?}: loss {loss} vs {want_loss}");
+            let scale = want.iter().fold(1e-300f64, |m, g| m.max(g.abs()));
+            for (j, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert!((a - b).abs() <= 1e-12 * scale, "batch {batch}, {cfg:?}: grad {j}: {a} vs {b}");
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_kernel_matches_the_reference_backward_in_f32() {
+    for (i, cfg) in configs().iter().enumerate() {
+        let (model, input, target) = random_case::<f32>(cfg, 1000, 10 + i as u64);
+        let (want_loss, want) = reference(&model, &input, &target);
+        let mut kernel = Ctx1Kernel::new(&model, 1000);
+        let mut got = vec![0.0f32; model.params.len()];
+        let loss = kernel.loss_and_grad(&model, &input, &target, &mut got);
+        assert!((loss - want_loss).abs() <= 1e-5 * want_loss);
+        let scale = want.iter().fold(0.0f32, |m, g| m.max(g.abs()));
+        for (a, b) in got.iter().zip(&want) {
+            assert!((a - b).abs() <= 1e-5 * scale, "{cfg:?}: {a} vs {b}");
+        }
+    }
+}
+
+#[test]
+fn fused_kernel_is_bit_identical_across_thread_counts() {
+    let cfg = config(4, 2, 3, 2, 1);
+    let batch = 5 * CHUNK + 17;
+    let (model, input, target) = random_case::<f32>(&cfg, batch, 99);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let mut kernel = Ctx1Kernel::new(&model, batch);
+            let mut g = vec![0.0f32; model.params.len()];
+            let loss = kernel.loss_and_grad(&model, &input, &target, &mut g);
+            (loss.to_bits(), g.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+        })
+    };
+    let one = run(1);
+    assert_eq!(one, run(2));
+    assert_eq!(one, run(4));
+}
