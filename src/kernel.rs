@@ -24,7 +24,8 @@
 
 use rayon::prelude::*;
 
-use crate::model::{Layout, Model, D_IN};
+use crate::kernel_seq::SeqKernel;
+use crate::model::{D_IN, Layout, Model};
 use crate::real::Real;
 
 /// Samples per vector group.
@@ -33,6 +34,36 @@ pub const LANES: usize = 8;
 pub const CHUNK: usize = 512;
 
 type Lane<F> = [F; LANES];
+
+/// The training step's loss-and-gradient kernel: the fused context-1 path,
+/// or the lane kernel with full attention for longer contexts.
+#[derive(Clone, Debug)]
+pub enum Kernel<F> {
+    /// `n_ctx == 1`.
+    Ctx1(Ctx1Kernel<F>),
+    /// `n_ctx > 1`.
+    Seq(SeqKernel<F>),
+}
+
+impl<F: Real> Kernel<F> {
+    /// The right kernel for `model`, with buffers for `batch` sequences.
+    pub fn new(model: &Model<F>, batch: usize) -> Self {
+        if model.cfg.n_ctx == 1 {
+            Kernel::Ctx1(Ctx1Kernel::new(model, batch))
+        } else {
+            Kernel::Seq(SeqKernel::new(model, batch))
+        }
+    }
+
+    /// Mean loss over scored tokens and its gradient in `grads` (overwritten);
+    /// `input` and `target` are `[B, T, 2]`.
+    pub fn loss_and_grad(&mut self, model: &Model<F>, input: &[F], target: &[F], grads: &mut [F]) -> f64 {
+        match self {
+            Kernel::Ctx1(k) => k.loss_and_grad(model, input, target, grads),
+            Kernel::Seq(k) => k.loss_and_grad(model, input, target, grads),
+        }
+    }
+}
 
 /// Per-chunk work buffers.
 #[derive(Clone, Debug)]
@@ -142,17 +173,23 @@ fn chunk_portable<F: Real>(model: &Model<F>, input: &[F], target: &[F], g: F, w:
 /// `acc += a · b` lane by lane.
 #[inline(always)]
 fn axpy<F: Real>(acc: &mut Lane<F>, a: &Lane<F>, b: F) {
+    // Work on copies: LLVM then knows `acc` and `a` do not overlap and
+    // emits one vector instruction per line instead of eight scalar ones.
+    let (mut x, a) = (*acc, *a);
     for i in 0..LANES {
-        acc[i] += a[i] * b;
+        x[i] += a[i] * b;
     }
+    *acc = x;
 }
 
 /// `acc += a · b` lane by lane, both lane vectors.
 #[inline(always)]
 fn fma_lanes<F: Real>(acc: &mut Lane<F>, a: &Lane<F>, b: &Lane<F>) {
+    let (mut x, a, b) = (*acc, *a, *b); // copies, as in `axpy`
     for i in 0..LANES {
-        acc[i] += a[i] * b[i];
+        x[i] += a[i] * b[i];
     }
+    *acc = x;
 }
 
 /// Forward, loss and backward for one group of `LANES` samples, accumulating
@@ -183,13 +220,13 @@ fn group<F: Real>(
     for (l, bl) in lay.blocks.iter().enumerate() {
         let (r_in, r_out) = r[l * d..(l + 2) * d].split_at_mut(d);
         let vl = &mut v[l * h * k..(l + 1) * h * k];
-        for hk in 0..h * k {
+        for (hk, out) in vl.iter_mut().enumerate() {
             let (hh, kk) = (hk / k, hk % k);
             let mut x = [F::zero(); LANES];
             for dd in 0..d {
                 axpy(&mut x, &r_in[dd], p[bl.w_v.start + (hh * d + dd) * k + kk]);
             }
-            vl[hk] = x;
+            *out = x;
         }
         for j in 0..d {
             let mut x = r_in[j];

@@ -29,3 +29,4 @@ pub mod checkpoint;
 pub mod interrupt;
 pub mod resume;
 pub mod kernel;
+pub mod kernel_seq;

@@ -12,9 +12,9 @@ use crate::error::{Error, Result};
 use crate::eval::mse;
 use crate::interrupt;
 use crate::io::write_text;
-use crate::kernel::Ctx1Kernel;
+use crate::kernel::Kernel;
 use crate::mat2::Mat2;
-use crate::model::{Activations, Model, Scratch, mse_loss};
+use crate::model::Model;
 use crate::optim::AdamW;
 use crate::physics::Oscillator;
 use crate::progress::Progress;
@@ -47,9 +47,7 @@ pub struct Trainer<F: Real> {
     source: Source<F>,
     input: Vec<F>,  // [B, T, 2]
     target: Vec<F>, // [B, T, 2]
-    acts: Activations<F>,
-    scratch: Scratch<F>,
-    kernel: Option<Ctx1Kernel<F>>, // the fused fast path, for context-1 models
+    kernel: Kernel<F>,
     grads: Vec<F>, // [P]
 }
 
@@ -72,9 +70,7 @@ impl<F: Real> Trainer<F> {
         Trainer {
             opt: AdamW::new(config.adamw(), model.params.len()),
             grads: vec![F::zero(); model.params.len()],
-            kernel: (cfg.n_ctx == 1).then(|| Ctx1Kernel::new(&model, b)),
-            acts: Activations::new(&cfg, b),
-            scratch: Scratch::new(&cfg, b),
+            kernel: Kernel::new(&model, b),
             input: vec![F::zero(); width],
             target: vec![F::zero(); width],
             config: config.clone(),
@@ -169,17 +165,7 @@ impl<F: Real> Trainer<F> {
                 self.target.copy_from_slice(&fresh.targets);
             }
         }
-        let loss = match &mut self.kernel {
-            Some(kernel) => kernel.loss_and_grad(&self.model, &self.input, &self.target, &mut self.grads),
-            None => {
-                self.model.forward(&self.input, &mut self.acts);
-                let loss = mse_loss(&self.model.cfg, &self.acts.pred, &self.target, &mut self.scratch.d_pred);
-                if loss.is_finite() {
-                    self.model.backward(&self.input, &self.acts, &mut self.scratch, &mut self.grads);
-                }
-                loss
-            }
-        };
+        let loss = self.kernel.loss_and_grad(&self.model, &self.input, &self.target, &mut self.grads);
         if loss.is_finite() {
             let lr = self.lr();
             self.opt.step(&mut self.model.params, &self.grads, lr);

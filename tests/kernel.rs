@@ -4,8 +4,9 @@
 mod common;
 
 use common::config;
-use physlens::kernel::{Ctx1Kernel, CHUNK, LANES};
-use physlens::model::{mse_loss, Activations, AttnScale, Model, ModelConfig, Scratch};
+use physlens::kernel::{CHUNK, Ctx1Kernel, Kernel, LANES};
+use physlens::kernel_seq::CHUNK_SEQ;
+use physlens::model::{Activations, AttnScale, Model, ModelConfig, Scratch, mse_loss};
 use physlens::real::Real;
 use physlens::rng::{Rng, Stream};
 
@@ -24,8 +25,9 @@ fn random_case<F: Real>(cfg: &ModelConfig, batch: usize, seed: u64) -> (Model<F>
     let mut rng = Rng::new(seed, Stream::Init);
     let mut model = Model::<F>::init(cfg, &mut rng);
     model.params.iter_mut().for_each(|w| *w = F::of(0.7 * rng.normal()));
-    let input = (0..batch * 2).map(|_| F::of(rng.normal())).collect();
-    let target = (0..batch * 2).map(|_| F::of(rng.normal())).collect();
+    let n = batch * cfg.n_ctx * 2;
+    let input = (0..n).map(|_| F::of(rng.normal())).collect();
+    let target = (0..n).map(|_| F::of(rng.normal())).collect();
     (model, input, target)
 }
 
@@ -48,7 +50,10 @@ fn fused_kernel_matches_the_reference_backward_in_f64() {
             let mut kernel = Ctx1Kernel::new(&model, batch);
             let mut got = vec![0.0; model.params.len()];
             let loss = kernel.loss_and_grad(&model, &input, &target, &mut got);
-            assert!((loss - want_loss).abs() <= 1e-12 * want_loss, "batch {batch}, {cfg:?}: loss {loss} vs {want_loss}");
+            assert!(
+                (loss - want_loss).abs() <= 1e-12 * want_loss,
+                "batch {batch}, {cfg:?}: loss {loss} vs {want_loss}"
+            );
             let scale = want.iter().fold(1e-300f64, |m, g| m.max(g.abs()));
             for (j, (a, b)) in got.iter().zip(&want).enumerate() {
                 assert!((a - b).abs() <= 1e-12 * scale, "batch {batch}, {cfg:?}: grad {j}: {a} vs {b}");
@@ -90,4 +95,63 @@ fn fused_kernel_is_bit_identical_across_thread_counts() {
     let one = run(1);
     assert_eq!(one, run(2));
     assert_eq!(one, run(4));
+}
+
+fn seq_configs() -> Vec<ModelConfig> {
+    vec![
+        config(2, 1, 2, 1, 2),
+        config(4, 2, 3, 2, 5),
+        ModelConfig { causal: false, positional: true, ..config(3, 2, 2, 1, 4) },
+        ModelConfig { attn_scale: AttnScale::DHead, positional: true, ..config(5, 3, 2, 2, 6) },
+        config(16, 2, 8, 1, 16),
+    ]
+}
+
+/// The kernel's loss and gradient against the reference, relative to the largest gradient.
+fn kernel_error<F: Real>(cfg: &ModelConfig, batch: usize, seed: u64) -> (f64, f64) {
+    let (model, input, target) = random_case::<F>(cfg, batch, seed);
+    let (want_loss, want) = reference(&model, &input, &target);
+    let mut kernel = Kernel::new(&model, batch);
+    let mut got = vec![F::zero(); model.params.len()];
+    let loss = kernel.loss_and_grad(&model, &input, &target, &mut got);
+    let scale = want.iter().fold(1e-300f64, |m, g| m.max(g.f64().abs()));
+    let grad_err = got.iter().zip(&want).map(|(a, b)| (a.f64() - b.f64()).abs() / scale).fold(0.0, f64::max);
+    ((loss - want_loss).abs() / want_loss, grad_err)
+}
+
+#[test]
+fn sequence_kernel_matches_the_reference_backward_in_f64() {
+    for batch in [1, LANES + 3, CHUNK_SEQ * 2 + 5] {
+        for (i, cfg) in seq_configs().iter().enumerate() {
+            let (loss_err, grad_err) = kernel_error::<f64>(cfg, batch, 20 + i as u64);
+            assert!(loss_err <= 1e-12 && grad_err <= 1e-12, "batch {batch}, {cfg:?}: {loss_err:e} {grad_err:e}");
+        }
+    }
+}
+
+#[test]
+fn sequence_kernel_matches_the_reference_backward_in_f32() {
+    for (i, cfg) in seq_configs().iter().enumerate() {
+        let (loss_err, grad_err) = kernel_error::<f32>(cfg, 70, 40 + i as u64);
+        assert!(loss_err <= 1e-5 && grad_err <= 1e-5, "{cfg:?}: {loss_err:e} {grad_err:e}");
+    }
+}
+
+#[test]
+fn sequence_kernel_is_bit_identical_across_thread_counts() {
+    let cfg = ModelConfig { positional: true, ..config(4, 2, 3, 2, 5) };
+    let batch = 4 * CHUNK_SEQ + 3;
+    let (model, input, target) = random_case::<f32>(&cfg, batch, 7);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let mut kernel = Kernel::new(&model, batch);
+            let mut g = vec![0.0f32; model.params.len()];
+            let loss = kernel.loss_and_grad(&model, &input, &target, &mut g);
+            (loss.to_bits(), g.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+        })
+    };
+    let one = run(1);
+    assert_eq!(one, run(2));
+    assert_eq!(one, run(3));
 }
