@@ -1,0 +1,59 @@
+//! `cargo bench`: the hot paths of training and analysis of small models.
+//! Speed lives here and in `physlens bench`, never in tests.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use physlens::bench::bench_config;
+use physlens::checkpoint::SystemInfo;
+use physlens::eval::rollout;
+use physlens::interpret::interpret_affine;
+use physlens::model::{Activations, Model, ModelConfig};
+use physlens::rng::{Rng, Stream};
+use physlens::train::Trainer;
+
+/// One training step (forward + backward + AdamW) of the SPEC §7 configs.
+fn step(c: &mut Criterion) {
+    let mut group = c.benchmark_group("step");
+    for (name, batch) in [("blog", 256), ("blog", 16384), ("wide", 256)] {
+        let config = bench_config(name, batch).unwrap();
+        let mut trainer = Trainer::<f32>::new(&config);
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_function(BenchmarkId::new(name, batch), |b| b.iter(|| black_box(trainer.step())));
+    }
+    group.finish();
+}
+
+/// The reference forward pass with the full named cache.
+fn forward(c: &mut Criterion) {
+    let mut group = c.benchmark_group("forward");
+    for (name, batch) in [("blog", 4096), ("wide", 256)] {
+        let config = bench_config(name, batch).unwrap();
+        let cfg = config.model_config();
+        let model = Model::<f32>::init(&cfg, &mut Rng::new(0, Stream::Init));
+        let mut rng = Rng::new(0, Stream::Train);
+        let input: Vec<f32> = (0..batch * cfg.n_ctx * 2).map(|_| rng.normal() as f32).collect();
+        let mut acts = Activations::new(&cfg, batch);
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_function(BenchmarkId::new(name, batch), |b| b.iter(|| model.forward(black_box(&input), &mut acts)));
+    }
+    group.finish();
+}
+
+/// 64 rollouts of 200 steps of the seed model.
+fn rollouts(c: &mut Criterion) {
+    let model = Model::<f32>::init(&ModelConfig::seed(), &mut Rng::new(0, Stream::Init));
+    let osc = physlens::physics::Oscillator { omega0: 2.0, gamma: 0.1 };
+    let starts: Vec<[f64; 2]> = (0..64).map(|i| [0.1 * i as f64, 0.3]).collect();
+    c.bench_function("rollout/seed 64x200", |b| b.iter(|| rollout(&model, &osc, 0.1, black_box(&starts), 200)));
+}
+
+/// The interpretation of a context-1 model: map, readouts, best fit, rule distances.
+fn interpret(c: &mut Criterion) {
+    let model = Model::<f64>::init(&ModelConfig::seed(), &mut Rng::new(0, Stream::Init));
+    let system = SystemInfo::oscillator(2.0, 0.1, 0.1);
+    c.bench_function("interpret/seed affine", |b| b.iter(|| interpret_affine(black_box(&model), &system)));
+}
+
+criterion_group!(benches, step, forward, rollouts, interpret);
+criterion_main!(benches);
