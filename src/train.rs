@@ -304,12 +304,14 @@ fn train_loop<F: Real>(
 
 /// Writes `model.safetensors` and `train_state.safetensors` for the current step.
 fn save_state<F: Real>(trainer: &Trainer<F>, log: &LoopLog, elapsed: f64, dir: &Path) -> Result<()> {
-    checkpoint::save(
-        &dir.join("model.safetensors"),
-        &trainer.model,
-        &system_info(&trainer.config),
-        &Default::default(),
-    )?;
+    let extra = [
+        ("producer", format!("physlens {}", env!("CARGO_PKG_VERSION"))),
+        ("step", trainer.step.to_string()),
+        ("seed", trainer.config.train.seed.to_string()),
+        ("config", trainer.config.to_toml()),
+    ];
+    let extra = extra.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    checkpoint::save(&dir.join("model.safetensors"), &trainer.model, &system_info(&trainer.config), &extra)?;
     trainer.snapshot(log.window, log.first_loss, log.metrics.clone(), elapsed).save(&dir.join(STATE_FILE))
 }
 

@@ -23,6 +23,11 @@ fn train_eval_rollout_interpret_round_trip() {
     for file in ["config.toml", "metrics.csv", "model.safetensors"] {
         assert!(run.join(file).is_file(), "{file} missing");
     }
+    // The checkpoint carries its provenance in the metadata.
+    let ckpt = physlens::checkpoint::load(&run.join("model.safetensors")).unwrap();
+    assert_eq!(ckpt.metadata["step"], "1500");
+    assert_eq!(ckpt.metadata["seed"], "0");
+    assert!(ckpt.metadata["config"].contains("gamma = 0.05"));
     // The resolved config lists every key, including the ones the file left out.
     let resolved = std::fs::read_to_string(run.join("config.toml")).unwrap();
     assert!(resolved.contains("gamma = 0.05") && resolved.contains("weight_decay"));
