@@ -67,7 +67,8 @@ fn train_eval_rollout_interpret_round_trip() {
 
     let out = physlens(&["interpret", "--model", "runs/small/model.safetensors"], dir.path());
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("learned ω0"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ω0") && text.contains("exact"), "{text}");
 }
 
 #[test]
