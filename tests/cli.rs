@@ -113,3 +113,61 @@ fn unknown_flag_exits_2() {
     let out = physlens(&["run", "--bogus"], dir.path());
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn every_class_of_bad_config_exits_2_naming_the_key_and_writes_nothing() {
+    let cases = [
+        ("[train]\nlerning_rate = 1e-3\n", "train.lerning_rate"),
+        ("[train]\nlr = \"fast\"\n", "train.lr"),
+        ("[system]\ngamma = nan\n", "system.gamma"),
+        ("[system]\ndt = 0.0\n", "system.dt"),
+        ("[system]\ngamma = -0.5\n", "system.gamma"),
+        ("[data]\ne_train_max = -1.0\n", "data.e_train_max"),
+        ("[model]\nn_heads = 0\n", "model.n_heads"),
+        ("[train]\ndtype = \"bf16\"\n", "train.dtype"),
+        ("[train]\nschedule = \"step\"\n", "train.schedule"),
+        ("[data]\nn_train = 10\n", "data.n_train"),
+        ("[[system]]\n", "system"),
+    ];
+    for (text, key) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("bad.toml"), text).unwrap();
+        for command in ["train", "run"] {
+            let out = physlens(&[command, "--config", "bad.toml", "--quiet"], dir.path());
+            assert_eq!(out.status.code(), Some(2), "{command} {text:?}: {}", stderr(&out));
+            let err = stderr(&out);
+            assert!(err.contains("bad.toml") && err.contains(key), "{text:?}: {err}");
+            assert!(!dir.path().join("runs").exists(), "{text:?}: output written for a rejected config");
+        }
+    }
+}
+
+#[test]
+fn every_class_of_bad_checkpoint_exits_2_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("small.toml"), SMALL).unwrap();
+    assert!(physlens(&["train", "--config", "small.toml", "--quiet"], dir.path()).status.success());
+    let good = std::fs::read(dir.path().join("runs/small/model.safetensors")).unwrap();
+    let header_len = u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+    let mut past_end = good.clone();
+    past_end[..8].copy_from_slice(&(good.len() as u64 * 2).to_le_bytes());
+    let renamed = String::from_utf8_lossy(&good).replace("unembed.W_U", "unembed.W_X").into_bytes();
+    let reshaped = String::from_utf8_lossy(&good).replace("\"d_model\":2", "\"d_model\":3").into_bytes();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", vec![]),
+        ("text", b"hello".to_vec()),
+        ("truncated", good[..good.len() - 5].to_vec()),
+        ("header_only", good[..8 + header_len].to_vec()),
+        ("past_end", past_end),
+        ("renamed_tensor", renamed),
+        ("wrong_shapes", reshaped),
+    ];
+    for (name, bytes) in cases {
+        let file = format!("{name}.safetensors");
+        std::fs::write(dir.path().join(&file), bytes).unwrap();
+        let out = physlens(&["interpret", "--model", &file, "--json"], dir.path());
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", stderr(&out));
+        assert!(stderr(&out).contains(&file), "{name}: {}", stderr(&out));
+        assert!(out.stdout.is_empty(), "{name}: printed a result for a bad file");
+    }
+}
