@@ -33,7 +33,8 @@ pub const LANES: usize = 8;
 /// Samples per parallel work item (fixed, so results do not depend on threads).
 pub const CHUNK: usize = 512;
 
-type Lane<F> = [F; LANES];
+/// One value per sample of a lane group.
+pub(crate) type Lane<F> = [F; LANES];
 
 /// The training step's loss-and-gradient kernel: the fused context-1 path,
 /// or the lane kernel with full attention for longer contexts.
@@ -106,25 +107,52 @@ impl<F: Real> Ctx1Kernel<F> {
     pub fn loss_and_grad(&mut self, model: &Model<F>, input: &[F], target: &[F], grads: &mut [F]) -> f64 {
         let n = input.len() / D_IN;
         let g = F::of(2.0 / n as f64);
-        let chunks = n.div_ceil(CHUNK);
-        let work = &mut self.work[..chunks];
-        let run = |(i, w): (usize, &mut Work<F>)| {
+        let work = &mut self.work[..n.div_ceil(CHUNK)];
+        let loss = run_chunks(work, grads, |i, w| {
             let span = i * CHUNK * D_IN..((i + 1) * CHUNK * D_IN).min(input.len());
             chunk(model, &input[span.clone()], &target[span], g, w);
-        };
-        if chunks > 1 {
-            work.par_iter_mut().enumerate().for_each(run);
-        } else {
-            work.iter_mut().enumerate().for_each(run);
-        }
-        grads.copy_from_slice(&work[0].grad);
-        let mut loss = work[0].loss;
-        for w in &work[1..] {
-            grads.iter_mut().zip(&w.grad).for_each(|(a, b)| *a += *b);
-            loss += w.loss;
-        }
+        });
         loss / n as f64
     }
+}
+
+/// What every chunk of a lane kernel leaves behind.
+pub(crate) trait ChunkOutput<F> {
+    /// The chunk's gradient sum `[P]`.
+    fn grad(&self) -> &[F];
+    /// The chunk's sum of squared errors.
+    fn loss(&self) -> f64;
+}
+
+impl<F> ChunkOutput<F> for Work<F> {
+    fn grad(&self) -> &[F] {
+        &self.grad
+    }
+    fn loss(&self) -> f64 {
+        self.loss
+    }
+}
+
+/// Runs `run(i, &mut work[i])` for every chunk (in parallel when there are
+/// several), then sums the chunk gradients into `grads` in chunk order, so
+/// the result does not depend on the thread count. Returns the summed loss.
+pub(crate) fn run_chunks<F: Real, W: ChunkOutput<F> + Send>(
+    work: &mut [W],
+    grads: &mut [F],
+    run: impl Fn(usize, &mut W) + Sync,
+) -> f64 {
+    if work.len() > 1 {
+        work.par_iter_mut().enumerate().for_each(|(i, w)| run(i, w));
+    } else {
+        work.iter_mut().enumerate().for_each(|(i, w)| run(i, w));
+    }
+    grads.copy_from_slice(work[0].grad());
+    let mut loss = work[0].loss();
+    for w in &work[1..] {
+        grads.iter_mut().zip(w.grad()).for_each(|(a, b)| *a += *b);
+        loss += w.loss();
+    }
+    loss
 }
 
 /// One chunk, dispatched to the widest vector unit the CPU has.
@@ -172,7 +200,7 @@ fn chunk_portable<F: Real>(model: &Model<F>, input: &[F], target: &[F], g: F, w:
 
 /// `acc += a · b` lane by lane.
 #[inline(always)]
-fn axpy<F: Real>(acc: &mut Lane<F>, a: &Lane<F>, b: F) {
+pub(crate) fn axpy<F: Real>(acc: &mut Lane<F>, a: &Lane<F>, b: F) {
     // Work on copies: LLVM then knows `acc` and `a` do not overlap and
     // emits one vector instruction per line instead of eight scalar ones.
     let (mut x, a) = (*acc, *a);
@@ -184,7 +212,7 @@ fn axpy<F: Real>(acc: &mut Lane<F>, a: &Lane<F>, b: F) {
 
 /// `acc += a · b` lane by lane, both lane vectors.
 #[inline(always)]
-fn fma_lanes<F: Real>(acc: &mut Lane<F>, a: &Lane<F>, b: &Lane<F>) {
+pub(crate) fn fma_lanes<F: Real>(acc: &mut Lane<F>, a: &Lane<F>, b: &Lane<F>) {
     let (mut x, a, b) = (*acc, *a, *b); // copies, as in `axpy`
     for i in 0..LANES {
         x[i] += a[i] * b[i];

@@ -12,16 +12,12 @@
 //! dr [T, D]   dq, dk, dv, dz [T, H, K]   (reused across layers)
 //! ```
 
-use rayon::prelude::*;
-
-use crate::kernel::LANES;
+use crate::kernel::{ChunkOutput, LANES, Lane, axpy, fma_lanes, run_chunks};
 use crate::model::{D_IN, Model};
 use crate::real::Real;
 
 /// Sequences per parallel work item (fixed, so results do not depend on threads).
 pub const CHUNK_SEQ: usize = 32;
-
-type Lane<F> = [F; LANES];
 
 #[derive(Clone, Debug)]
 struct Work<F> {
@@ -42,6 +38,15 @@ struct Work<F> {
     y: Vec<Lane<F>>,       // [T·2]  one group's targets
     grad: Vec<F>,          // [P]
     loss: f64,
+}
+
+impl<F> ChunkOutput<F> for Work<F> {
+    fn grad(&self) -> &[F] {
+        &self.grad
+    }
+    fn loss(&self) -> f64 {
+        self.loss
+    }
 }
 
 /// The lane kernel for context-T models with its buffers for one batch size.
@@ -86,23 +91,11 @@ impl<F: Real> SeqKernel<F> {
         let n = input.len() / seq;
         let count = n * cfg.scored_positions().len();
         let g = F::of(2.0 / count as f64);
-        let chunks = n.div_ceil(CHUNK_SEQ);
-        let work = &mut self.work[..chunks];
-        let run = |(i, w): (usize, &mut Work<F>)| {
+        let work = &mut self.work[..n.div_ceil(CHUNK_SEQ)];
+        let loss = run_chunks(work, grads, |i, w| {
             let span = i * CHUNK_SEQ * seq..((i + 1) * CHUNK_SEQ * seq).min(input.len());
             chunk(model, &input[span.clone()], &target[span], g, w);
-        };
-        if chunks > 1 {
-            work.par_iter_mut().enumerate().for_each(run);
-        } else {
-            work.iter_mut().enumerate().for_each(run);
-        }
-        grads.copy_from_slice(&work[0].grad);
-        let mut loss = work[0].loss;
-        for w in &work[1..] {
-            grads.iter_mut().zip(&w.grad).for_each(|(a, b)| *a += *b);
-            loss += w.loss;
-        }
+        });
         loss / count as f64
     }
 }
@@ -150,26 +143,6 @@ fn chunk_portable<F: Real>(model: &Model<F>, input: &[F], target: &[F], g: F, w:
     for (gr, a) in w.grad.iter_mut().zip(&w.acc) {
         *gr = a.iter().fold(F::zero(), |x, y| x + *y);
     }
-}
-
-#[inline(always)]
-fn axpy<F: Real>(acc: &mut Lane<F>, a: &Lane<F>, b: F) {
-    // Work on copies: LLVM then knows `acc` and `a` do not overlap and
-    // emits one vector instruction per line instead of eight scalar ones.
-    let (mut x, a) = (*acc, *a);
-    for i in 0..LANES {
-        x[i] += a[i] * b;
-    }
-    *acc = x;
-}
-
-#[inline(always)]
-fn fma_lanes<F: Real>(acc: &mut Lane<F>, a: &Lane<F>, b: &Lane<F>) {
-    let (mut x, a, b) = (*acc, *a, *b); // copies, as in `axpy`
-    for i in 0..LANES {
-        x[i] += a[i] * b[i];
-    }
-    *acc = x;
 }
 
 /// Forward, loss and backward for one group of `LANES` sequences.
