@@ -36,18 +36,30 @@ impl<F: Real> Dataset<F> {
     /// `n` sequences whose first states are drawn by [`sample_state`] and
     /// propagated exactly with the one-step map `step` (`exp(AΔt)`).
     pub fn generate(osc: &Oscillator, step: &Mat2, e_max: f64, n: usize, context: usize, rng: &mut Rng) -> Self {
-        let mut data = Dataset { context, inputs: Vec::with_capacity(n * context * 2), targets: vec![] };
-        data.targets.reserve(n * context * 2);
+        let mut data = Self::empty(context);
+        data.refill(osc, step, e_max, n, rng);
+        data
+    }
+
+    /// A set with no sequence of `context` tokens.
+    pub fn empty(context: usize) -> Self {
+        Dataset { context, inputs: vec![], targets: vec![] }
+    }
+
+    /// Replaces the contents with `n` new sequences, as [`Dataset::generate`]
+    /// draws them (reusing the buffers).
+    pub fn refill(&mut self, osc: &Oscillator, step: &Mat2, e_max: f64, n: usize, rng: &mut Rng) {
+        self.inputs.clear();
+        self.targets.clear();
         for _ in 0..n {
             let mut s = sample_state(osc, e_max, rng);
-            for _ in 0..context {
+            for _ in 0..self.context {
                 let next = apply(step, s);
-                data.inputs.extend([F::of(s[0]), F::of(s[1])]);
-                data.targets.extend([F::of(next[0]), F::of(next[1])]);
+                self.inputs.extend([F::of(s[0]), F::of(s[1])]);
+                self.targets.extend([F::of(next[0]), F::of(next[1])]);
                 s = next;
             }
         }
-        data
     }
 
     /// Number of sequences N.
@@ -58,16 +70,6 @@ impl<F: Real> Dataset<F> {
     /// True when the set holds no sequence.
     pub fn is_empty(&self) -> bool {
         self.inputs.is_empty()
-    }
-
-    /// Copies the sequences `indices` into `inputs` and `targets` (each `[B, T, 2]`).
-    pub fn gather(&self, indices: &[u32], inputs: &mut [F], targets: &mut [F]) {
-        let w = 2 * self.context;
-        for (k, &i) in indices.iter().enumerate() {
-            let i = i as usize;
-            inputs[k * w..(k + 1) * w].copy_from_slice(&self.inputs[i * w..(i + 1) * w]);
-            targets[k * w..(k + 1) * w].copy_from_slice(&self.targets[i * w..(i + 1) * w]);
-        }
     }
 }
 

@@ -18,9 +18,11 @@
 //! # Shapes
 //! ```text
 //! B batch   D d_model   H heads   K d_head   L layers   P parameters
-//! input, target  [B, 2]        grads  [P]
+//! batch rows  [2] inputs, [2] targets     grads  [P]
 //! per lane group: r [(L+1)·D] lanes, v [L·H·K] lanes, dr [D], dv [H·K]
 //! ```
+
+use std::ops::Range;
 
 use rayon::prelude::*;
 
@@ -35,6 +37,41 @@ pub const CHUNK: usize = 512;
 
 /// One value per sample of a lane group.
 pub(crate) type Lane<F> = [F; LANES];
+
+/// The sequences of one batch: rows of `[N, T, 2]` input and target
+/// buffers, either all of them in order or the ones `rows` picks (a batch
+/// drawn from a fixed training set is read in place, inside each chunk).
+#[derive(Clone, Copy, Debug)]
+pub struct Batch<'a, F> {
+    /// `[N, T, 2]` inputs.
+    pub inputs: &'a [F],
+    /// `[N, T, 2]` targets.
+    pub targets: &'a [F],
+    /// The rows in the batch; `None` for all rows in order.
+    pub rows: Option<&'a [u32]>,
+    /// Values per sequence, `T·2`.
+    pub width: usize,
+}
+
+impl<'a, F> Batch<'a, F> {
+    /// Sequences in the batch.
+    pub fn len(&self) -> usize {
+        self.rows.map_or(self.inputs.len() / self.width, <[u32]>::len)
+    }
+
+    /// True for a batch without sequences.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Input and target of the batch's `i`-th sequence, each `[T, 2]`.
+    #[inline(always)]
+    pub fn get(&self, i: usize) -> (&'a [F], &'a [F]) {
+        let row = self.rows.map_or(i, |r| r[i] as usize);
+        let span = row * self.width..(row + 1) * self.width;
+        (&self.inputs[span.clone()], &self.targets[span])
+    }
+}
 
 /// The training step's loss-and-gradient kernel: the fused context-1 path,
 /// or the lane kernel with full attention for longer contexts.
@@ -56,12 +93,11 @@ impl<F: Real> Kernel<F> {
         }
     }
 
-    /// Mean loss over scored tokens and its gradient in `grads` (overwritten);
-    /// `input` and `target` are `[B, T, 2]`.
-    pub fn loss_and_grad(&mut self, model: &Model<F>, input: &[F], target: &[F], grads: &mut [F]) -> f64 {
+    /// Mean loss over scored tokens of `batch` and its gradient in `grads` (overwritten).
+    pub fn loss_and_grad(&mut self, model: &Model<F>, batch: &Batch<F>, grads: &mut [F]) -> f64 {
         match self {
-            Kernel::Ctx1(k) => k.loss_and_grad(model, input, target, grads),
-            Kernel::Seq(k) => k.loss_and_grad(model, input, target, grads),
+            Kernel::Ctx1(k) => k.loss_and_grad(model, batch, grads),
+            Kernel::Seq(k) => k.loss_and_grad(model, batch, grads),
         }
     }
 }
@@ -103,15 +139,12 @@ impl<F: Real> Ctx1Kernel<F> {
     }
 
     /// Mean over samples of `‖pred − target‖²`, and its gradient in `grads` `[P]`
-    /// (overwritten). `input` and `target` are `[B, 2]`.
-    pub fn loss_and_grad(&mut self, model: &Model<F>, input: &[F], target: &[F], grads: &mut [F]) -> f64 {
-        let n = input.len() / D_IN;
+    /// (overwritten).
+    pub fn loss_and_grad(&mut self, model: &Model<F>, batch: &Batch<F>, grads: &mut [F]) -> f64 {
+        let n = batch.len();
         let g = F::of(2.0 / n as f64);
         let work = &mut self.work[..n.div_ceil(CHUNK)];
-        let loss = run_chunks(work, grads, |i, w| {
-            let span = i * CHUNK * D_IN..((i + 1) * CHUNK * D_IN).min(input.len());
-            chunk(model, &input[span.clone()], &target[span], g, w);
-        });
+        let loss = run_chunks(work, grads, |i, w| chunk(model, batch, i * CHUNK..((i + 1) * CHUNK).min(n), g, w));
         loss / n as f64
     }
 }
@@ -156,37 +189,37 @@ pub(crate) fn run_chunks<F: Real, W: ChunkOutput<F> + Send>(
 }
 
 /// One chunk, dispatched to the widest vector unit the CPU has.
-fn chunk<F: Real>(model: &Model<F>, input: &[F], target: &[F], g: F, w: &mut Work<F>) {
+fn chunk<F: Real>(model: &Model<F>, batch: &Batch<F>, span: Range<usize>, g: F, w: &mut Work<F>) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { chunk_avx2(model, input, target, g, w) };
+        return unsafe { chunk_avx2(model, batch, span, g, w) };
     }
-    chunk_portable(model, input, target, g, w);
+    chunk_portable(model, batch, span, g, w);
 }
 
 /// [`chunk_portable`] compiled for AVX2. No fused multiply-add is enabled, so
 /// the results are bit-identical to the portable build.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn chunk_avx2<F: Real>(model: &Model<F>, input: &[F], target: &[F], g: F, w: &mut Work<F>) {
-    chunk_portable(model, input, target, g, w);
+unsafe fn chunk_avx2<F: Real>(model: &Model<F>, batch: &Batch<F>, span: Range<usize>, g: F, w: &mut Work<F>) {
+    chunk_portable(model, batch, span, g, w);
 }
 
 #[inline(always)]
-fn chunk_portable<F: Real>(model: &Model<F>, input: &[F], target: &[F], g: F, w: &mut Work<F>) {
+fn chunk_portable<F: Real>(model: &Model<F>, batch: &Batch<F>, span: Range<usize>, g: F, w: &mut Work<F>) {
     let zero = [F::zero(); LANES];
     w.acc.iter_mut().for_each(|a| *a = zero);
     let mut loss = zero;
-    let n = input.len() / D_IN;
-    for start in (0..n).step_by(LANES) {
-        let live = (n - start).min(LANES);
+    for start in span.clone().step_by(LANES) {
+        let live = (span.end - start).min(LANES);
         let (mut s, mut y) = ([zero; D_IN], [zero; D_IN]);
         let mut gain = zero; // g for real samples, 0 for padding lanes
         for i in 0..live {
+            let (input, target) = batch.get(start + i);
             for c in 0..D_IN {
-                s[c][i] = input[(start + i) * D_IN + c];
-                y[c][i] = target[(start + i) * D_IN + c];
+                s[c][i] = input[c];
+                y[c][i] = target[c];
             }
             gain[i] = g;
         }

@@ -12,7 +12,9 @@
 //! dr [T, D]   dq, dk, dv, dz [T, H, K]   (reused across layers)
 //! ```
 
-use crate::kernel::{ChunkOutput, LANES, Lane, axpy, fma_lanes, run_chunks};
+use std::ops::Range;
+
+use crate::kernel::{Batch, ChunkOutput, LANES, Lane, axpy, fma_lanes, run_chunks};
 use crate::model::{D_IN, Model};
 use crate::real::Real;
 
@@ -84,55 +86,50 @@ impl<F: Real> SeqKernel<F> {
     }
 
     /// Mean over scored tokens of `‖pred − target‖²` and its gradient in
-    /// `grads` `[P]` (overwritten); `input`, `target` are `[B, T, 2]`.
-    pub fn loss_and_grad(&mut self, model: &Model<F>, input: &[F], target: &[F], grads: &mut [F]) -> f64 {
-        let cfg = &model.cfg;
-        let seq = cfg.n_ctx * D_IN;
-        let n = input.len() / seq;
-        let count = n * cfg.scored_positions().len();
+    /// `grads` `[P]` (overwritten).
+    pub fn loss_and_grad(&mut self, model: &Model<F>, batch: &Batch<F>, grads: &mut [F]) -> f64 {
+        let n = batch.len();
+        let count = n * model.cfg.scored_positions().len();
         let g = F::of(2.0 / count as f64);
         let work = &mut self.work[..n.div_ceil(CHUNK_SEQ)];
-        let loss = run_chunks(work, grads, |i, w| {
-            let span = i * CHUNK_SEQ * seq..((i + 1) * CHUNK_SEQ * seq).min(input.len());
-            chunk(model, &input[span.clone()], &target[span], g, w);
-        });
+        let loss =
+            run_chunks(work, grads, |i, w| chunk(model, batch, i * CHUNK_SEQ..((i + 1) * CHUNK_SEQ).min(n), g, w));
         loss / count as f64
     }
 }
 
 /// One chunk, dispatched to the widest vector unit the CPU has.
-fn chunk<F: Real>(model: &Model<F>, input: &[F], target: &[F], g: F, w: &mut Work<F>) {
+fn chunk<F: Real>(model: &Model<F>, batch: &Batch<F>, span: Range<usize>, g: F, w: &mut Work<F>) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { chunk_avx2(model, input, target, g, w) };
+        return unsafe { chunk_avx2(model, batch, span, g, w) };
     }
-    chunk_portable(model, input, target, g, w);
+    chunk_portable(model, batch, span, g, w);
 }
 
 /// [`chunk_portable`] compiled for AVX2 (no FMA: bit-identical results).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn chunk_avx2<F: Real>(model: &Model<F>, input: &[F], target: &[F], g: F, w: &mut Work<F>) {
-    chunk_portable(model, input, target, g, w);
+unsafe fn chunk_avx2<F: Real>(model: &Model<F>, batch: &Batch<F>, span: Range<usize>, g: F, w: &mut Work<F>) {
+    chunk_portable(model, batch, span, g, w);
 }
 
 #[inline(always)]
-fn chunk_portable<F: Real>(model: &Model<F>, input: &[F], target: &[F], g: F, w: &mut Work<F>) {
+fn chunk_portable<F: Real>(model: &Model<F>, batch: &Batch<F>, span: Range<usize>, g: F, w: &mut Work<F>) {
     let zero = [F::zero(); LANES];
     w.acc.iter_mut().for_each(|a| *a = zero);
-    let t = model.cfg.n_ctx;
-    let n = input.len() / (t * D_IN);
     let mut loss = zero;
     let (mut s, mut y) = (std::mem::take(&mut w.s), std::mem::take(&mut w.y));
-    for start in (0..n).step_by(LANES) {
-        let live = (n - start).min(LANES);
+    for start in span.clone().step_by(LANES) {
+        let live = (span.end - start).min(LANES);
         let mut gain = zero;
         for i in 0..LANES {
-            for e in 0..t * D_IN {
-                let src = (start + i.min(live - 1)) * t * D_IN + e;
-                s[e][i] = input[src];
-                y[e][i] = target[src];
+            // Padding lanes repeat the last sequence with zero weight.
+            let (input, target) = batch.get(start + i.min(live - 1));
+            for (e, (x, t)) in input.iter().zip(target).enumerate() {
+                s[e][i] = *x;
+                y[e][i] = *t;
             }
             gain[i] = if i < live { g } else { F::zero() };
         }

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::eval::mse;
 use crate::interrupt;
 use crate::io::write_text;
-use crate::kernel::Kernel;
+use crate::kernel::{Batch, Kernel};
 use crate::mat2::Mat2;
 use crate::model::Model;
 use crate::optim::AdamW;
@@ -27,8 +27,8 @@ use crate::rng::{Rng, Stream};
 enum Source<F> {
     /// A fixed set, visited in a shuffled order.
     Fixed { data: Dataset<F>, batches: Batches },
-    /// Fresh samples every step.
-    Fresh { rng: Rng },
+    /// Fresh samples every step, drawn into `fresh`.
+    Fresh { rng: Rng, fresh: Dataset<F> },
 }
 
 /// Everything one training run holds between steps.
@@ -45,8 +45,6 @@ pub struct Trainer<F: Real> {
     osc: Oscillator,
     propagator: Mat2,
     source: Source<F>,
-    input: Vec<F>,  // [B, T, 2]
-    target: Vec<F>, // [B, T, 2]
     kernel: Kernel<F>,
     grads: Vec<F>, // [P]
 }
@@ -60,19 +58,16 @@ impl<F: Real> Trainer<F> {
         let propagator = osc.propagator(config.system.dt);
         let model = Model::init(&cfg, &mut Rng::new(seed, Stream::Init));
         let source = match config.data.n_train {
-            0 => Source::Fresh { rng: Rng::new(seed, Stream::Train) },
+            0 => Source::Fresh { rng: Rng::new(seed, Stream::Train), fresh: Dataset::empty(cfg.n_ctx) },
             n => {
                 Source::Fixed { data: training_set(config), batches: Batches::new(n, Rng::new(seed, Stream::Shuffle)) }
             }
         };
         let b = config.train.batch_size;
-        let width = b * cfg.n_ctx * 2;
         Trainer {
             opt: AdamW::new(config.adamw(), model.params.len()),
             grads: vec![F::zero(); model.params.len()],
             kernel: Kernel::new(&model, b),
-            input: vec![F::zero(); width],
-            target: vec![F::zero(); width],
             config: config.clone(),
             model,
             step: 0,
@@ -89,7 +84,7 @@ impl<F: Real> Trainer<F> {
                 let (order, next, rng_position) = batches.state();
                 DataState::Fixed { order: order.to_vec(), next, rng_position }
             }
-            Source::Fresh { rng } => DataState::Fresh { rng_position: rng.position() },
+            Source::Fresh { rng, .. } => DataState::Fresh { rng_position: rng.position() },
         };
         TrainState {
             step: self.step,
@@ -124,9 +119,9 @@ impl<F: Real> Trainer<F> {
                     batches: Batches::restore(order, next, Rng::new(seed, Stream::Shuffle), rng_position),
                 }
             }
-            (Source::Fresh { mut rng }, DataState::Fresh { rng_position }) => {
+            (Source::Fresh { mut rng, fresh }, DataState::Fresh { rng_position }) => {
                 rng.set_position(rng_position);
-                Source::Fresh { rng }
+                Source::Fresh { rng, fresh }
             }
             _ => {
                 return Err("its data mode (fixed set or fresh samples) differs from config.toml's data.n_train".into());
@@ -150,22 +145,17 @@ impl<F: Real> Trainer<F> {
     /// the update. A non-finite loss leaves the weights untouched.
     pub fn step(&mut self) -> f64 {
         let b = self.config.train.batch_size;
-        match &mut self.source {
-            Source::Fixed { data, batches } => data.gather(batches.next_batch(b), &mut self.input, &mut self.target),
-            Source::Fresh { rng } => {
-                let fresh = Dataset::generate(
-                    &self.osc,
-                    &self.propagator,
-                    self.config.data.e_train_max,
-                    b,
-                    self.model.cfg.n_ctx,
-                    rng,
-                );
-                self.input.copy_from_slice(&fresh.inputs);
-                self.target.copy_from_slice(&fresh.targets);
+        let width = self.model.cfg.n_ctx * 2;
+        let batch = match &mut self.source {
+            Source::Fixed { data, batches } => {
+                Batch { inputs: &data.inputs, targets: &data.targets, rows: Some(batches.next_batch(b)), width }
             }
-        }
-        let loss = self.kernel.loss_and_grad(&self.model, &self.input, &self.target, &mut self.grads);
+            Source::Fresh { rng, fresh } => {
+                fresh.refill(&self.osc, &self.propagator, self.config.data.e_train_max, b, rng);
+                Batch { inputs: &fresh.inputs, targets: &fresh.targets, rows: None, width }
+            }
+        };
+        let loss = self.kernel.loss_and_grad(&self.model, &batch, &mut self.grads);
         if loss.is_finite() {
             let lr = self.lr();
             self.opt.step(&mut self.model.params, &self.grads, lr);

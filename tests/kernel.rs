@@ -4,7 +4,7 @@
 mod common;
 
 use common::config;
-use physlens::kernel::{CHUNK, Ctx1Kernel, Kernel, LANES};
+use physlens::kernel::{Batch, CHUNK, Ctx1Kernel, Kernel, LANES};
 use physlens::kernel_seq::CHUNK_SEQ;
 use physlens::model::{Activations, AttnScale, Model, ModelConfig, Scratch, mse_loss};
 use physlens::real::Real;
@@ -19,6 +19,11 @@ fn reference<F: Real>(model: &Model<F>, input: &[F], target: &[F]) -> (f64, Vec<
     let loss = mse_loss(&model.cfg, &acts.pred, target, &mut scratch.d_pred);
     model.backward(input, &acts, &mut scratch, &mut grads);
     (loss, grads)
+}
+
+/// All of `input`/`target` as one batch, in order.
+fn whole<'a, F: Real>(model: &Model<F>, input: &'a [F], target: &'a [F]) -> Batch<'a, F> {
+    Batch { inputs: input, targets: target, rows: None, width: model.cfg.n_ctx * 2 }
 }
 
 fn random_case<F: Real>(cfg: &ModelConfig, batch: usize, seed: u64) -> (Model<F>, Vec<F>, Vec<F>) {
@@ -49,7 +54,7 @@ fn fused_kernel_matches_the_reference_backward_in_f64() {
             let (want_loss, want) = reference(&model, &input, &target);
             let mut kernel = Ctx1Kernel::new(&model, batch);
             let mut got = vec![0.0; model.params.len()];
-            let loss = kernel.loss_and_grad(&model, &input, &target, &mut got);
+            let loss = kernel.loss_and_grad(&model, &whole(&model, &input, &target), &mut got);
             assert!(
                 (loss - want_loss).abs() <= 1e-12 * want_loss,
                 "batch {batch}, {cfg:?}: loss {loss} vs {want_loss}"
@@ -69,7 +74,7 @@ fn fused_kernel_matches_the_reference_backward_in_f32() {
         let (want_loss, want) = reference(&model, &input, &target);
         let mut kernel = Ctx1Kernel::new(&model, 1000);
         let mut got = vec![0.0f32; model.params.len()];
-        let loss = kernel.loss_and_grad(&model, &input, &target, &mut got);
+        let loss = kernel.loss_and_grad(&model, &whole(&model, &input, &target), &mut got);
         assert!((loss - want_loss).abs() <= 1e-5 * want_loss);
         let scale = want.iter().fold(0.0f32, |m, g| m.max(g.abs()));
         for (a, b) in got.iter().zip(&want) {
@@ -88,7 +93,7 @@ fn fused_kernel_is_bit_identical_across_thread_counts() {
         pool.install(|| {
             let mut kernel = Ctx1Kernel::new(&model, batch);
             let mut g = vec![0.0f32; model.params.len()];
-            let loss = kernel.loss_and_grad(&model, &input, &target, &mut g);
+            let loss = kernel.loss_and_grad(&model, &whole(&model, &input, &target), &mut g);
             (loss.to_bits(), g.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
         })
     };
@@ -113,7 +118,7 @@ fn kernel_error<F: Real>(cfg: &ModelConfig, batch: usize, seed: u64) -> (f64, f6
     let (want_loss, want) = reference(&model, &input, &target);
     let mut kernel = Kernel::new(&model, batch);
     let mut got = vec![F::zero(); model.params.len()];
-    let loss = kernel.loss_and_grad(&model, &input, &target, &mut got);
+    let loss = kernel.loss_and_grad(&model, &whole(&model, &input, &target), &mut got);
     let scale = want.iter().fold(1e-300f64, |m, g| m.max(g.f64().abs()));
     let grad_err = got.iter().zip(&want).map(|(a, b)| (a.f64() - b.f64()).abs() / scale).fold(0.0, f64::max);
     ((loss - want_loss).abs() / want_loss, grad_err)
@@ -147,11 +152,29 @@ fn sequence_kernel_is_bit_identical_across_thread_counts() {
         pool.install(|| {
             let mut kernel = Kernel::new(&model, batch);
             let mut g = vec![0.0f32; model.params.len()];
-            let loss = kernel.loss_and_grad(&model, &input, &target, &mut g);
+            let loss = kernel.loss_and_grad(&model, &whole(&model, &input, &target), &mut g);
             (loss.to_bits(), g.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
         })
     };
     let one = run(1);
     assert_eq!(one, run(2));
     assert_eq!(one, run(3));
+}
+
+#[test]
+fn a_batch_read_by_row_index_equals_the_same_rows_copied_out() {
+    for cfg in [ModelConfig::seed(), config(4, 2, 3, 2, 5)] {
+        let (model, input, target) = random_case::<f32>(&cfg, 300, 5);
+        let rows: Vec<u32> = (0..200u32).map(|i| (i * 7919) % 300).collect();
+        let w = cfg.n_ctx * 2;
+        let pick = |xs: &[f32]| -> Vec<f32> { rows.iter().flat_map(|&r| xs[r as usize * w..][..w].to_vec()).collect() };
+        let (inp, tgt) = (pick(&input), pick(&target));
+        let mut kernel = Kernel::new(&model, 200);
+        let (mut a, mut b) = (vec![0.0f32; model.params.len()], vec![0.0f32; model.params.len()]);
+        let indexed = Batch { inputs: &input, targets: &target, rows: Some(&rows), width: w };
+        let la = kernel.loss_and_grad(&model, &indexed, &mut a);
+        let lb = kernel.loss_and_grad(&model, &whole(&model, &inp, &tgt), &mut b);
+        assert_eq!(la.to_bits(), lb.to_bits());
+        assert_eq!(a, b);
+    }
 }
