@@ -137,3 +137,25 @@ pub fn interpret_affine<F: Real>(model: &Model<F>, system: &SystemInfo) -> Optio
     let (m, c) = model.affine_map()?;
     Some(analyze_map(m, c, system, "exact affine map of a context-1 model"))
 }
+
+/// The interpretation of any model (SPEC §4): the exact affine map for a
+/// context-1 model (any number of layers), otherwise the mean Jacobian of the
+/// last prediction w.r.t. the last input token from `jacobians` (computed on
+/// the validation set), with the linearisation's mean intercept as offset.
+/// `map_kind` says which. The full report (Jacobians of every token,
+/// circuits, probes…) is [`crate::inspect::interpret_checkpoint`].
+pub fn interpret_with_jacobians<F: Real>(
+    model: &Model<F>,
+    system: &SystemInfo,
+    jacobians: &crate::jacobian::JacobianReport,
+) -> MapReport {
+    if let Some(report) = interpret_affine(model, system) {
+        return report;
+    }
+    let kind = format!(
+        "mean Jacobian of the last prediction w.r.t. the last input token over {} validation states \
+         (context {}: not one affine map)",
+        jacobians.n_states, model.cfg.n_ctx
+    );
+    analyze_map(jacobians.last().mean, jacobians.offset, system, &kind)
+}

@@ -27,8 +27,8 @@
 use serde::Serialize;
 
 use crate::mat2::{Mat2, Vec2};
-use crate::model::{Activations, Model, Scratch, D_IN};
-use crate::real::Real;
+use crate::model::{Activations, D_IN, Model, Scratch};
+use crate::real::{Dtype, Real};
 
 /// Sequences per forward/backward pass.
 const CHUNK: usize = 1024;
@@ -45,6 +45,8 @@ pub struct Jacobians {
     pub values: Vec<f64>,
     /// `[B, 2]`: the last prediction `pred[b, T−1]`.
     pub last_pred: Vec<f64>,
+    /// The dtype the model ran in.
+    pub dtype: Dtype,
 }
 
 impl Jacobians {
@@ -75,7 +77,8 @@ pub fn last_prediction_jacobians<F: Real>(model: &Model<F>, inputs: &[F]) -> Jac
     let mut scratch = Scratch::new(cfg, cap);
     let mut grads = vec![F::zero(); model.layout.len];
     let mut d_input = vec![F::zero(); cap * w];
-    let mut out = Jacobians { batch, n_ctx: t, values: vec![0.0; batch * t * D_IN * D_IN], last_pred: vec![] };
+    let mut out =
+        Jacobians { batch, n_ctx: t, values: vec![0.0; batch * t * D_IN * D_IN], last_pred: vec![], dtype: F::DTYPE };
     out.last_pred.reserve(batch * D_IN);
     for (chunk_index, chunk) in inputs.chunks(cap * w).enumerate() {
         let nb = chunk.len() / w;
@@ -153,7 +156,15 @@ impl JacobianReport {
 /// # Panics
 /// If `inputs` holds no sequence.
 pub fn jacobian_report<F: Real>(model: &Model<F>, inputs: &[F]) -> JacobianReport {
-    let jac = last_prediction_jacobians(model, inputs);
+    summarize(&last_prediction_jacobians(model, inputs), inputs)
+}
+
+/// Summarises the Jacobians `jac` computed on `inputs` `[B, T, 2]`.
+///
+/// # Panics
+/// If `jac` holds no sequence or does not match `inputs`.
+pub fn summarize<F: Real>(jac: &Jacobians, inputs: &[F]) -> JacobianReport {
+    assert_eq!(inputs.len(), jac.batch * jac.n_ctx * D_IN, "Jacobians of other inputs");
     assert!(jac.batch > 0, "no states to average the Jacobians over");
     let (nb, t) = (jac.batch, jac.n_ctx);
     let tokens = (0..t)
@@ -180,7 +191,7 @@ pub fn jacobian_report<F: Real>(model: &Model<F>, inputs: &[F]) -> JacobianRepor
     let (mean_c, std_c) = mean_std(&as_mats);
     JacobianReport {
         n_states: nb,
-        method: "exact reverse mode (the model's backward pass), in f64".into(),
+        method: format!("exact reverse mode (the model's backward pass), in {}", jac.dtype.name()),
         tokens,
         offset: mean_c[0],
         offset_std: std_c[0],
@@ -227,10 +238,10 @@ pub fn one_step_fit<F: Real>(inputs: &[F], jac: &Jacobians) -> Option<OneStepFit
             }
         }
     }
-    let inv = crate::mat2::inverse(&sts)?;
     if crate::mat2::det(&sts) <= 1e-12 * (sts[0][0] * sts[1][1]).max(f64::MIN_POSITIVE) {
         return None;
     }
+    let inv = crate::mat2::inverse(&sts)?;
     let mt = crate::mat2::mul(&inv, &stp); // Mᵀ (row convention)
     let map = crate::mat2::transpose(&mt);
     let offset = [pm[0] - (map[0][0] * sm[0] + map[0][1] * sm[1]), pm[1] - (map[1][0] * sm[0] + map[1][1] * sm[1])];

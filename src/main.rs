@@ -9,9 +9,9 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use physlens::checkpoint::{self, AnyModel};
 use physlens::config::Config;
-use physlens::interpret::{MapReport, interpret_affine};
+use physlens::inspect::{InterpretOptions, InterpretRequest, parse_state, run_interpret};
+use physlens::interpret::MapReport;
 use physlens::progress::ProgressGroup;
 use physlens::real::Dtype;
 use physlens::study::{RunDir, Summary, run_study};
@@ -69,6 +69,12 @@ enum Command {
         #[arg(long)]
         steps: Option<usize>,
     },
+    /// Rebuild the report (figures, report.html, summary.md, summary.tex) from a run folder alone.
+    Report {
+        /// A folder written by `run` (or a folder of `train` evaluated with `eval`).
+        #[arg(long)]
+        run: PathBuf,
+    },
     /// Steady-state training speed (SPEC §7): configs blog and wide, batches 256, 1024, 16384.
     Bench {
         /// Print {"results": [...]} as JSON.
@@ -78,14 +84,40 @@ enum Command {
         #[arg(long, default_value_t = 1.0)]
         seconds: f64,
     },
-    /// Read the physics back from any checkpoint in the SPEC §3 layout.
+    /// Read the physics back from any checkpoint in the SPEC §3 layout: effective map, ω0/γ, rule,
+    /// Jacobians, circuits, attention patterns, probes.
     Interpret {
-        /// A .safetensors checkpoint.
-        #[arg(long)]
-        model: PathBuf,
-        /// Print the SPEC §4 JSON object instead of the readable summary.
+        /// A .safetensors checkpoint; repeat for models trained at several Δt (fits the truncation order).
+        #[arg(long, required = true)]
+        model: Vec<PathBuf>,
+        /// Print the JSON object (SPEC §4 keys and more) instead of the readable summary.
         #[arg(long)]
         json: bool,
+        /// Write these activations (comma-separated cache names, e.g. blocks.0.attn.pattern, or `all`) on the
+        /// validation states into --out, with the inputs.
+        #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+        dump: Vec<String>,
+        /// Dump files: npy (one per activation), safetensors (activations.safetensors) or both.
+        #[arg(long, default_value = "both", value_name = "FORMAT")]
+        dump_format: physlens::dump::DumpFormat,
+        /// Folder for interpret.json, patterns.csv, probes.csv, jacobians.csv and the dumps.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Activations to probe (comma-separated) [default: embed and each layer's attn.z and resid_post].
+        #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+        probe: Vec<String>,
+        /// Validation states (Jacobians, probes, dumps).
+        #[arg(long, default_value_t = 4096)]
+        n_valid: usize,
+        /// Largest validation energy.
+        #[arg(long, default_value_t = 4.0)]
+        e_max: f64,
+        /// Seed of the validation states.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Start state X,P of the trajectory whose attention patterns are shown [default: energy 1, phase 0].
+        #[arg(long, value_name = "X,P", allow_hyphen_values = true)]
+        trajectory: Option<String>,
     },
 }
 
@@ -109,6 +141,7 @@ fn execute(command: Command) -> Result<()> {
             let out = out.unwrap_or_else(|| Path::new("runs").join(name));
             let summary = run_study(&config, &out, quiet)?;
             print_summary(&summary, &out);
+            print_report(&physlens::report::build_report(&out)?);
         }
         Command::Train { config, out, resume, quiet } => {
             let (config, out) = match &resume {
@@ -143,6 +176,7 @@ fn execute(command: Command) -> Result<()> {
             }
             println!("wrote {}", run.dir.join("eval.json").display());
         }
+        Command::Report { run } => print_report(&physlens::report::build_report(&run)?),
         Command::Rollout { run, steps } => {
             let run = RunDir::open(&run)?;
             let steps = steps.unwrap_or(run.config.eval.rollout_steps);
@@ -166,7 +200,10 @@ fn execute(command: Command) -> Result<()> {
             if json {
                 println!("{}", serde_json::json!({ "results": rows }));
             } else {
-                println!("{:<6} {:>6} {:>6} {:>8} {:>12} {:>14}", "config", "batch", "dtype", "threads", "µs/step", "samples/s");
+                println!(
+                    "{:<6} {:>6} {:>6} {:>8} {:>12} {:>14}",
+                    "config", "batch", "dtype", "threads", "µs/step", "samples/s"
+                );
                 for r in &rows {
                     println!(
                         "{:<6} {:>6} {:>6} {:>8} {:>12.1} {:>14.3e}",
@@ -175,24 +212,16 @@ fn execute(command: Command) -> Result<()> {
                 }
             }
         }
-        Command::Interpret { model, json } => {
-            let ckpt = checkpoint::load(&model)?;
-            let report = match &ckpt.model {
-                AnyModel::F32(m) => interpret_affine(m, &ckpt.system),
-                AnyModel::F64(m) => interpret_affine(m, &ckpt.system),
+        Command::Interpret { model, json, dump, dump_format, out, probe, n_valid, e_max, seed, trajectory } => {
+            let options = InterpretOptions {
+                n_valid,
+                e_valid_max: e_max,
+                seed,
+                probe_names: (!probe.is_empty()).then_some(probe),
+                trajectory_start: trajectory.as_deref().map(parse_state).transpose()?,
+                ..InterpretOptions::default()
             };
-            let Some(report) = report else {
-                anyhow::bail!(
-                    "{}: this model has context {} > 1, so it is not one affine map; interpreting such models is not supported yet",
-                    model.display(),
-                    ckpt.model.cfg().n_ctx
-                );
-            };
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print_map_report(&report);
-            }
+            print!("{}", run_interpret(&InterpretRequest { models: model, json, dump, dump_format, out, options })?);
         }
     }
     Ok(())
@@ -267,4 +296,11 @@ fn print_map_report(r: &MapReport) {
             r.margin, r.error_vs_exact
         );
     }
+}
+
+fn print_report(r: &physlens::report::ReportOutcome) {
+    for skipped in &r.skipped {
+        println!("figure left out: {skipped}");
+    }
+    println!("wrote {} ({} figures), {} and {}", r.html.display(), r.figures, r.markdown.display(), r.latex.display());
 }

@@ -2,7 +2,8 @@
 //! out and interpret, then write `summary.json` (SPEC §4, §6).
 //!
 //! A case folder holds `config.toml`, `metrics.csv`, `model.safetensors`,
-//! `eval.json`, `rollout.csv`, `trajectories.csv` and `interpret.json`.
+//! `eval.json`, `rollout.csv`, `trajectories.csv`, `error_vs_energy.csv` and
+//! `interpret.json`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -174,6 +175,7 @@ pub fn evaluate<F: Real>(config: &Config, model: &Model<F>, dir: &Path, steps: u
     let ro = rollout(model, &osc, config.system.dt, &starts, steps);
     write_text(&dir.join("rollout.csv"), &ro.stats_csv())?;
     write_text(&dir.join("trajectories.csv"), &ro.trajectories_csv(SAVED_TRAJECTORIES, config.system.dt))?;
+    write_text(&dir.join("error_vs_energy.csv"), &crate::report_data::error_vs_energy_csv(model, &valid, &osc))?;
     let interpretation = interpret_affine(model, &system_info(config));
     if let Some(report) = &interpretation {
         write_json(&dir.join("interpret.json"), report)?;

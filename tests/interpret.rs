@@ -1,0 +1,429 @@
+//! `physlens interpret` on models built by hand with a known answer (issue 3):
+//! the effective map, readouts, rule verdicts, Jacobians, circuits, probes,
+//! attention patterns, dumps and the truncation order.
+
+mod handbuilt;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use handbuilt::{gauge, to_f32, two_head_model, two_step_model, write_like_numpy};
+use physlens::checkpoint::{self, Checkpoint, SystemInfo};
+use physlens::dump::{DumpFormat, dump_activations};
+use physlens::explain::render;
+use physlens::inspect::{FullReport, InterpretOptions, interpret_checkpoint, interpret_many};
+use physlens::jacobian::last_prediction_jacobians;
+use physlens::mat2::{self, Mat2};
+use physlens::model::{Activations, AttnScale, Model, ModelConfig};
+use physlens::physics::Oscillator;
+use physlens::probe::{held_out_r2, probe_table};
+use physlens::rng::{Rng, Stream};
+use physlens::rules::{RULES, rule_map};
+
+/// Fewer validation states than the default keeps the tests quick.
+fn options() -> InterpretOptions {
+    InterpretOptions { n_valid: 512, ..InterpretOptions::default() }
+}
+
+fn dist(a: &Mat2, b: &Mat2) -> f64 {
+    mat2::frobenius(&mat2::sub(a, b))
+}
+
+fn save_and_interpret(dir: &Path, name: &str, model: &Model<f64>, system: &SystemInfo) -> (Checkpoint, FullReport) {
+    let path = dir.join(name);
+    checkpoint::save(&path, model, system, &BTreeMap::new()).unwrap();
+    let ckpt = checkpoint::load(&path).unwrap();
+    let report = interpret_checkpoint(&ckpt, name, &options()).unwrap();
+    (ckpt, report)
+}
+
+/// The eigenvalues `e^{(−γ ± iω)Δt}` the spectral readout implies.
+fn implied_eigenvalue(r: &FullReport) -> (f64, f64) {
+    let dt = r.map.truth.dt;
+    let modulus = (-r.map.learned.gamma * dt).exp();
+    (modulus * (r.map.learned.omega * dt).cos(), modulus * (r.map.learned.omega * dt).sin())
+}
+
+/// Checks everything a hand-built one-step model must give back, to `tol`.
+fn check_rule_report(r: &FullReport, rule: &str, want: &Mat2, offset: [f64; 2], tol: f64) {
+    let m = &r.map;
+    assert!(dist(&m.effective_map, want) <= tol, "{rule}: map {:?} vs {want:?}", m.effective_map);
+    assert!(
+        (m.offset[0] - offset[0]).abs() <= tol && (m.offset[1] - offset[1]).abs() <= tol,
+        "{rule}: offset {:?}",
+        m.offset
+    );
+    assert_eq!(m.nearest_method, rule, "{rule}: {:?}", m.methods);
+    assert!(m.identifiable && m.margin >= 10.0, "{rule}: margin {}", m.margin);
+    assert_eq!(r.margin_explanation.indistinguishable, vec![rule.to_string()]);
+    assert_eq!(r.effective_map_source, "affine");
+    // The readout's (γ, ω) reproduce the map's eigenvalues.
+    let eig = mat2::eigenvalues(want);
+    let (re, im) = implied_eigenvalue(r);
+    assert!((re - eig[0].re).abs() <= tol && (im - eig[0].im).abs() <= tol, "{rule}: ({re}, {im}) vs {:?}", eig[0]);
+    // The Jacobian of a context-1 model is its affine map, everywhere.
+    let j = r.jacobians.last();
+    assert!(dist(&j.mean, &m.effective_map) <= 1e-12 && j.max_dev <= 1e-12, "{rule}: Jacobian {j:?}");
+    // Direct path + head paths add up to the map.
+    let c = &r.circuits;
+    let sum = c.heads.iter().fold(c.direct.map, |acc, h| mat2::add(&acc, &h.path.map));
+    assert!(dist(&sum, &m.effective_map) <= 1e-12, "{rule}: paths sum to {sum:?}");
+    assert!(dist(&c.sum_of_paths, &m.effective_map) <= 1e-12);
+    // Context 1: every head attends to the only token.
+    assert!(r.patterns.heads.iter().all(|h| h.last_query == vec![1.0] && h.entropy_last == 0.0));
+}
+
+#[test]
+fn every_rule_built_by_hand_in_f64_is_recovered_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for gamma in [0.0, 0.1] {
+        let system = SystemInfo::oscillator(2.0, gamma, 0.1);
+        let osc = system.osc();
+        for (i, rule) in RULES.iter().enumerate() {
+            let want = rule_map(rule, &osc, 0.1).unwrap();
+            let c = [1e-3 * (i as f64 - 4.0), -2e-3];
+            let model = two_head_model(want, c, gauge(10 + i as u64), i as u64 + 1);
+            let (_, r) = save_and_interpret(dir.path(), &format!("{rule}.safetensors"), &model, &system);
+            check_rule_report(&r, rule, &want, c, 1e-9);
+            if *rule == "exact" {
+                let (l, t) = (&r.map.learned, &r.map.truth);
+                assert!((l.omega0 - t.omega0).abs() <= 1e-9 && (l.gamma - t.gamma).abs() <= 1e-9, "{l:?}");
+                assert!((r.map.best_fit.omega0 - 2.0).abs() <= 1e-9 && r.map.error_vs_exact <= 1e-12);
+                let g = r.generator.as_ref().unwrap();
+                assert!(
+                    (g.omega0_sq - 4.0).abs() <= 1e-9 && (g.gamma - gamma).abs() <= 1e-9 && g.structure_error <= 1e-9
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn rules_written_with_numpy_layout_in_f32_and_f64_are_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    // A larger step so that f32 rounding (1e-7) stays far below the gaps between rules.
+    let system = SystemInfo::oscillator(2.0, 0.1, 0.25);
+    let osc = system.osc();
+    for (i, rule) in ["exact", "euler", "rk4", "leapfrog", "symplectic_euler", "crank_nicolson"].iter().enumerate() {
+        let want = rule_map(rule, &osc, system.dt).unwrap();
+        let c = [0.01, -0.02];
+        let model = two_head_model(want, c, gauge(40 + i as u64), 3);
+        for single in [true, false] {
+            let path = dir.path().join(format!("{rule}-{single}.safetensors"));
+            write_like_numpy(&path, &model, &system, single);
+            let ckpt = checkpoint::load(&path).unwrap();
+            assert_eq!(ckpt.model.dtype().name(), if single { "f32" } else { "f64" });
+            assert_eq!(ckpt.metadata["written_by"], "numpy");
+            let r = interpret_checkpoint(&ckpt, rule, &options()).unwrap();
+            check_rule_report(&r, rule, &want, c, if single { 2e-6 } else { 1e-9 });
+        }
+    }
+    // The f32 path through physlens' own writer agrees with the numpy-style file.
+    let want = rule_map("rk4", &osc, system.dt).unwrap();
+    let model32 = to_f32(&two_head_model(want, [0.0, 0.0], gauge(7), 2));
+    let path = dir.path().join("own-f32.safetensors");
+    checkpoint::save(&path, &model32, &system, &BTreeMap::new()).unwrap();
+    let r = interpret_checkpoint(&checkpoint::load(&path).unwrap(), "own", &options()).unwrap();
+    check_rule_report(&r, "rk4", &want, [0.0, 0.0], 2e-6);
+}
+
+#[test]
+fn context3_two_step_rule_shows_jacobians_on_the_right_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let system = SystemInfo::oscillator(2.0, 0.1, 0.1);
+    let m = system.osc().propagator(0.1);
+    let m2 = mat2::mul(&m, &m);
+    let (model, offset) = two_step_model(m, [0.01, -0.005], gauge(3), [0.2, -0.1]);
+    let (_, r) = save_and_interpret(dir.path(), "two-step.safetensors", &model, &system);
+    let j = &r.jacobians;
+    assert_eq!(j.tokens.len(), 3);
+    let zero = [[0.0; 2]; 2];
+    for (tok, want) in [(2, mat2::scale(&m, 2.0)), (1, mat2::scale(&m2, -1.0)), (0, zero)] {
+        let got = &j.tokens[tok];
+        assert_eq!(got.lag, 2 - tok);
+        assert!(dist(&got.mean, &want) <= 1e-9, "token {tok}: {:?} vs {want:?}", got.mean);
+        assert!(got.max_dev <= 1e-9, "token {tok}: spread {}", got.max_dev);
+    }
+    assert!(
+        (j.offset[0] - offset[0]).abs() <= 1e-9 && (j.offset[1] - offset[1]).abs() <= 1e-9,
+        "{:?} vs {offset:?}",
+        j.offset
+    );
+    // SPEC §4: effective_map is the mean Jacobian w.r.t. the last token, and the report says so.
+    assert_eq!(r.effective_map_source, "jacobian");
+    assert!(r.map.map_kind.contains("Jacobian"), "{}", r.map.map_kind);
+    assert!(dist(&r.map.effective_map, &mat2::scale(&m, 2.0)) <= 1e-9);
+    assert!(render(&r).contains("MEAN JACOBIAN"));
+    // 2M is no one-step rule: the verdict must not name one.
+    assert!(!r.map.identifiable);
+    // Along true trajectories the two-step rule is exact: the one-step fit finds M.
+    let one = r.one_step.as_ref().unwrap();
+    assert!(dist(&one.report.effective_map, &m) <= 1e-9, "{:?}", one.report.effective_map);
+    assert!(one.rms_residual <= 1e-9);
+    assert_eq!(one.report.nearest_method, "exact");
+    assert!((one.report.learned.omega0 - 2.0).abs() <= 1e-8 && (one.report.learned.gamma - 0.1).abs() <= 1e-8);
+    // Head 0 looks at the token itself, head 1 at the one before.
+    let heads = &r.patterns.heads;
+    assert!((heads[0].last_query[2] - 1.0).abs() <= 1e-15 && heads[0].mean_offset_last.abs() <= 1e-15);
+    assert!((heads[1].last_query[1] - 1.0).abs() <= 1e-15 && (heads[1].mean_offset_last - 1.0).abs() <= 1e-15);
+    assert!(heads.iter().all(|h| h.entropy_last <= 1e-30 && h.valid_entropy_last.unwrap() <= 1e-30));
+    // The positional scores of the circuits say the same, without running the model.
+    let scores = r.circuits.heads[1].positional_scores.as_ref().unwrap();
+    assert!((scores[2][1] - handbuilt::LOGIT).abs() <= 1e-9 && scores[2][2].abs() <= 1e-9);
+}
+
+#[test]
+fn jacobians_match_central_differences_on_random_models() {
+    for (causal, positional, n_layers) in [(true, true, 2), (false, false, 1), (true, false, 3)] {
+        let cfg = ModelConfig {
+            d_model: 4,
+            n_heads: 2,
+            d_head: 3,
+            n_layers,
+            n_ctx: 4,
+            attn_scale: AttnScale::DHead,
+            causal,
+            positional,
+        };
+        let mut rng = Rng::new(5, Stream::Init);
+        let mut model = Model::<f64>::init(&cfg, &mut rng);
+        // Larger weights than the init so the softmax is far from uniform.
+        model.params.iter_mut().for_each(|w| *w = 0.9 * rng.normal());
+        let batch = 3;
+        let input: Vec<f64> = (0..batch * 4 * 2).map(|_| rng.normal()).collect();
+        let jac = last_prediction_jacobians(&model, &input);
+        let last = |x: &[f64]| {
+            let mut acts = Activations::new(&cfg, batch);
+            model.forward(x, &mut acts);
+            acts.pred
+        };
+        let h = 1e-6;
+        let mut worst: f64 = 0.0;
+        for b in 0..batch {
+            for t in 0..4 {
+                for j in 0..2 {
+                    let (mut hi, mut lo) = (input.clone(), input.clone());
+                    hi[(b * 4 + t) * 2 + j] += h;
+                    lo[(b * 4 + t) * 2 + j] -= h;
+                    let (ph, pl) = (last(&hi), last(&lo));
+                    for i in 0..2 {
+                        let fd = (ph[(b * 4 + 3) * 2 + i] - pl[(b * 4 + 3) * 2 + i]) / (2.0 * h);
+                        let exact = jac.get(b, t)[i][j];
+                        worst = worst.max((fd - exact).abs() / fd.abs().max(1.0));
+                    }
+                }
+            }
+        }
+        assert!(worst < 1e-7, "causal {causal} positional {positional} layers {n_layers}: {worst:e}");
+        // Without the causal mask the older tokens matter; with it they still do through attention.
+        assert!((0..3).any(|t| mat2::frobenius(&jac.get(0, t)) > 1e-3));
+    }
+}
+
+#[test]
+fn probes_find_linear_targets_and_not_noise() {
+    // Features: a nonlinear activation (the last position of a random context-3 model).
+    let cfg = ModelConfig {
+        d_model: 4,
+        n_heads: 2,
+        d_head: 2,
+        n_layers: 1,
+        n_ctx: 3,
+        attn_scale: AttnScale::DModel,
+        causal: true,
+        positional: true,
+    };
+    let mut rng = Rng::new(9, Stream::Init);
+    let mut model = Model::<f64>::init(&cfg, &mut rng);
+    model.params.iter_mut().for_each(|w| *w = rng.normal());
+    let n = 2000;
+    let input: Vec<f64> = (0..n * 6).map(|_| rng.normal()).collect();
+    let mut acts = Activations::new(&cfg, n);
+    model.forward(&input, &mut acts);
+    let (x, p) = physlens::probe::last_position_features(&acts, &cfg, "blocks.0.resid_post").unwrap();
+    assert_eq!(p, 4);
+    let linear: Vec<f64> = x.chunks(p).map(|r| 2.0 * r[0] - 0.5 * r[1] + 3.0 * r[3] + 1.0).collect();
+    let noise: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
+    let nonlinear: Vec<f64> = x.chunks(p).map(|r| (3.0 * r[0]).sin() * r[1] * r[1]).collect();
+    let r2_linear = held_out_r2(&x, p, &linear, 1e-8);
+    let r2_noise = held_out_r2(&x, p, &noise, 1e-8);
+    let r2_nonlinear = held_out_r2(&x, p, &nonlinear, 1e-8);
+    assert!(r2_linear > 1.0 - 1e-9, "linear target: R² {r2_linear}");
+    assert!(r2_noise.abs() < 0.03, "noise target: R² {r2_noise}");
+    assert!(r2_nonlinear < 0.9, "a nonlinear target must not look linear: R² {r2_nonlinear}");
+
+    // On the hand-built exact model: x, p and every rule output decode; the energy (quadratic) does not.
+    let system = SystemInfo::oscillator(2.0, 0.1, 0.1);
+    let osc = system.osc();
+    let model = two_head_model(osc.propagator(0.1), [0.0, 0.0], gauge(2), 1);
+    let mut vrng = Rng::new(0, Stream::Valid);
+    let data = physlens::data::Dataset::<f64>::generate(&osc, &osc.propagator(0.1), 4.0, 1000, 1, &mut vrng);
+    let names = vec!["blocks.0.resid_post".to_string(), "blocks.0.attn.pattern".to_string()];
+    let table = probe_table(&model, &data.inputs, &osc, 0.1, &names, 1e-8).unwrap();
+    let r2 = |a: &str, t: &str| table.iter().find(|r| r.activation == a && r.target == t).unwrap().r2;
+    for t in ["x", "p", "exact.x", "leapfrog.p_half", "(Ah)^2 s.p", "euler.p"] {
+        assert!(r2("blocks.0.resid_post", t) > 1.0 - 1e-9, "{t}: {}", r2("blocks.0.resid_post", t));
+        // The pattern is constant at context 1: it carries nothing.
+        assert!(r2("blocks.0.attn.pattern", t) <= 0.0, "{t} from the pattern");
+    }
+    assert!(r2("blocks.0.resid_post", "energy").abs() < 0.1);
+    let err = probe_table(&model, &data.inputs, &osc, 0.1, &["blocks.9.resid_post".to_string()], 1e-8).unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    assert!(err.to_string().contains("blocks.9.resid_post"), "{err}");
+}
+
+#[test]
+fn margin_explanation_names_rules_it_cannot_tell_apart() {
+    // Halfway between exact and RK4: equally near both.
+    let dir = tempfile::tempdir().unwrap();
+    let system = SystemInfo::oscillator(2.0, 0.1, 0.1);
+    let osc = system.osc();
+    let (exact, rk4) = (rule_map("exact", &osc, 0.1).unwrap(), rule_map("rk4", &osc, 0.1).unwrap());
+    let halfway = mat2::scale(&mat2::add(&exact, &rk4), 0.5);
+    let (_, r) = save_and_interpret(
+        dir.path(),
+        "halfway.safetensors",
+        &two_head_model(halfway, [0.0, 0.0], gauge(1), 1),
+        &system,
+    );
+    assert!(!r.map.identifiable && r.map.margin < 1.01, "margin {}", r.map.margin);
+    let e = &r.margin_explanation;
+    assert!(e.indistinguishable.contains(&"exact".to_string()) && e.indistinguishable.contains(&"rk4".to_string()));
+    assert!((e.rule_separation - dist(&exact, &rk4)).abs() <= 1e-15);
+    let text = render(&r);
+    assert!(text.contains("cannot tell") && text.contains("exact") && text.contains("rk4"), "{text}");
+    assert!(!text.contains("verdict: runs"), "{text}");
+}
+
+#[test]
+fn omega_beyond_nyquist_is_reported_not_identifiable() {
+    // ω0 = 40, Δt = 0.1: ωΔt ≈ 4 > π. The exact map aliases.
+    let dir = tempfile::tempdir().unwrap();
+    let system = SystemInfo::oscillator(40.0, 0.0, 0.1);
+    let m = system.osc().propagator(0.1);
+    let (_, r) =
+        save_and_interpret(dir.path(), "alias.safetensors", &two_head_model(m, [0.0, 0.0], gauge(4), 1), &system);
+    assert!(!r.omega_identifiability.identifiable);
+    assert!(r.omega_identifiability.statement.contains("not identifiable"), "{}", r.omega_identifiability.statement);
+    assert!(render(&r).contains("no map at this Δt can identify ω"));
+    // An identifiable one says so.
+    let ok = SystemInfo::oscillator(2.0, 0.0, 0.1);
+    let (_, r) = save_and_interpret(
+        dir.path(),
+        "ok.safetensors",
+        &two_head_model(ok.osc().propagator(0.1), [0.0, 0.0], gauge(4), 1),
+        &ok,
+    );
+    assert!(r.omega_identifiability.identifiable && r.omega_identifiability.statement.starts_with("ω is identifiable"));
+}
+
+#[test]
+fn path_maps_are_gauge_invariant_and_single_weights_are_not() {
+    let osc = Oscillator { omega0: 2.0, gamma: 0.1 };
+    let m = rule_map("leapfrog", &osc, 0.1).unwrap();
+    let a = physlens::circuits::circuits(&two_head_model(m, [0.0, 0.0], gauge(11), 5), 0.1);
+    let b = physlens::circuits::circuits(&two_head_model(m, [0.0, 0.0], gauge(12), 5), 0.1);
+    // Same heads (same seed, same split), different residual gauge.
+    for (ha, hb) in a.heads.iter().zip(&b.heads) {
+        assert!(dist(&ha.path.map, &hb.path.map) <= 1e-12 && ha.path.gauge_invariant);
+        for (ea, eb) in ha.ov.eigenvalues.iter().zip(&hb.ov.eigenvalues) {
+            assert!((ea.re - eb.re).abs() <= 1e-12 && (ea.im - eb.im).abs() <= 1e-12, "{ea:?} vs {eb:?}");
+        }
+        assert!(ha.ov.eigenvalues_gauge_invariant && !ha.ov.singular_values_gauge_invariant);
+        let sv_gap = (ha.ov.singular_values[0] - hb.ov.singular_values[0]).abs();
+        assert!(sv_gap > 1e-6, "OV singular values should depend on the gauge here");
+    }
+    assert!(dist(&a.direct.map, &b.direct.map) <= 1e-12 && dist(&a.direct.map, &mat2::identity()) <= 1e-12);
+    assert!(a.gauge.iter().any(|g| g.quantity.contains("W_E") && !g.gauge_invariant));
+}
+
+#[test]
+fn truncation_order_across_step_sizes() {
+    // Undamped: with γ > 0 the leapfrog of SPEC §1.5 kicks with a force that
+    // depends on the momentum explicitly, which is only first order in γ.
+    let dir = tempfile::tempdir().unwrap();
+    for (rule, slope) in [("euler", 2.0), ("leapfrog", 3.0), ("rk4", 5.0)] {
+        let mut ckpts = Vec::new();
+        let mut files = Vec::new();
+        for dt in [0.02, 0.04, 0.08] {
+            let system = SystemInfo::oscillator(2.0, 0.0, dt);
+            let m = rule_map(rule, &system.osc(), dt).unwrap();
+            let path = dir.path().join(format!("{rule}-{dt}.safetensors"));
+            checkpoint::save(&path, &two_head_model(m, [0.0, 0.0], gauge(5), 1), &system, &BTreeMap::new()).unwrap();
+            ckpts.push(checkpoint::load(&path).unwrap());
+            files.push(path.display().to_string());
+        }
+        let multi = interpret_many(&ckpts, &files, &options()).unwrap();
+        let fit = multi.truncation_order.as_ref().unwrap();
+        assert!((fit.slope - slope).abs() < 0.1, "{rule}: slope {}", fit.slope);
+        assert!((fit.method_order - (slope - 1.0)).abs() < 0.1 && fit.r2 > 0.999 && fit.note.is_empty());
+        assert!(physlens::explain::render_many(&multi).contains("truncation order"));
+    }
+    // One Δt only: no fit, and a reason.
+    let system = SystemInfo::oscillator(2.0, 0.1, 0.1);
+    let path = dir.path().join("one.safetensors");
+    checkpoint::save(
+        &path,
+        &two_head_model(rule_map("euler", &system.osc(), 0.1).unwrap(), [0.0; 2], gauge(5), 1),
+        &system,
+        &BTreeMap::new(),
+    )
+    .unwrap();
+    let ckpt = checkpoint::load(&path).unwrap();
+    let multi = interpret_many(&[ckpt.clone(), ckpt], &["a".into(), "b".into()], &options()).unwrap();
+    assert!(multi.truncation_order.is_none() && multi.truncation_order_unavailable.unwrap().contains("Δt"));
+}
+
+#[test]
+fn dumped_activations_read_back_as_npy_and_safetensors() {
+    let dir = tempfile::tempdir().unwrap();
+    let osc = Oscillator { omega0: 2.0, gamma: 0.1 };
+    let (model, _) = two_step_model(osc.propagator(0.1), [0.0, 0.0], gauge(3), [0.0, 0.0]);
+    let model = to_f32(&model);
+    let mut rng = Rng::new(1, Stream::Valid);
+    let data = physlens::data::Dataset::<f32>::generate(&osc, &osc.propagator(0.1), 4.0, 1500, 3, &mut rng);
+    let names = vec!["blocks.0.attn.pattern".to_string(), "embed".to_string()];
+    let files = dump_activations(&model, &data.inputs, &names, dir.path(), DumpFormat::Both).unwrap();
+    assert_eq!(files.len(), 4, "{files:?}"); // input.npy, two activations, activations.safetensors
+    // .npy: parse the header and compare with a direct forward pass on the last chunk.
+    let bytes = std::fs::read(dir.path().join("blocks.0.attn.pattern.npy")).unwrap();
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    assert!(header.contains("'descr': '<f4'") && header.contains("'shape': (1500, 2, 3, 3)"), "{header}");
+    assert_eq!((10 + header_len) % 64, 0);
+    let values: Vec<f32> =
+        bytes[10 + header_len..].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    assert_eq!(values.len(), 1500 * 2 * 9);
+    let mut acts = Activations::new(&model.cfg, 1);
+    let last = &data.inputs[1499 * 6..];
+    model.forward(last, &mut acts);
+    let (want, _) = acts.get(&model.cfg, "blocks.0.attn.pattern").unwrap();
+    assert_eq!(&values[1499 * 18..], want);
+    // safetensors: every array by name, same shapes.
+    let st_bytes = std::fs::read(dir.path().join("activations.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&st_bytes).unwrap();
+    assert_eq!(st.tensor("embed").unwrap().shape(), &[1500, 3, 5]);
+    assert_eq!(st.tensor("input").unwrap().shape(), &[1500, 3, 2]);
+    assert_eq!(st.tensor("blocks.0.attn.pattern").unwrap().data(), &bytes[10 + header_len..]);
+    // Unknown names are refused before anything is written.
+    let empty = tempfile::tempdir().unwrap();
+    let err = dump_activations(&model, &data.inputs, &["nope".to_string()], empty.path(), DumpFormat::Npy).unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn regression_circuit_eigenvalues_of_a_nilpotent_shift_qk_terminate() {
+    // nalgebra's unbounded Schur iteration never returned on the two-step
+    // model's shift-shaped QK matrix; the bounded one with rotations must.
+    let osc = Oscillator { omega0: 2.0, gamma: 0.1 };
+    let (model, _) = two_step_model(osc.propagator(0.1), [0.0, 0.0], gauge(3), [0.0, 0.0]);
+    let c = physlens::circuits::circuits(&model, 0.1);
+    let qk = &c.heads[1].qk;
+    let norm = qk.singular_values[0];
+    assert!(norm > 100.0, "the shift has weight a² ≈ 179: {norm}");
+    for e in &qk.eigenvalues {
+        assert!(e.re.is_finite() && e.im.is_finite() && e.abs() <= 1e-3 * norm, "{:?}", qk.eigenvalues);
+    }
+}
