@@ -173,11 +173,7 @@ impl AnyModel {
     /// The same model in f64 (exact: f32 → f64 widening loses nothing).
     pub fn to_f64(&self) -> Model<f64> {
         match self {
-            AnyModel::F32(m) => Model {
-                cfg: m.cfg.clone(),
-                layout: m.layout.clone(),
-                params: m.params.iter().map(|w| w.f64()).collect(),
-            },
+            AnyModel::F32(m) => m.to_f64(),
             AnyModel::F64(m) => m.clone(),
         }
     }

@@ -171,9 +171,7 @@ fn execute(command: Command) -> Result<()> {
                 "rollout ({} steps): median rel. err. at the end {:.3e}, max {:.3e}, max over all steps {:.3e}",
                 r.steps, r.median_rel_err_final, r.max_rel_err_final, r.max_rel_err
             );
-            if let Some(report) = &eval.interpretation {
-                print_map_report(report);
-            }
+            print_map_report(&eval.interpretation);
             println!("wrote {}", run.dir.join("eval.json").display());
         }
         Command::Report { run } => print_report(&physlens::report::build_report(&run)?),

@@ -218,6 +218,15 @@ impl<F: Real> Model<F> {
         model
     }
 
+    /// The same model in f64 (exact: widening f32 loses nothing).
+    pub fn to_f64(&self) -> Model<f64> {
+        Model {
+            cfg: self.cfg.clone(),
+            layout: self.layout.clone(),
+            params: self.params.iter().map(|w| w.f64()).collect(),
+        }
+    }
+
     /// The named tensor's values, if `name` is one of [`Layout::tensors`].
     pub fn tensor(&self, name: &str) -> Option<&[F]> {
         let t = self.layout.tensors(&self.cfg).into_iter().find(|t| t.name == name)?;

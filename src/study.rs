@@ -15,9 +15,11 @@ use crate::checkpoint::{self, AnyModel};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::eval::{RolloutSummary, mse, rollout, rollout_starts};
-use crate::interpret::{MapReport, interpret_affine};
+use crate::interpret::{MapReport, interpret_affine, interpret_with_jacobians};
 use crate::io::{write_json, write_text};
+use crate::jacobian::jacobian_report;
 use crate::model::Model;
+use crate::patterns::{patterns_csv, trajectory_patterns};
 use crate::progress::{Progress, ProgressGroup};
 use crate::real::{Dtype, Real};
 use crate::rng::{Rng, Stream};
@@ -52,7 +54,7 @@ pub struct CaseSummary {
     pub valid_mse: f64,
     /// Rollout headline numbers.
     pub rollout: RolloutSummary,
-    /// Spectral readout; NaN (null) for models without a single affine map.
+    /// Spectral readout of the effective map (the mean Jacobian for context > 1).
     pub learned: LearnedParams,
     /// Nearest candidate update rule.
     pub nearest_method: String,
@@ -84,8 +86,9 @@ pub struct Evaluation {
     pub valid_mse: f64,
     /// Rollout headline numbers.
     pub rollout: RolloutSummary,
-    /// The effective map read as physics, for context-1 models.
-    pub interpretation: Option<MapReport>,
+    /// The effective map read as physics (exact for context 1, the mean
+    /// Jacobian of the last prediction on the validation set otherwise).
+    pub interpretation: MapReport,
 }
 
 /// Runs every case of `config.run.cases` in parallel into `out/<case>/` and
@@ -138,15 +141,9 @@ pub fn run_case(config: &Config, dir: &Path, progress: &Progress) -> Result<Case
 fn run_case_typed<F: Real>(config: &Config, dir: &Path, progress: &Progress) -> Result<CaseSummary> {
     let outcome = train::<F>(config, dir, progress)?;
     let eval = evaluate(config, &outcome.model, dir, config.eval.rollout_steps)?;
-    let (learned, nearest_method, margin, error_vs_exact) = match &eval.interpretation {
-        Some(r) => (
-            LearnedParams { omega0: r.learned.omega0, gamma: r.learned.gamma },
-            r.nearest_method.clone(),
-            r.margin,
-            r.error_vs_exact,
-        ),
-        None => (LearnedParams { omega0: f64::NAN, gamma: f64::NAN }, "n/a (context > 1)".into(), f64::NAN, f64::NAN),
-    };
+    let r = &eval.interpretation;
+    let learned = LearnedParams { omega0: r.learned.omega0, gamma: r.learned.gamma };
+    let (nearest_method, margin, error_vs_exact) = (r.nearest_method.clone(), r.margin, r.error_vs_exact);
     Ok(CaseSummary {
         name: dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         omega0: config.system.omega0,
@@ -176,10 +173,21 @@ pub fn evaluate<F: Real>(config: &Config, model: &Model<F>, dir: &Path, steps: u
     write_text(&dir.join("rollout.csv"), &ro.stats_csv())?;
     write_text(&dir.join("trajectories.csv"), &ro.trajectories_csv(SAVED_TRAJECTORIES, config.system.dt))?;
     write_text(&dir.join("error_vs_energy.csv"), &crate::report_data::error_vs_energy_csv(model, &valid, &osc))?;
-    let interpretation = interpret_affine(model, &system_info(config));
-    if let Some(report) = &interpretation {
-        write_json(&dir.join("interpret.json"), report)?;
-    }
+    let system = system_info(config);
+    let interpretation = match interpret_affine(model, &system) {
+        Some(report) => report,
+        None => {
+            // Context > 1: the mean Jacobian on the validation set, and the
+            // attention along one trajectory for the report.
+            let exact = model.to_f64();
+            let inputs: Vec<f64> = valid.inputs.iter().map(|x| x.f64()).collect();
+            let start = osc.state_from_energy_phase(1.0, 0.0);
+            let patterns = trajectory_patterns(&exact, &osc, config.system.dt, start, None);
+            write_text(&dir.join("attention.csv"), &patterns_csv(&patterns))?;
+            interpret_with_jacobians(&exact, &system, &jacobian_report(&exact, &inputs))
+        }
+    };
+    write_json(&dir.join("interpret.json"), &interpretation)?;
     let eval = Evaluation {
         train_mse: mse(model, &train_set),
         valid_mse: mse(model, &valid),
