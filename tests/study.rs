@@ -188,3 +188,26 @@ fn training_lowers_the_loss_for_a_deeper_model_with_context() {
     }
     assert!(last < 0.1 * first, "loss {first} → {last}");
 }
+
+#[test]
+fn a_context_3_study_reads_its_map_from_the_jacobian_and_saves_attention() {
+    let config = Config::parse(
+        "[data]\nn_train = 2000\nn_valid = 256\ncontext = 3\n[model]\nd_model = 4\nn_heads = 2\npositional = true\n[train]\nsteps = 300\nbatch_size = 64\nlr = 3e-3\n[eval]\nn_rollouts = 4\nrollout_steps = 20\n[run]\ncases = [{ name = \"ctx3\", gamma = 0.1 }]\n",
+        "ctx3",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let summary = run_study(&config, dir.path(), true).unwrap();
+    let case = dir.path().join("ctx3");
+    let interpret: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(case.join("interpret.json")).unwrap()).unwrap();
+    assert!(interpret["map_kind"].as_str().unwrap().contains("Jacobian"), "{}", interpret["map_kind"]);
+    assert!(summary.cases[0].learned.omega0.is_finite());
+    let attention = std::fs::read_to_string(case.join("attention.csv")).unwrap();
+    // 1 layer × 2 heads × 3 queries × 3 keys, each query's row summing to one.
+    assert_eq!(attention.lines().count(), 1 + 2 * 3 * 3);
+    let weight_col = attention.lines().next().unwrap().split(',').position(|c| c == "weight").unwrap();
+    let total: f64 =
+        attention.lines().skip(1).map(|l| l.split(',').nth(weight_col).unwrap().parse::<f64>().unwrap()).sum();
+    assert!((total - 6.0).abs() < 1e-9, "rows do not sum to one: {total}");
+}
