@@ -55,20 +55,22 @@ pub fn bench_config(name: &str, batch: usize) -> Option<Config> {
 /// Times `config` for about `budget` after a warm-up of a fifth of it;
 /// returns the median step time and the thread count.
 pub fn time_steps(config: &Config, budget: Duration) -> (Duration, usize) {
-    let mut trainer = Trainer::<f32>::new(config);
-    let warm = Instant::now();
-    while warm.elapsed() < budget / 5 {
-        trainer.step();
-    }
-    let mut times = vec![];
-    let start = Instant::now();
-    while start.elapsed() < budget || times.len() < 10 {
-        let t = Instant::now();
-        trainer.step();
-        times.push(t.elapsed());
-    }
-    times.sort();
-    (times[times.len() / 2], rayon::current_num_threads())
+    crate::kernel::on_workers(|| {
+        let mut trainer = Trainer::<f32>::new(config);
+        let warm = Instant::now();
+        while warm.elapsed() < budget / 5 {
+            trainer.step();
+        }
+        let mut times = vec![];
+        let start = Instant::now();
+        while start.elapsed() < budget || times.len() < 10 {
+            let t = Instant::now();
+            trainer.step();
+            times.push(t.elapsed());
+        }
+        times.sort();
+        (times[times.len() / 2], rayon::current_num_threads())
+    })
 }
 
 /// Every (config, batch) row of SPEC §7, each timed for about `budget`.

@@ -31,7 +31,7 @@ use crate::model::{D_IN, Layout, Model};
 use crate::real::Real;
 
 /// Samples per vector group.
-pub const LANES: usize = 8;
+pub const LANES: usize = 16;
 /// Samples per parallel work item (fixed, so results do not depend on threads).
 pub const CHUNK: usize = 512;
 
@@ -149,6 +149,14 @@ impl<F: Real> Ctx1Kernel<F> {
     }
 }
 
+/// Runs `f` on a worker of the global thread pool. A training loop should
+/// run there: the kernels' parallel chunks then fork from a worker, which
+/// costs little, instead of being injected into the pool from outside it,
+/// which costs a cross-thread wake-up on every step.
+pub fn on_workers<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
+}
+
 /// What every chunk of a lane kernel leaves behind.
 pub(crate) trait ChunkOutput<F> {
     /// The chunk's gradient sum `[P]`.
@@ -188,26 +196,52 @@ pub(crate) fn run_chunks<F: Real, W: ChunkOutput<F> + Send>(
     loss
 }
 
-/// One chunk, dispatched to the widest vector unit the CPU has.
-fn chunk<F: Real>(model: &Model<F>, batch: &Batch<F>, span: Range<usize>, g: F, w: &mut Work<F>) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { chunk_avx2(model, batch, span, g, w) };
-    }
-    chunk_portable(model, batch, span, g, w);
+/// Defines `fn $name<F: Real>(args)` that runs `$inner::<F, FMA>(args)`
+/// compiled for the widest vector unit the CPU has: AVX-512 or AVX2, both
+/// with fused multiply-add (identical results: FMA rounds once either way),
+/// or the portable baseline with separate multiply and add.
+macro_rules! lane_dispatch {
+    ($(#[$doc:meta])* fn $name:ident => $inner:ident($($arg:ident: $ty:ty),*)) => {
+        $(#[$doc])*
+        fn $name<F: Real>($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,fma")]
+                unsafe fn avx512<F: Real>($($arg: $ty),*) {
+                    $inner::<F, true>($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2<F: Real>($($arg: $ty),*) {
+                    $inner::<F, true>($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F (and with it FMA), checked just above.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU has AVX2 and FMA, checked just above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $inner::<F, false>($($arg),*)
+        }
+    };
 }
+pub(crate) use lane_dispatch;
 
-/// [`chunk_portable`] compiled for AVX2. No fused multiply-add is enabled, so
-/// the results are bit-identical to the portable build.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn chunk_avx2<F: Real>(model: &Model<F>, batch: &Batch<F>, span: Range<usize>, g: F, w: &mut Work<F>) {
-    chunk_portable(model, batch, span, g, w);
+lane_dispatch! {
+    /// One chunk on the widest vector unit the CPU has.
+    fn chunk => chunk_lanes(model: &Model<F>, batch: &Batch<F>, span: Range<usize>, g: F, w: &mut Work<F>)
 }
 
 #[inline(always)]
-fn chunk_portable<F: Real>(model: &Model<F>, batch: &Batch<F>, span: Range<usize>, g: F, w: &mut Work<F>) {
+fn chunk_lanes<F: Real, const FMA: bool>(
+    model: &Model<F>,
+    batch: &Batch<F>,
+    span: Range<usize>,
+    g: F,
+    w: &mut Work<F>,
+) {
     let zero = [F::zero(); LANES];
     w.acc.iter_mut().for_each(|a| *a = zero);
     let mut loss = zero;
@@ -223,7 +257,7 @@ fn chunk_portable<F: Real>(model: &Model<F>, batch: &Batch<F>, span: Range<usize
             }
             gain[i] = g;
         }
-        group(model, &s, &y, &gain, &mut loss, w);
+        group::<F, FMA>(model, &s, &y, &gain, &mut loss, w);
     }
     w.loss = loss.iter().map(|l| l.f64()).sum();
     for (gr, a) in w.grad.iter_mut().zip(&w.acc) {
@@ -231,32 +265,100 @@ fn chunk_portable<F: Real>(model: &Model<F>, batch: &Batch<F>, span: Range<usize
     }
 }
 
-/// `acc += a · b` lane by lane.
-#[inline(always)]
-pub(crate) fn axpy<F: Real>(acc: &mut Lane<F>, a: &Lane<F>, b: F) {
-    // Work on copies: LLVM then knows `acc` and `a` do not overlap and
-    // emits one vector instruction per line instead of eight scalar ones.
-    let (mut x, a) = (*acc, *a);
-    for i in 0..LANES {
-        x[i] += a[i] * b;
+/// The two lane operations, with (`FMA = true`) or without fused multiply-add.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ops<const FMA: bool>;
+
+impl<const FMA: bool> Ops<FMA> {
+    /// `acc += a · b` lane by lane.
+    #[inline(always)]
+    pub(crate) fn axpy<F: Real>(self, acc: &mut Lane<F>, a: &Lane<F>, b: F) {
+        // Work on copies: LLVM then knows `acc` and `a` do not overlap and
+        // emits one vector instruction per line instead of one per lane.
+        let (mut x, a) = (*acc, *a);
+        for i in 0..LANES {
+            x[i] = if FMA { a[i].mul_add(b, x[i]) } else { x[i] + a[i] * b };
+        }
+        *acc = x;
     }
-    *acc = x;
+
+    /// `acc += a · b` lane by lane, both lane vectors.
+    #[inline(always)]
+    pub(crate) fn fma<F: Real>(self, acc: &mut Lane<F>, a: &Lane<F>, b: &Lane<F>) {
+        let (mut x, a, b) = (*acc, *a, *b); // copies, as in `axpy`
+        for i in 0..LANES {
+            x[i] = if FMA { a[i].mul_add(b[i], x[i]) } else { x[i] + a[i] * b[i] };
+        }
+        *acc = x;
+    }
+
+    /// `init + Σ_{i<n} a_i · b_i` with `(a_i, b_i) = term(i)` (lane × scalar),
+    /// summed in four interleaved partial sums so that consecutive
+    /// multiply-adds do not wait for each other.
+    #[inline(always)]
+    pub(crate) fn dot_ls<'a, F: Real + 'a>(
+        self,
+        init: Lane<F>,
+        n: usize,
+        mut term: impl FnMut(usize) -> (&'a Lane<F>, F),
+    ) -> Lane<F> {
+        let zero = [F::zero(); LANES];
+        let mut part = [init, zero, zero, zero];
+        let mut i = 0;
+        while i + 4 <= n {
+            for (u, p) in part.iter_mut().enumerate() {
+                let (a, b) = term(i + u);
+                self.axpy(p, a, b);
+            }
+            i += 4;
+        }
+        for j in i..n {
+            let (a, b) = term(j);
+            self.axpy(&mut part[j - i], a, b);
+        }
+        sum4(part)
+    }
+
+    /// As [`Ops::dot_ls`], lane × lane.
+    #[inline(always)]
+    pub(crate) fn dot_ll<'a, F: Real + 'a>(
+        self,
+        init: Lane<F>,
+        n: usize,
+        mut term: impl FnMut(usize) -> (&'a Lane<F>, &'a Lane<F>),
+    ) -> Lane<F> {
+        let zero = [F::zero(); LANES];
+        let mut part = [init, zero, zero, zero];
+        let mut i = 0;
+        while i + 4 <= n {
+            for (u, p) in part.iter_mut().enumerate() {
+                let (a, b) = term(i + u);
+                self.fma(p, a, b);
+            }
+            i += 4;
+        }
+        for j in i..n {
+            let (a, b) = term(j);
+            self.fma(&mut part[j - i], a, b);
+        }
+        sum4(part)
+    }
 }
 
-/// `acc += a · b` lane by lane, both lane vectors.
+/// `(p0 + p1) + (p2 + p3)` lane by lane.
 #[inline(always)]
-pub(crate) fn fma_lanes<F: Real>(acc: &mut Lane<F>, a: &Lane<F>, b: &Lane<F>) {
-    let (mut x, a, b) = (*acc, *a, *b); // copies, as in `axpy`
+fn sum4<F: Real>(p: [Lane<F>; 4]) -> Lane<F> {
+    let mut out = p[0];
     for i in 0..LANES {
-        x[i] += a[i] * b[i];
+        out[i] = (p[0][i] + p[1][i]) + (p[2][i] + p[3][i]);
     }
-    *acc = x;
+    out
 }
 
 /// Forward, loss and backward for one group of `LANES` samples, accumulating
 /// per-lane gradients into `w.acc` and squared errors into `loss`.
 #[inline(always)]
-fn group<F: Real>(
+fn group<F: Real, const FMA: bool>(
     model: &Model<F>,
     s: &[Lane<F>; D_IN],
     y: &[Lane<F>; D_IN],
@@ -267,13 +369,14 @@ fn group<F: Real>(
     let (cfg, p, lay): (_, &[F], &Layout) = (&model.cfg, &model.params, &model.layout);
     let (d, h, k) = (cfg.d_model, cfg.n_heads, cfg.d_head);
     let Work { acc, r, v, dr, dv, .. } = w;
+    let ops = Ops::<FMA>;
 
     // forward: embedding (positional row 0 acts as a second bias)
     for j in 0..d {
         let bias = p[lay.b_e.start + j] + lay.w_pos.as_ref().map_or(F::zero(), |wp| p[wp.start + j]);
         let mut x = [bias; LANES];
         for c in 0..D_IN {
-            axpy(&mut x, &s[c], p[lay.w_e.start + c * d + j]);
+            ops.axpy(&mut x, &s[c], p[lay.w_e.start + c * d + j]);
         }
         r[j] = x;
     }
@@ -285,14 +388,14 @@ fn group<F: Real>(
             let (hh, kk) = (hk / k, hk % k);
             let mut x = [F::zero(); LANES];
             for dd in 0..d {
-                axpy(&mut x, &r_in[dd], p[bl.w_v.start + (hh * d + dd) * k + kk]);
+                ops.axpy(&mut x, &r_in[dd], p[bl.w_v.start + (hh * d + dd) * k + kk]);
             }
             *out = x;
         }
         for j in 0..d {
             let mut x = r_in[j];
             for hk in 0..h * k {
-                axpy(&mut x, &vl[hk], p[bl.w_o.start + hk * d + j]);
+                ops.axpy(&mut x, &vl[hk], p[bl.w_o.start + hk * d + j]);
             }
             r_out[j] = x;
         }
@@ -303,7 +406,7 @@ fn group<F: Real>(
     for c in 0..D_IN {
         let mut pred = [p[lay.b_u.start + c]; LANES];
         for j in 0..d {
-            axpy(&mut pred, &r_last[j], p[lay.w_u.start + j * D_IN + c]);
+            ops.axpy(&mut pred, &r_last[j], p[lay.w_u.start + j * D_IN + c]);
         }
         for i in 0..LANES {
             let e = pred[i] - y[c][i];
@@ -314,13 +417,13 @@ fn group<F: Real>(
             acc[lay.b_u.start + c][i] += dp[c][i];
         }
         for j in 0..d {
-            fma_lanes(&mut acc[lay.w_u.start + j * D_IN + c], &r_last[j], &dp[c]);
+            ops.fma(&mut acc[lay.w_u.start + j * D_IN + c], &r_last[j], &dp[c]);
         }
     }
     for j in 0..d {
         let mut x = [F::zero(); LANES];
         for c in 0..D_IN {
-            axpy(&mut x, &dp[c], p[lay.w_u.start + j * D_IN + c]);
+            ops.axpy(&mut x, &dp[c], p[lay.w_u.start + j * D_IN + c]);
         }
         dr[j] = x;
     }
@@ -331,8 +434,8 @@ fn group<F: Real>(
         for hk in 0..h * k {
             let mut x = [F::zero(); LANES];
             for j in 0..d {
-                fma_lanes(&mut acc[bl.w_o.start + hk * d + j], &vl[hk], &dr[j]);
-                axpy(&mut x, &dr[j], p[bl.w_o.start + hk * d + j]);
+                ops.fma(&mut acc[bl.w_o.start + hk * d + j], &vl[hk], &dr[j]);
+                ops.axpy(&mut x, &dr[j], p[bl.w_o.start + hk * d + j]);
             }
             dv[hk] = x;
         }
@@ -340,8 +443,8 @@ fn group<F: Real>(
             for dd in 0..d {
                 let row = bl.w_v.start + (hh * d + dd) * k;
                 for kk in 0..k {
-                    fma_lanes(&mut acc[row + kk], &r_in[dd], &dv[hh * k + kk]);
-                    axpy(&mut dr[dd], &dv[hh * k + kk], p[row + kk]);
+                    ops.fma(&mut acc[row + kk], &r_in[dd], &dv[hh * k + kk]);
+                    ops.axpy(&mut dr[dd], &dv[hh * k + kk], p[row + kk]);
                 }
             }
         }
@@ -357,7 +460,7 @@ fn group<F: Real>(
             }
         }
         for c in 0..D_IN {
-            fma_lanes(&mut acc[lay.w_e.start + c * d + j], &s[c], &dr[j]);
+            ops.fma(&mut acc[lay.w_e.start + c * d + j], &s[c], &dr[j]);
         }
     }
 }

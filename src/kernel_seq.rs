@@ -9,12 +9,12 @@
 //! ```text
 //! r  [(L+1), T, D]   residual before each layer and after the last
 //! q, k, v, z  [L, T, H, K]      pattern  [L, H, T, T]
-//! dr [T, D]   dq, dk, dv, dz [T, H, K]   (reused across layers)
+//! dr [T, D]   dq, dk, dv, dz [T, H, K]   ds [T, T]   (reused across layers and heads)
 //! ```
 
 use std::ops::Range;
 
-use crate::kernel::{Batch, ChunkOutput, LANES, Lane, axpy, fma_lanes, run_chunks};
+use crate::kernel::{Batch, ChunkOutput, LANES, Lane, Ops, lane_dispatch, run_chunks};
 use crate::model::{D_IN, Model};
 use crate::real::Real;
 
@@ -35,7 +35,8 @@ struct Work<F> {
     dk: Vec<Lane<F>>,      // [T·H·K]
     dv: Vec<Lane<F>>,      // [T·H·K]
     dz: Vec<Lane<F>>,      // [T·H·K]
-    dpat: Vec<Lane<F>>,    // [T]
+    ds: Vec<Lane<F>>,      // [T·T]  d scores of one head
+    dp: Vec<Lane<F>>,      // [T·2]  d pred
     s: Vec<Lane<F>>,       // [T·2]  one group's inputs
     y: Vec<Lane<F>>,       // [T·2]  one group's targets
     grad: Vec<F>,          // [P]
@@ -76,7 +77,8 @@ impl<F: Real> SeqKernel<F> {
             dk: z(t * hk),
             dv: z(t * hk),
             dz: z(t * hk),
-            dpat: z(t),
+            ds: z(t * t),
+            dp: z(t * D_IN),
             s: z(t * D_IN),
             y: z(t * D_IN),
             grad: vec![F::zero(); model.params.len()],
@@ -98,25 +100,19 @@ impl<F: Real> SeqKernel<F> {
     }
 }
 
-/// One chunk, dispatched to the widest vector unit the CPU has.
-fn chunk<F: Real>(model: &Model<F>, batch: &Batch<F>, span: Range<usize>, g: F, w: &mut Work<F>) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { chunk_avx2(model, batch, span, g, w) };
-    }
-    chunk_portable(model, batch, span, g, w);
-}
-
-/// [`chunk_portable`] compiled for AVX2 (no FMA: bit-identical results).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn chunk_avx2<F: Real>(model: &Model<F>, batch: &Batch<F>, span: Range<usize>, g: F, w: &mut Work<F>) {
-    chunk_portable(model, batch, span, g, w);
+lane_dispatch! {
+    /// One chunk on the widest vector unit the CPU has.
+    fn chunk => chunk_lanes(model: &Model<F>, batch: &Batch<F>, span: Range<usize>, g: F, w: &mut Work<F>)
 }
 
 #[inline(always)]
-fn chunk_portable<F: Real>(model: &Model<F>, batch: &Batch<F>, span: Range<usize>, g: F, w: &mut Work<F>) {
+fn chunk_lanes<F: Real, const FMA: bool>(
+    model: &Model<F>,
+    batch: &Batch<F>,
+    span: Range<usize>,
+    g: F,
+    w: &mut Work<F>,
+) {
     let zero = [F::zero(); LANES];
     w.acc.iter_mut().for_each(|a| *a = zero);
     let mut loss = zero;
@@ -133,7 +129,7 @@ fn chunk_portable<F: Real>(model: &Model<F>, batch: &Batch<F>, span: Range<usize
             }
             gain[i] = if i < live { g } else { F::zero() };
         }
-        group(model, &s, &y, &gain, &mut loss, w);
+        group::<F, FMA>(model, &s, &y, &gain, &mut loss, w);
     }
     (w.s, w.y) = (s, y);
     w.loss = loss.iter().map(|l| l.f64()).sum();
@@ -144,14 +140,22 @@ fn chunk_portable<F: Real>(model: &Model<F>, batch: &Batch<F>, span: Range<usize
 
 /// Forward, loss and backward for one group of `LANES` sequences.
 #[inline(always)]
-fn group<F: Real>(model: &Model<F>, s: &[Lane<F>], y: &[Lane<F>], gain: &Lane<F>, loss: &mut Lane<F>, w: &mut Work<F>) {
+fn group<F: Real, const FMA: bool>(
+    model: &Model<F>,
+    s: &[Lane<F>],
+    y: &[Lane<F>],
+    gain: &Lane<F>,
+    loss: &mut Lane<F>,
+    w: &mut Work<F>,
+) {
     let (cfg, p, lay) = (&model.cfg, &model.params[..], &model.layout);
     let (t, d, h, kd) = (cfg.n_ctx, cfg.d_model, cfg.n_heads, cfg.d_head);
     let hk = h * kd;
     let scale = F::of(cfg.scale());
     let zero = [F::zero(); LANES];
     let keys = |i: usize| if cfg.causal { i + 1 } else { t };
-    let Work { acc, r, q, k, v, z, pattern, dr, dq, dk, dv, dz, dpat, .. } = w;
+    let Work { acc, r, q, k, v, z, pattern, dr, dq, dk, dv, dz, ds, dp, .. } = w;
+    let ops = Ops::<FMA>;
 
     // ---- forward: embedding
     for tt in 0..t {
@@ -159,7 +163,7 @@ fn group<F: Real>(model: &Model<F>, s: &[Lane<F>], y: &[Lane<F>], gain: &Lane<F>
             let bias = p[lay.b_e.start + j] + lay.w_pos.as_ref().map_or(F::zero(), |wp| p[wp.start + tt * d + j]);
             let mut x = [bias; LANES];
             for c in 0..D_IN {
-                axpy(&mut x, &s[tt * D_IN + c], p[lay.w_e.start + c * d + j]);
+                ops.axpy(&mut x, &s[tt * D_IN + c], p[lay.w_e.start + c * d + j]);
             }
             r[tt * d + j] = x;
         }
@@ -172,11 +176,8 @@ fn group<F: Real>(model: &Model<F>, s: &[Lane<F>], y: &[Lane<F>], gain: &Lane<F>
             for (w_range, out) in [(&bl.w_q, &mut *q), (&bl.w_k, &mut *k), (&bl.w_v, &mut *v)] {
                 for e in 0..hk {
                     let (hh, kk) = (e / kd, e % kd);
-                    let mut x = zero;
-                    for dd in 0..d {
-                        axpy(&mut x, &r_in[tt * d + dd], p[w_range.start + (hh * d + dd) * kd + kk]);
-                    }
-                    out[o + tt * hk + e] = x;
+                    let w0 = w_range.start + hh * d * kd + kk;
+                    out[o + tt * hk + e] = ops.dot_ls(zero, d, |dd| (&r_in[tt * d + dd], p[w0 + dd * kd]));
                 }
             }
         }
@@ -185,10 +186,8 @@ fn group<F: Real>(model: &Model<F>, s: &[Lane<F>], y: &[Lane<F>], gain: &Lane<F>
                 let row = ((l * h + hh) * t + i) * t;
                 let mut max = [F::neg_infinity(); LANES];
                 for j in 0..keys(i) {
-                    let mut sc = zero;
-                    for kk in 0..kd {
-                        fma_lanes(&mut sc, &q[o + i * hk + hh * kd + kk], &k[o + j * hk + hh * kd + kk]);
-                    }
+                    let (qi, kj) = (o + i * hk + hh * kd, o + j * hk + hh * kd);
+                    let mut sc = ops.dot_ll(zero, kd, |kk| (&q[qi + kk], &k[kj + kk]));
                     for x in &mut sc {
                         *x *= scale;
                     }
@@ -211,52 +210,55 @@ fn group<F: Real>(model: &Model<F>, s: &[Lane<F>], y: &[Lane<F>], gain: &Lane<F>
                     }
                 }
                 for kk in 0..kd {
-                    let mut x = zero;
-                    for j in 0..keys(i) {
-                        fma_lanes(&mut x, &pattern[row + j], &v[o + j * hk + hh * kd + kk]);
-                    }
-                    z[o + i * hk + hh * kd + kk] = x;
+                    let vk = o + hh * kd + kk;
+                    z[o + i * hk + hh * kd + kk] = ops.dot_ll(zero, keys(i), |j| (&pattern[row + j], &v[vk + j * hk]));
                 }
             }
         }
         for tt in 0..t {
             for j in 0..d {
-                let mut x = r_in[tt * d + j];
-                for e in 0..hk {
-                    axpy(&mut x, &z[o + tt * hk + e], p[bl.w_o.start + e * d + j]);
-                }
-                r_out[tt * d + j] = x;
+                let zt = o + tt * hk;
+                r_out[tt * d + j] = ops.dot_ls(r_in[tt * d + j], hk, |e| (&z[zt + e], p[bl.w_o.start + e * d + j]));
             }
         }
     }
-    // ---- unembed, loss and its gradient
+    // ---- unembed, loss and its gradient d pred (kept per token in `dp`)
     let r_last = &r[cfg.n_layers * t * d..];
     let scored = cfg.scored_positions();
     for tt in 0..t {
-        let mut dp = [zero; D_IN];
-        if scored.contains(&tt) {
-            for c in 0..D_IN {
-                let mut pred = [p[lay.b_u.start + c]; LANES];
-                for j in 0..d {
-                    axpy(&mut pred, &r_last[tt * d + j], p[lay.w_u.start + j * D_IN + c]);
-                }
+        for c in 0..D_IN {
+            let mut e = zero;
+            if scored.contains(&tt) {
+                let bias = [p[lay.b_u.start + c]; LANES];
+                let pred = ops.dot_ls(bias, d, |j| (&r_last[tt * d + j], p[lay.w_u.start + j * D_IN + c]));
                 for lane in 0..LANES {
-                    let e = pred[lane] - y[tt * D_IN + c][lane];
-                    loss[lane] += if gain[lane] == F::zero() { F::zero() } else { e * e };
-                    dp[c][lane] = gain[lane] * e;
-                }
-                for lane in 0..LANES {
-                    acc[lay.b_u.start + c][lane] += dp[c][lane];
-                }
-                for j in 0..d {
-                    fma_lanes(&mut acc[lay.w_u.start + j * D_IN + c], &r_last[tt * d + j], &dp[c]);
+                    let err = pred[lane] - y[tt * D_IN + c][lane];
+                    loss[lane] += if gain[lane] == F::zero() { F::zero() } else { err * err };
+                    e[lane] = gain[lane] * err;
                 }
             }
+            dp[tt * D_IN + c] = e;
         }
+    }
+    // Gradient sums run over tokens in registers, one store per weight.
+    for c in 0..D_IN {
+        let mut x = acc[lay.b_u.start + c];
+        for tt in 0..t {
+            for lane in 0..LANES {
+                x[lane] += dp[tt * D_IN + c][lane];
+            }
+        }
+        acc[lay.b_u.start + c] = x;
+        for j in 0..d {
+            let a = lay.w_u.start + j * D_IN + c;
+            acc[a] = ops.dot_ll(acc[a], t, |tt| (&r_last[tt * d + j], &dp[tt * D_IN + c]));
+        }
+    }
+    for tt in 0..t {
         for j in 0..d {
             let mut x = zero;
             for c in 0..D_IN {
-                axpy(&mut x, &dp[c], p[lay.w_u.start + j * D_IN + c]);
+                ops.axpy(&mut x, &dp[tt * D_IN + c], p[lay.w_u.start + j * D_IN + c]);
             }
             dr[tt * d + j] = x;
         }
@@ -265,78 +267,97 @@ fn group<F: Real>(model: &Model<F>, s: &[Lane<F>], y: &[Lane<F>], gain: &Lane<F>
     for (l, bl) in lay.blocks.iter().enumerate().rev() {
         let r_in = &r[l * t * d..(l + 1) * t * d];
         let o = l * t * hk;
+        // W_O: dW_O[e, j] += Σ_t z[t, e] dr[t, j];  dz[t, e] = Σ_j dr[t, j] W_O[e, j]
+        for e in 0..hk {
+            for j in 0..d {
+                let a = bl.w_o.start + e * d + j;
+                acc[a] = ops.dot_ll(acc[a], t, |tt| (&z[o + tt * hk + e], &dr[tt * d + j]));
+            }
+        }
         for tt in 0..t {
             for e in 0..hk {
-                let mut x = zero;
-                for j in 0..d {
-                    fma_lanes(&mut acc[bl.w_o.start + e * d + j], &z[o + tt * hk + e], &dr[tt * d + j]);
-                    axpy(&mut x, &dr[tt * d + j], p[bl.w_o.start + e * d + j]);
-                }
-                dz[tt * hk + e] = x;
+                let w0 = bl.w_o.start + e * d;
+                dz[tt * hk + e] = ops.dot_ls(zero, d, |j| (&dr[tt * d + j], p[w0 + j]));
             }
-        }
-        for buf in [&mut *dq, &mut *dk, &mut *dv] {
-            buf.iter_mut().for_each(|x| *x = zero);
         }
         for hh in 0..h {
+            let at = |tok: usize, kk: usize| tok * hk + hh * kd + kk;
+            let prow = |i: usize| ((l * h + hh) * t + i) * t;
+            // d scores[i, j] = P[i, j] (dz[i]·v[j] − Σ_m P[i, m] dz[i]·v[m]) · scale
             for i in 0..t {
-                let row = ((l * h + hh) * t + i) * t;
                 let mut dot = zero;
                 for j in 0..keys(i) {
-                    let mut x = zero;
-                    for kk in 0..kd {
-                        let (zi, vj) = (i * hk + hh * kd + kk, j * hk + hh * kd + kk);
-                        fma_lanes(&mut x, &dz[zi], &v[o + vj]);
-                        fma_lanes(&mut dv[vj], &pattern[row + j], &dz[zi]);
-                    }
-                    dpat[j] = x;
-                    fma_lanes(&mut dot, &pattern[row + j], &x);
+                    let x = ops.dot_ll(zero, kd, |kk| (&dz[at(i, kk)], &v[o + at(j, kk)]));
+                    ds[i * t + j] = x;
+                    ops.fma(&mut dot, &pattern[prow(i) + j], &x);
                 }
                 for j in 0..keys(i) {
-                    let mut ds = zero;
+                    let pij = pattern[prow(i) + j];
+                    let dpij = ds[i * t + j];
                     for lane in 0..LANES {
-                        ds[lane] = pattern[row + j][lane] * (dpat[j][lane] - dot[lane]) * scale;
+                        ds[i * t + j][lane] = pij[lane] * (dpij[lane] - dot[lane]) * scale;
                     }
+                }
+            }
+            let queries = |j: usize| if cfg.causal { j..t } else { 0..t };
+            for kk in 0..kd {
+                for i in 0..t {
+                    // dq[i] = Σ_j ds[i, j] k[j]
+                    dq[at(i, kk)] = ops.dot_ll(zero, keys(i), |j| (&ds[i * t + j], &k[o + at(j, kk)]));
+                }
+                for j in 0..t {
+                    // dk[j] = Σ_i ds[i, j] q[i];  dv[j] = Σ_i P[i, j] dz[i]
+                    let first = queries(j).start;
+                    let n = t - first;
+                    dk[at(j, kk)] = ops.dot_ll(zero, n, |u| (&ds[(first + u) * t + j], &q[o + at(first + u, kk)]));
+                    dv[at(j, kk)] = ops.dot_ll(zero, n, |u| (&pattern[prow(first + u) + j], &dz[at(first + u, kk)]));
+                }
+            }
+        }
+        // W_Q, W_K, W_V: dW[h, d, k] += Σ_t r[t, d] dx[t, h, k]
+        for (w_range, dx) in [(&bl.w_q, &*dq), (&bl.w_k, &*dk), (&bl.w_v, &*dv)] {
+            for hh in 0..h {
+                for dd in 0..d {
+                    let row = w_range.start + (hh * d + dd) * kd;
                     for kk in 0..kd {
-                        let (qi, kj) = (i * hk + hh * kd + kk, j * hk + hh * kd + kk);
-                        fma_lanes(&mut dq[qi], &ds, &k[o + kj]);
-                        fma_lanes(&mut dk[kj], &ds, &q[o + qi]);
+                        let g = hh * kd + kk;
+                        acc[row + kk] = ops.dot_ll(acc[row + kk], t, |tt| (&r_in[tt * d + dd], &dx[tt * hk + g]));
                     }
                 }
             }
         }
-        for (w_range, dx) in [(&bl.w_q, &*dq), (&bl.w_k, &*dk), (&bl.w_v, &*dv)] {
-            for tt in 0..t {
+        // dr[t, d] += Σ_{h,k} (dq W_Q + dk W_K + dv W_V)[t, h, k, d]
+        for tt in 0..t {
+            for dd in 0..d {
+                let mut x = dr[tt * d + dd];
                 for hh in 0..h {
-                    for dd in 0..d {
-                        let row = w_range.start + (hh * d + dd) * kd;
-                        let mut x = dr[tt * d + dd];
-                        for kk in 0..kd {
-                            let g = &dx[tt * hk + hh * kd + kk];
-                            fma_lanes(&mut acc[row + kk], &r_in[tt * d + dd], g);
-                            axpy(&mut x, g, p[row + kk]);
-                        }
-                        dr[tt * d + dd] = x;
+                    for (w_range, dx) in [(&bl.w_q, &*dq), (&bl.w_k, &*dk), (&bl.w_v, &*dv)] {
+                        let (row, g) = (w_range.start + (hh * d + dd) * kd, tt * hk + hh * kd);
+                        x = ops.dot_ls(x, kd, |kk| (&dx[g + kk], p[row + kk]));
                     }
                 }
+                dr[tt * d + dd] = x;
             }
         }
     }
     // ---- backward through the embedding
-    for tt in 0..t {
-        for j in 0..d {
+    for j in 0..d {
+        let mut xb = acc[lay.b_e.start + j];
+        for tt in 0..t {
             let g = dr[tt * d + j];
             for lane in 0..LANES {
-                acc[lay.b_e.start + j][lane] += g[lane];
+                xb[lane] += g[lane];
             }
             if let Some(wp) = &lay.w_pos {
                 for lane in 0..LANES {
                     acc[wp.start + tt * d + j][lane] += g[lane];
                 }
             }
-            for c in 0..D_IN {
-                fma_lanes(&mut acc[lay.w_e.start + c * d + j], &s[tt * D_IN + c], &g);
-            }
+        }
+        acc[lay.b_e.start + j] = xb;
+        for c in 0..D_IN {
+            let a = lay.w_e.start + c * d + j;
+            acc[a] = ops.dot_ll(acc[a], t, |tt| (&s[tt * D_IN + c], &dr[tt * d + j]));
         }
     }
 }

@@ -65,15 +65,18 @@ impl Rng {
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     }
 
-    /// Uniform integer in `0..n` (`n > 0`), without modulo bias.
+    /// Uniform integer in `0..n` (`n > 0`), without bias: Lemire's
+    /// multiply-and-reject method, which needs a division only on the rare
+    /// rejection path.
     pub fn below(&mut self, n: u64) -> u64 {
-        let zone = u64::MAX - u64::MAX % n;
-        loop {
-            let x = self.inner.next_u64();
-            if x < zone {
-                return x % n;
+        let mut m = u128::from(self.inner.next_u64()) * u128::from(n);
+        if (m as u64) < n {
+            let threshold = n.wrapping_neg() % n;
+            while (m as u64) < threshold {
+                m = u128::from(self.inner.next_u64()) * u128::from(n);
             }
         }
+        (m >> 64) as u64
     }
 
     /// Shuffles `xs` in place (Fisher–Yates).

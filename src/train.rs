@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::eval::mse;
 use crate::interrupt;
 use crate::io::write_text;
-use crate::kernel::{Batch, Kernel};
+use crate::kernel::{Batch, Kernel, on_workers};
 use crate::mat2::Mat2;
 use crate::model::Model;
 use crate::optim::AdamW;
@@ -224,7 +224,7 @@ struct LoopLog {
 pub fn train<F: Real>(config: &Config, dir: &Path, progress: &Progress) -> Result<TrainOutcome<F>> {
     write_text(&dir.join("config.toml"), &config.to_toml())?;
     let log = LoopLog { metrics: String::from("step,lr,train_loss,valid_mse,elapsed_s\n"), ..Default::default() };
-    train_loop(Trainer::<F>::new(config), log, dir, progress)
+    on_workers(|| train_loop(Trainer::<F>::new(config), log, dir, progress))
 }
 
 /// Continues the run in `dir` from its `train_state.safetensors`, with the
@@ -242,7 +242,7 @@ pub fn resume<F: Real>(dir: &Path, progress: &Progress) -> Result<TrainOutcome<F
         elapsed_before: state.elapsed,
     };
     let trainer = Trainer::<F>::restore(&config, state).map_err(|message| Error::Checkpoint { file: path, message })?;
-    train_loop(trainer, log, dir, progress)
+    on_workers(|| train_loop(trainer, log, dir, progress))
 }
 
 fn train_loop<F: Real>(
