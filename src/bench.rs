@@ -47,7 +47,7 @@ pub fn bench_config(name: &str, batch: usize) -> Option<Config> {
     c.train.schedule = crate::optim::Schedule::Constant;
     c.train.steps = u64::MAX;
     c.train.dtype = Dtype::F32;
-    c.data.n_train = batch.max(4096);
+    c.data.n_train = c.data.n_train.max(batch); // the SPEC default, 100 000, as the PyTorch side uses
     c.data.n_valid = 1;
     Some(c)
 }
