@@ -145,14 +145,21 @@ pub fn render(fig: &impl Drawable, stem: &Path) -> Result<String> {
     write_text(&svg_path, &svg)?;
     let png_path = stem.with_extension("png");
     let size = ((f64::from(w) * PNG_SCALE) as u32, (f64::from(h) * PNG_SCALE) as u32);
-    let root = BitMapBackend::new(&png_path, size).into_drawing_area();
+    // plotters writes the PNG itself: to a temporary name, renamed when complete.
+    let tmp = crate::io::temp_path(&png_path)?;
+    let root = BitMapBackend::new(&tmp, size).into_drawing_area();
     let result: PlotResult = (|| {
         root.fill(&WHITE)?;
         fig.draw(&root, &Theme { k: PNG_SCALE })?;
         root.present()?;
         Ok(())
     })();
-    result.map_err(|e| fail(&png_path, e))?;
+    drop(root);
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(fail(&png_path, e));
+    }
+    crate::io::commit_temp(&tmp, &png_path)?;
     Ok(svg)
 }
 
