@@ -30,7 +30,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 pub fn temp_path(path: &Path) -> Result<std::path::PathBuf> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().ok_or_else(|| Error::Input { file: path.into(), message: "not a file name".into() })?;
-    Ok(dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id())))
+    // The extension stays last: some writers (image encoders) choose the format by it.
+    let tmp = match path.extension() {
+        Some(ext) => format!(".{}.tmp{}.{}", name.to_string_lossy(), std::process::id(), ext.to_string_lossy()),
+        None => format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()),
+    };
+    Ok(dir.join(tmp))
 }
 
 /// Renames `tmp` (written in full) to `path`, removing `tmp` on failure.
