@@ -129,7 +129,12 @@ fn chunk_lanes<F: Real, const FMA: bool>(
             }
             gain[i] = if i < live { g } else { F::zero() };
         }
-        group::<F, FMA>(model, &s, &y, &gain, &mut loss, w);
+        // Blocks of four outputs share each loaded operand when the widths allow.
+        if model.cfg.d_model.is_multiple_of(4) && model.cfg.d_head.is_multiple_of(4) {
+            group::<F, FMA, 4>(model, &s, &y, &gain, &mut loss, w);
+        } else {
+            group::<F, FMA, 1>(model, &s, &y, &gain, &mut loss, w);
+        }
     }
     (w.s, w.y) = (s, y);
     w.loss = loss.iter().map(|l| l.f64()).sum();
@@ -140,7 +145,7 @@ fn chunk_lanes<F: Real, const FMA: bool>(
 
 /// Forward, loss and backward for one group of `LANES` sequences.
 #[inline(always)]
-fn group<F: Real, const FMA: bool>(
+fn group<F: Real, const FMA: bool, const B: usize>(
     model: &Model<F>,
     s: &[Lane<F>],
     y: &[Lane<F>],
@@ -172,12 +177,19 @@ fn group<F: Real, const FMA: bool>(
     for (l, bl) in lay.blocks.iter().enumerate() {
         let (r_in, r_out) = r[l * t * d..(l + 2) * t * d].split_at_mut(t * d);
         let o = l * t * hk;
+        // q, k, v = r W: B outputs at a time share each loaded residual lane.
         for tt in 0..t {
             for (w_range, out) in [(&bl.w_q, &mut *q), (&bl.w_k, &mut *k), (&bl.w_v, &mut *v)] {
-                for e in 0..hk {
-                    let (hh, kk) = (e / kd, e % kd);
-                    let w0 = w_range.start + hh * d * kd + kk;
-                    out[o + tt * hk + e] = ops.dot_ls(zero, d, |dd| (&r_in[tt * d + dd], p[w0 + dd * kd]));
+                for e0 in (0..hk).step_by(B) {
+                    let (hh, kk0) = (e0 / kd, e0 % kd);
+                    let mut x = [zero; B];
+                    for dd in 0..d {
+                        let (a, row) = (r_in[tt * d + dd], w_range.start + (hh * d + dd) * kd + kk0);
+                        for (u, xu) in x.iter_mut().enumerate() {
+                            ops.axpy(xu, &a, p[row + u]);
+                        }
+                    }
+                    out[o + tt * hk + e0..][..B].copy_from_slice(&x);
                 }
             }
         }
@@ -216,9 +228,16 @@ fn group<F: Real, const FMA: bool>(
             }
         }
         for tt in 0..t {
-            for j in 0..d {
-                let zt = o + tt * hk;
-                r_out[tt * d + j] = ops.dot_ls(r_in[tt * d + j], hk, |e| (&z[zt + e], p[bl.w_o.start + e * d + j]));
+            for j0 in (0..d).step_by(B) {
+                let mut x = [zero; B];
+                x.copy_from_slice(&r_in[tt * d + j0..][..B]);
+                for e in 0..hk {
+                    let (a, row) = (z[o + tt * hk + e], bl.w_o.start + e * d + j0);
+                    for (u, xu) in x.iter_mut().enumerate() {
+                        ops.axpy(xu, &a, p[row + u]);
+                    }
+                }
+                r_out[tt * d + j0..][..B].copy_from_slice(&x);
             }
         }
     }
@@ -268,16 +287,28 @@ fn group<F: Real, const FMA: bool>(
         let r_in = &r[l * t * d..(l + 1) * t * d];
         let o = l * t * hk;
         // W_O: dW_O[e, j] += Σ_t z[t, e] dr[t, j];  dz[t, e] = Σ_j dr[t, j] W_O[e, j]
-        for e in 0..hk {
-            for j in 0..d {
-                let a = bl.w_o.start + e * d + j;
-                acc[a] = ops.dot_ll(acc[a], t, |tt| (&z[o + tt * hk + e], &dr[tt * d + j]));
+        for e0 in (0..hk).step_by(B) {
+            for j0 in (0..d).step_by(B) {
+                block_outer::<F, FMA, B>(
+                    ops,
+                    acc,
+                    |u, v| bl.w_o.start + (e0 + u) * d + j0 + v,
+                    t,
+                    |tt, u| &z[o + tt * hk + e0 + u],
+                    |tt, v| &dr[tt * d + j0 + v],
+                );
             }
         }
         for tt in 0..t {
-            for e in 0..hk {
-                let w0 = bl.w_o.start + e * d;
-                dz[tt * hk + e] = ops.dot_ls(zero, d, |j| (&dr[tt * d + j], p[w0 + j]));
+            for e0 in (0..hk).step_by(B) {
+                let mut x = [zero; B];
+                for j in 0..d {
+                    let a = dr[tt * d + j];
+                    for (u, xu) in x.iter_mut().enumerate() {
+                        ops.axpy(xu, &a, p[bl.w_o.start + (e0 + u) * d + j]);
+                    }
+                }
+                dz[tt * hk + e0..][..B].copy_from_slice(&x);
             }
         }
         for hh in 0..h {
@@ -317,26 +348,39 @@ fn group<F: Real, const FMA: bool>(
         // W_Q, W_K, W_V: dW[h, d, k] += Σ_t r[t, d] dx[t, h, k]
         for (w_range, dx) in [(&bl.w_q, &*dq), (&bl.w_k, &*dk), (&bl.w_v, &*dv)] {
             for hh in 0..h {
-                for dd in 0..d {
-                    let row = w_range.start + (hh * d + dd) * kd;
-                    for kk in 0..kd {
-                        let g = hh * kd + kk;
-                        acc[row + kk] = ops.dot_ll(acc[row + kk], t, |tt| (&r_in[tt * d + dd], &dx[tt * hk + g]));
+                for dd0 in (0..d).step_by(B) {
+                    for kk0 in (0..kd).step_by(B) {
+                        let at = |u: usize, v: usize| w_range.start + (hh * d + dd0 + u) * kd + kk0 + v;
+                        let g = hh * kd + kk0;
+                        block_outer::<F, FMA, B>(
+                            ops,
+                            acc,
+                            at,
+                            t,
+                            |tt, u| &r_in[tt * d + dd0 + u],
+                            |tt, v| &dx[tt * hk + g + v],
+                        );
                     }
                 }
             }
         }
         // dr[t, d] += Σ_{h,k} (dq W_Q + dk W_K + dv W_V)[t, h, k, d]
         for tt in 0..t {
-            for dd in 0..d {
-                let mut x = dr[tt * d + dd];
-                for hh in 0..h {
-                    for (w_range, dx) in [(&bl.w_q, &*dq), (&bl.w_k, &*dk), (&bl.w_v, &*dv)] {
-                        let (row, g) = (w_range.start + (hh * d + dd) * kd, tt * hk + hh * kd);
-                        x = ops.dot_ls(x, kd, |kk| (&dx[g + kk], p[row + kk]));
+            for dd0 in (0..d).step_by(B) {
+                let mut x = [zero; B];
+                x.copy_from_slice(&dr[tt * d + dd0..][..B]);
+                for (w_range, dx) in [(&bl.w_q, &*dq), (&bl.w_k, &*dk), (&bl.w_v, &*dv)] {
+                    for hh in 0..h {
+                        let row = w_range.start + (hh * d + dd0) * kd;
+                        for kk in 0..kd {
+                            let a = dx[tt * hk + hh * kd + kk];
+                            for (u, xu) in x.iter_mut().enumerate() {
+                                ops.axpy(xu, &a, p[row + u * kd + kk]);
+                            }
+                        }
                     }
                 }
-                dr[tt * d + dd] = x;
+                dr[tt * d + dd0..][..B].copy_from_slice(&x);
             }
         }
     }
@@ -358,6 +402,40 @@ fn group<F: Real, const FMA: bool>(
         for c in 0..D_IN {
             let a = lay.w_e.start + c * d + j;
             acc[a] = ops.dot_ll(acc[a], t, |tt| (&s[tt * D_IN + c], &dr[tt * d + j]));
+        }
+    }
+}
+
+/// `acc[at(u, v)] += Σ_{i<n} a(i, u) · b(i, v)` for a `B × B` block of
+/// weights: the `B²` sums stay in registers and each loaded lane serves `B`
+/// of them.
+#[inline(always)]
+fn block_outer<'a, F: Real + 'a, const FMA: bool, const B: usize>(
+    ops: Ops<FMA>,
+    acc: &mut [Lane<F>],
+    at: impl Fn(usize, usize) -> usize,
+    n: usize,
+    a: impl Fn(usize, usize) -> &'a Lane<F>,
+    b: impl Fn(usize, usize) -> &'a Lane<F>,
+) {
+    let mut x = [[[F::zero(); LANES]; B]; B];
+    for (u, row) in x.iter_mut().enumerate() {
+        for (v, xv) in row.iter_mut().enumerate() {
+            *xv = acc[at(u, v)];
+        }
+    }
+    for i in 0..n {
+        let av: [Lane<F>; B] = std::array::from_fn(|u| *a(i, u));
+        let bv: [Lane<F>; B] = std::array::from_fn(|v| *b(i, v));
+        for (u, row) in x.iter_mut().enumerate() {
+            for (v, xv) in row.iter_mut().enumerate() {
+                ops.fma(xv, &av[u], &bv[v]);
+            }
+        }
+    }
+    for (u, row) in x.iter().enumerate() {
+        for (v, xv) in row.iter().enumerate() {
+            acc[at(u, v)] = *xv;
         }
     }
 }
