@@ -345,6 +345,33 @@ impl<const FMA: bool> Ops<FMA> {
     }
 }
 
+impl<const FMA: bool> Ops<FMA> {
+    /// `eˣ` lane by lane for `x ≤ 0` (softmax scores after subtracting the
+    /// row maximum), in a form the compiler vectorises: `x = n ln2 + r` with
+    /// `|r| ≤ ln2/2`, `eʳ` by its Taylor polynomial of degree 12 (error below
+    /// 2e-16 relative) and `2ⁿ` from the exponent bits. Inputs below −87 are
+    /// taken as −87 (`e⁻⁸⁷ ≈ 2e-38`, nothing next to the row maximum's 1).
+    #[inline(always)]
+    pub(crate) fn exp_nonpositive<F: Real>(self, x: &Lane<F>) -> Lane<F> {
+        const LN2_HI: f64 = 0.693_145_751_953_125; // Cody–Waite split of ln 2
+        const LN2_LO: f64 = 1.428_606_820_309_417_3e-6;
+        let mut out = *x;
+        for v in &mut out {
+            let x = v.max(F::of(-87.0));
+            let n = (x * F::of(std::f64::consts::LOG2_E)).round();
+            let r = (x - n * F::of(LN2_HI)) - n * F::of(LN2_LO);
+            let mut p = F::of(1.0 / 479_001_600.0); // 1/12!
+            let mut fact = 479_001_600.0;
+            for k in (0..12).rev() {
+                fact /= f64::from(k as u32 + 1);
+                p = if FMA { p.mul_add(r, F::of(1.0 / fact)) } else { p * r + F::of(1.0 / fact) };
+            }
+            *v = p * F::exp2i(n.to_i32().unwrap_or(-126));
+        }
+        out
+    }
+}
+
 /// `(p0 + p1) + (p2 + p3)` lane by lane.
 #[inline(always)]
 fn sum4<F: Real>(p: [Lane<F>; 4]) -> Lane<F> {
@@ -461,6 +488,33 @@ fn group<F: Real, const FMA: bool>(
         }
         for c in 0..D_IN {
             ops.fma(&mut acc[lay.w_e.start + c * d + j], &s[c], &dr[j]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vectorised_exp_matches_the_library_exp() {
+        let xs: Vec<f64> = (0..=4000).map(|i| -(i as f64) * 0.0217).chain([0.0, -1e-12, -86.9, -200.0]).collect();
+        for chunk in xs.chunks(LANES) {
+            let mut lanes = [0.0f64; LANES];
+            lanes[..chunk.len()].copy_from_slice(chunk);
+            for (fma, got) in
+                [(true, Ops::<true>.exp_nonpositive(&lanes)), (false, Ops::<false>.exp_nonpositive(&lanes))]
+            {
+                for (x, e) in lanes.iter().zip(got) {
+                    let want = x.max(-87.0).exp();
+                    assert!((e - want).abs() <= 4e-16 * want, "fma {fma}: exp({x}) = {e}, want {want}");
+                }
+            }
+            let lanes32: [f32; LANES] = std::array::from_fn(|i| lanes[i] as f32);
+            for (x, e) in lanes32.iter().zip(Ops::<true>.exp_nonpositive(&lanes32)) {
+                let want = x.max(-87.0).exp();
+                assert!((e - want).abs() <= 3.0 * f32::EPSILON * want, "exp({x}) = {e}, want {want}");
+            }
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::model::{D_IN, Model};
 use crate::real::Real;
 
 /// Sequences per parallel work item (fixed, so results do not depend on threads).
-pub const CHUNK_SEQ: usize = 32;
+pub const CHUNK_SEQ: usize = 64;
 
 #[derive(Clone, Debug)]
 struct Work<F> {
@@ -210,11 +210,15 @@ fn group<F: Real, const FMA: bool, const B: usize>(
                 }
                 let mut total = zero;
                 for j in 0..keys(i) {
+                    let mut shifted = pattern[row + j];
                     for lane in 0..LANES {
-                        let e = (pattern[row + j][lane] - max[lane]).exp();
-                        pattern[row + j][lane] = e;
-                        total[lane] += e;
+                        shifted[lane] -= max[lane];
                     }
+                    let e = ops.exp_nonpositive(&shifted);
+                    for lane in 0..LANES {
+                        total[lane] += e[lane];
+                    }
+                    pattern[row + j] = e;
                 }
                 for j in 0..keys(i) {
                     for lane in 0..LANES {

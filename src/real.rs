@@ -47,6 +47,8 @@ pub trait Real:
     fn of(x: f64) -> Self;
     /// Converts to `f64` (exact).
     fn f64(self) -> f64;
+    /// `2ⁿ` for `−126 ≤ n ≤ 127`, built from the exponent bits (vectorises).
+    fn exp2i(n: i32) -> Self;
 }
 
 impl Real for f32 {
@@ -57,6 +59,9 @@ impl Real for f32 {
     fn f64(self) -> f64 {
         self as f64
     }
+    fn exp2i(n: i32) -> Self {
+        f32::from_bits(((n + 127) as u32) << 23)
+    }
 }
 
 impl Real for f64 {
@@ -66,5 +71,8 @@ impl Real for f64 {
     }
     fn f64(self) -> f64 {
         self
+    }
+    fn exp2i(n: i32) -> Self {
+        f64::from_bits(((n + 1023) as u64) << 52)
     }
 }
