@@ -13,7 +13,11 @@
 //! - the batch is cut into fixed chunks of `CHUNK` samples that run in
 //!   parallel; per-chunk gradients are summed in chunk order, so the result
 //!   is bit-identical whatever the number of threads;
-//! - every buffer is allocated once ([`Ctx1Kernel::new`]), none in the step.
+//! - every buffer is allocated once ([`Ctx1Kernel::new`]), none in the step;
+//! - the code is compiled for AVX-512 and for AVX2, both with fused
+//!   multiply-add, and the CPU's best is chosen at run time (`lane_dispatch!`);
+//!   a CPU without FMA takes the portable path. Results are identical on every
+//!   CPU with FMA and may differ in the last bits on one without.
 //!
 //! # Shapes
 //! ```text
