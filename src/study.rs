@@ -2,8 +2,9 @@
 //! out and interpret, then write `summary.json` (SPEC §4, §6).
 //!
 //! A case folder holds `config.toml`, `metrics.csv`, `model.safetensors`,
-//! `eval.json`, `rollout.csv`, `trajectories.csv`, `error_vs_energy.csv` and
-//! `interpret.json`.
+//! `train_state.safetensors`, `eval.json`, `rollout.csv`, `trajectories.csv`,
+//! `error_vs_energy.csv`, `interpret.json` (and `attention.csv` for context
+//! > 1); the report adds `figures/`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -162,7 +163,8 @@ fn run_case_typed<F: Real>(config: &Config, dir: &Path, progress: &Progress) -> 
 }
 
 /// Evaluates `model` trained with `config`, writing `eval.json`,
-/// `rollout.csv`, `trajectories.csv` and (context 1) `interpret.json` into `dir`.
+/// `rollout.csv`, `trajectories.csv`, `error_vs_energy.csv`, `interpret.json`
+/// and, for context > 1, `attention.csv` into `dir`.
 pub fn evaluate<F: Real>(config: &Config, model: &Model<F>, dir: &Path, steps: usize) -> Result<Evaluation> {
     let train_set = training_set::<F>(config);
     let valid = validation_set::<F>(config);
