@@ -296,34 +296,9 @@ impl<const FMA: bool> Ops<FMA> {
         *acc = x;
     }
 
-    /// `init + Σ_{i<n} a_i · b_i` with `(a_i, b_i) = term(i)` (lane × scalar),
-    /// summed in four interleaved partial sums so that consecutive
-    /// multiply-adds do not wait for each other.
-    #[inline(always)]
-    pub(crate) fn dot_ls<'a, F: Real + 'a>(
-        self,
-        init: Lane<F>,
-        n: usize,
-        mut term: impl FnMut(usize) -> (&'a Lane<F>, F),
-    ) -> Lane<F> {
-        let zero = [F::zero(); LANES];
-        let mut part = [init, zero, zero, zero];
-        let mut i = 0;
-        while i + 4 <= n {
-            for (u, p) in part.iter_mut().enumerate() {
-                let (a, b) = term(i + u);
-                self.axpy(p, a, b);
-            }
-            i += 4;
-        }
-        for j in i..n {
-            let (a, b) = term(j);
-            self.axpy(&mut part[j - i], a, b);
-        }
-        sum4(part)
-    }
-
-    /// As [`Ops::dot_ls`], lane × lane.
+    /// `init + Σ_{i<n} a_i · b_i` with `(a_i, b_i) = term(i)`, summed in four
+    /// interleaved partial sums so that consecutive multiply-adds do not wait
+    /// for each other.
     #[inline(always)]
     pub(crate) fn dot_ll<'a, F: Real + 'a>(
         self,

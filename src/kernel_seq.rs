@@ -252,8 +252,10 @@ fn group<F: Real, const FMA: bool, const B: usize>(
         for c in 0..D_IN {
             let mut e = zero;
             if scored.contains(&tt) {
-                let bias = [p[lay.b_u.start + c]; LANES];
-                let pred = ops.dot_ls(bias, d, |j| (&r_last[tt * d + j], p[lay.w_u.start + j * D_IN + c]));
+                let mut pred = [p[lay.b_u.start + c]; LANES];
+                for j in 0..d {
+                    ops.axpy(&mut pred, &r_last[tt * d + j], p[lay.w_u.start + j * D_IN + c]);
+                }
                 for lane in 0..LANES {
                     let err = pred[lane] - y[tt * D_IN + c][lane];
                     loss[lane] += if gain[lane] == F::zero() { F::zero() } else { err * err };

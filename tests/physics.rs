@@ -1,25 +1,12 @@
 //! The oscillator's propagator against an independent matrix exponential, and
 //! the physics it must obey (composition, determinant, energy).
 
+mod common;
+
+use common::{M, mm, mv};
 use physlens::physics::{Oscillator, Regime};
 
-type M = [[f64; 2]; 2];
-
 // ------------------------------------------------ independent reference
-
-fn mm(a: &M, b: &M) -> M {
-    let mut c = [[0.0; 2]; 2];
-    for i in 0..2 {
-        for j in 0..2 {
-            c[i][j] = a[i][0] * b[0][j] + a[i][1] * b[1][j];
-        }
-    }
-    c
-}
-
-fn mv(a: &M, v: [f64; 2]) -> [f64; 2] {
-    [a[0][0] * v[0] + a[0][1] * v[1], a[1][0] * v[0] + a[1][1] * v[1]]
-}
 
 /// exp(a) by scaling and squaring with a degree-24 Taylor polynomial on
 /// a / 2^s, ‖a / 2^s‖∞ ≤ 1/8 (truncation < 1e-40).

@@ -1,24 +1,11 @@
 //! Candidate update rules: orders of accuracy, structure, and agreement with
 //! the SPEC's step-by-step formulas.
 
+mod common;
+
+use common::{M, mm, mv};
 use physlens::physics::Oscillator;
 use physlens::rules::{RULES, all_rules, rule_map};
-
-type M = [[f64; 2]; 2];
-
-fn mm(a: &M, b: &M) -> M {
-    let mut c = [[0.0; 2]; 2];
-    for i in 0..2 {
-        for j in 0..2 {
-            c[i][j] = a[i][0] * b[0][j] + a[i][1] * b[1][j];
-        }
-    }
-    c
-}
-
-fn mv(a: &M, v: [f64; 2]) -> [f64; 2] {
-    [a[0][0] * v[0] + a[0][1] * v[1], a[1][0] * v[0] + a[1][1] * v[1]]
-}
 
 fn frob_diff(a: &M, b: &M) -> f64 {
     let mut sum = 0.0;

@@ -87,3 +87,22 @@ pub fn config(d_model: usize, n_heads: usize, d_head: usize, n_layers: usize, n_
         positional: false,
     }
 }
+
+/// A 2×2 matrix, row-major, for tests that must not lean on `physlens::mat2`.
+pub type M = [[f64; 2]; 2];
+
+/// `a b`, written independently of the crate.
+pub fn mm(a: &M, b: &M) -> M {
+    let mut c = [[0.0; 2]; 2];
+    for i in 0..2 {
+        for j in 0..2 {
+            c[i][j] = a[i][0] * b[0][j] + a[i][1] * b[1][j];
+        }
+    }
+    c
+}
+
+/// `a v`, written independently of the crate.
+pub fn mv(a: &M, v: [f64; 2]) -> [f64; 2] {
+    [a[0][0] * v[0] + a[0][1] * v[1], a[1][0] * v[0] + a[1][1] * v[1]]
+}
