@@ -277,7 +277,7 @@ pub fn save<F: Real>(
 }
 
 /// Appends the little-endian bytes of `values`, in their own dtype, to `out`.
-fn encode<F: Real>(values: &[F], out: &mut Vec<u8>) {
+pub(crate) fn encode<F: Real>(values: &[F], out: &mut Vec<u8>) {
     match F::DTYPE {
         // Narrowing an f32 that was widened to f64 is exact.
         Dtype::F32 => out.extend(values.iter().flat_map(|w| (w.f64() as f32).to_le_bytes())),
@@ -646,7 +646,7 @@ fn read_weights<F: Real>(
 }
 
 /// Little-endian values of dtype `F::DTYPE`.
-fn decode<F: Real>(bytes: &[u8]) -> Vec<F> {
+pub(crate) fn decode<F: Real>(bytes: &[u8]) -> Vec<F> {
     match F::DTYPE {
         Dtype::F32 => bytes
             .chunks_exact(4)

@@ -18,6 +18,7 @@ use std::path::Path;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype as StDtype, SafeTensors};
 
+use crate::checkpoint::{decode, encode};
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
 use crate::real::{Dtype, Real};
@@ -70,36 +71,22 @@ pub struct TrainState<F> {
     pub metrics: String,
 }
 
-fn bytes_of<F: Real>(xs: &[F]) -> Vec<u8> {
-    match F::DTYPE {
-        Dtype::F32 => xs.iter().flat_map(|x| (x.f64() as f32).to_le_bytes()).collect(),
-        Dtype::F64 => xs.iter().flat_map(|x| x.f64().to_le_bytes()).collect(),
-    }
-}
-
-fn values_of<F: Real>(bytes: &[u8]) -> Vec<F> {
-    match F::DTYPE {
-        Dtype::F32 => {
-            bytes.chunks_exact(4).map(|c| F::of(f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)).collect()
-        }
-        Dtype::F64 => bytes
-            .chunks_exact(8)
-            .map(|c| F::of(f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])))
-            .collect(),
-    }
-}
-
 impl<F: Real> TrainState<F> {
     /// Writes the state atomically to `path`.
     pub fn save(&self, path: &Path) -> Result<()> {
+        let bytes = |xs: &[F]| {
+            let mut out = Vec::with_capacity(std::mem::size_of_val(xs));
+            encode(xs, &mut out);
+            out
+        };
         let dtype = match F::DTYPE {
             Dtype::F32 => StDtype::F32,
             Dtype::F64 => StDtype::F64,
         };
         let mut buffers: Vec<(&str, StDtype, Vec<usize>, Vec<u8>)> = vec![
-            ("params", dtype, vec![self.params.len()], bytes_of(&self.params)),
-            ("adam.m", dtype, vec![self.m.len()], bytes_of(&self.m)),
-            ("adam.v", dtype, vec![self.v.len()], bytes_of(&self.v)),
+            ("params", dtype, vec![self.params.len()], bytes(&self.params)),
+            ("adam.m", dtype, vec![self.m.len()], bytes(&self.m)),
+            ("adam.v", dtype, vec![self.v.len()], bytes(&self.v)),
         ];
         let mut meta: HashMap<String, String> = HashMap::new();
         let (next, rng_position) = match &self.data {
@@ -166,9 +153,9 @@ impl<F: Real> TrainState<F> {
             }
             Ok(t.data().to_vec())
         };
-        let params = values_of::<F>(&tensor("params", want)?);
-        let m = values_of::<F>(&tensor("adam.m", want)?);
-        let v = values_of::<F>(&tensor("adam.v", want)?);
+        let params = decode::<F>(&tensor("params", want)?);
+        let m = decode::<F>(&tensor("adam.m", want)?);
+        let v = decode::<F>(&tensor("adam.v", want)?);
         if m.len() != params.len() || v.len() != params.len() {
             return Err(fail("tensors `params`, `adam.m` and `adam.v` differ in length".into()));
         }
