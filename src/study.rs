@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::checkpoint::{self, AnyModel};
 use crate::config::Config;
+use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::eval::{RolloutSummary, mse, rollout, rollout_starts};
 use crate::interpret::{MapReport, interpret_affine, interpret_with_jacobians};
@@ -109,8 +110,7 @@ pub fn run_study(config: &Config, out: &Path, quiet: bool) -> Result<Summary> {
         .collect();
     let cases: Vec<CaseSummary> = jobs
         .par_iter()
-        .zip(&config.run.cases)
-        .map(|((c, dir, progress), case)| {
+        .map(|(c, dir, progress)| {
             let summary = run_case(c, dir, progress);
             match &summary {
                 Ok(s) => progress.finish(&format!(
@@ -119,11 +119,7 @@ pub fn run_study(config: &Config, out: &Path, quiet: bool) -> Result<Summary> {
                 )),
                 Err(e) => progress.finish(&format!("failed: {e}")),
             }
-            summary.map(|mut s| {
-                s.name.clone_from(&case.name);
-                s.model = format!("{}/model.safetensors", case.name);
-                s
-            })
+            summary
         })
         .collect::<Result<_>>()?;
     let summary = Summary { cases, seconds: start.elapsed().as_secs_f64() };
@@ -141,12 +137,14 @@ pub fn run_case(config: &Config, dir: &Path, progress: &Progress) -> Result<Case
 
 fn run_case_typed<F: Real>(config: &Config, dir: &Path, progress: &Progress) -> Result<CaseSummary> {
     let outcome = train::<F>(config, dir, progress)?;
-    let eval = evaluate(config, &outcome.model, dir, config.eval.rollout_steps)?;
+    let sets = (&outcome.train, &outcome.valid);
+    let eval = evaluate(config, &outcome.model, sets, dir, config.eval.rollout_steps)?;
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let r = &eval.interpretation;
     let learned = LearnedParams { omega0: r.learned.omega0, gamma: r.learned.gamma };
     let (nearest_method, margin, error_vs_exact) = (r.nearest_method.clone(), r.margin, r.error_vs_exact);
     Ok(CaseSummary {
-        name: dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        name: name.clone(),
         omega0: config.system.omega0,
         gamma: config.system.gamma,
         dt: config.system.dt,
@@ -157,7 +155,7 @@ fn run_case_typed<F: Real>(config: &Config, dir: &Path, progress: &Progress) -> 
         nearest_method,
         margin,
         error_vs_exact,
-        model: "model.safetensors".into(),
+        model: format!("{name}/model.safetensors"),
         train_seconds: outcome.seconds,
     })
 }
@@ -165,16 +163,22 @@ fn run_case_typed<F: Real>(config: &Config, dir: &Path, progress: &Progress) -> 
 /// Evaluates `model` trained with `config`, writing `eval.json`,
 /// `rollout.csv`, `trajectories.csv`, `error_vs_energy.csv`, `interpret.json`
 /// and, for context > 1, `attention.csv` into `dir`.
-pub fn evaluate<F: Real>(config: &Config, model: &Model<F>, dir: &Path, steps: usize) -> Result<Evaluation> {
-    let train_set = training_set::<F>(config);
-    let valid = validation_set::<F>(config);
+/// `sets` are the training and validation sets of `config`.
+pub fn evaluate<F: Real>(
+    config: &Config,
+    model: &Model<F>,
+    sets: (&Dataset<F>, &Dataset<F>),
+    dir: &Path,
+    steps: usize,
+) -> Result<Evaluation> {
+    let (train_set, valid) = sets;
     let osc = config.oscillator();
     let mut rng = Rng::new(config.train.seed, Stream::Rollout);
     let starts = rollout_starts(&osc, config.data.e_valid_max, config.eval.n_rollouts, &mut rng);
     let ro = rollout(model, &osc, config.system.dt, &starts, steps);
     write_text(&dir.join("rollout.csv"), &ro.stats_csv())?;
     write_text(&dir.join("trajectories.csv"), &ro.trajectories_csv(SAVED_TRAJECTORIES, config.system.dt))?;
-    write_text(&dir.join("error_vs_energy.csv"), &crate::report_data::error_vs_energy_csv(model, &valid, &osc))?;
+    write_text(&dir.join("error_vs_energy.csv"), &crate::report_data::error_vs_energy_csv(model, valid, &osc))?;
     let system = system_info(config);
     let interpretation = match interpret_affine(model, &system) {
         Some(report) => report,
@@ -191,8 +195,8 @@ pub fn evaluate<F: Real>(config: &Config, model: &Model<F>, dir: &Path, steps: u
     };
     write_json(&dir.join("interpret.json"), &interpretation)?;
     let eval = Evaluation {
-        train_mse: mse(model, &train_set),
-        valid_mse: mse(model, &valid),
+        train_mse: mse(model, train_set),
+        valid_mse: mse(model, valid),
         rollout: ro.summary(),
         interpretation,
     };
@@ -230,11 +234,16 @@ impl RunDir {
         Config::from_file(&config_path)
     }
 
+    fn evaluate_typed<F: Real>(&self, model: &Model<F>, steps: usize) -> Result<Evaluation> {
+        let sets = (&training_set(&self.config), &validation_set(&self.config));
+        evaluate(&self.config, model, sets, &self.dir, steps)
+    }
+
     /// Re-evaluates the run with `steps` rollout steps and rewrites its evaluation files.
     pub fn evaluate(&self, steps: usize) -> Result<Evaluation> {
         match &self.model {
-            AnyModel::F32(m) => evaluate(&self.config, m, &self.dir, steps),
-            AnyModel::F64(m) => evaluate(&self.config, m, &self.dir, steps),
+            AnyModel::F32(m) => self.evaluate_typed(m, steps),
+            AnyModel::F64(m) => self.evaluate_typed(m, steps),
         }
     }
 }

@@ -170,6 +170,8 @@ impl<F: Real> Trainer<F> {
 pub struct TrainOutcome<F: Real> {
     /// The trained model.
     pub model: Model<F>,
+    /// The training set ([`training_set`]), to evaluate on without drawing it again.
+    pub train: Dataset<F>,
     /// Validation set used for the metrics.
     pub valid: Dataset<F>,
     /// Wall time of the training loop in seconds.
@@ -289,7 +291,12 @@ fn train_loop<F: Real>(
             save_state(&trainer, &log, elapsed(&log), dir)?;
         }
     }
-    Ok(TrainOutcome { seconds: elapsed(&log), model: trainer.model, valid })
+    let seconds = elapsed(&log);
+    let train = match trainer.source {
+        Source::Fixed { data, .. } => data,
+        Source::Fresh { .. } => training_set(&config),
+    };
+    Ok(TrainOutcome { seconds, model: trainer.model, train, valid })
 }
 
 /// Writes `model.safetensors` and `train_state.safetensors` for the current step.
