@@ -166,11 +166,7 @@ fn execute(command: Command) -> Result<()> {
             let run = RunDir::open(&run)?;
             let eval = run.evaluate(run.config.eval.rollout_steps)?;
             println!("train MSE {:.3e}   valid MSE {:.3e}", eval.train_mse, eval.valid_mse);
-            let r = &eval.rollout;
-            println!(
-                "rollout ({} steps): median rel. err. at the end {:.3e}, max {:.3e}, max over all steps {:.3e}",
-                r.steps, r.median_rel_err_final, r.max_rel_err_final, r.max_rel_err
-            );
+            print_rollout(&eval.rollout);
             print_map_report(&eval.interpretation);
             println!("wrote {}", run.dir.join("eval.json").display());
         }
@@ -178,11 +174,7 @@ fn execute(command: Command) -> Result<()> {
         Command::Rollout { run, steps } => {
             let run = RunDir::open(&run)?;
             let steps = steps.unwrap_or(run.config.eval.rollout_steps);
-            let r = run.evaluate(steps)?.rollout;
-            println!(
-                "rollout ({} steps): median rel. err. at the end {:.3e}, max {:.3e}, max over all steps {:.3e}",
-                r.steps, r.median_rel_err_final, r.max_rel_err_final, r.max_rel_err
-            );
+            print_rollout(&run.evaluate(steps)?.rollout);
             println!("wrote {}", run.dir.join("rollout.csv").display());
         }
         Command::Bench { json, seconds } => {
@@ -262,6 +254,13 @@ fn print_summary(summary: &Summary, out: &Path) {
         summary.seconds
     );
     println!("wrote {}", out.join("summary.json").display());
+}
+
+fn print_rollout(r: &physlens::eval::RolloutSummary) {
+    println!(
+        "rollout ({} steps): median rel. err. at the end {:.3e}, max {:.3e}, max over all steps {:.3e}",
+        r.steps, r.median_rel_err_final, r.max_rel_err_final, r.max_rel_err
+    );
 }
 
 fn print_map_report(r: &MapReport) {

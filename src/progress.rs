@@ -25,10 +25,11 @@ impl ProgressGroup {
     /// Bars when stderr is a terminal and `quiet` is false; plain lines when
     /// piped; nothing at all when `quiet`.
     pub fn new(quiet: bool) -> Self {
-        let multi = (!quiet && std::io::stderr().is_terminal()).then(MultiProgress::new);
-        if quiet {
-            return ProgressGroup { multi: Some(MultiProgress::with_draw_target(ProgressDrawTarget::hidden())) };
-        }
+        let multi = if quiet {
+            Some(MultiProgress::with_draw_target(ProgressDrawTarget::hidden()))
+        } else {
+            std::io::stderr().is_terminal().then(MultiProgress::new)
+        };
         ProgressGroup { multi }
     }
 

@@ -274,7 +274,7 @@ struct EvalFile {
     train_mse: Option<f64>,
     valid_mse: Option<f64>,
     rollout: RolloutNumbers,
-    interpretation: Option<EvalInterpretation>,
+    interpretation: EvalInterpretation,
 }
 
 #[derive(Deserialize)]
@@ -360,10 +360,7 @@ pub fn load_run(dir: &Path) -> Result<Vec<CaseData>> {
 fn lone_case_numbers(dir: &Path) -> Result<CaseNumbers> {
     let config = Config::from_file(&dir.join("config.toml"))?;
     let eval: EvalFile = read_json(&dir.join("eval.json"))?;
-    let (learned, nearest_method, margin, error_vs_exact) = match eval.interpretation {
-        Some(i) => (i.learned, i.nearest_method, i.margin, i.error_vs_exact),
-        None => (LearnedNumbers { omega0: None, gamma: None }, "n/a (context > 1)".into(), None, None),
-    };
+    let EvalInterpretation { learned, nearest_method, margin, error_vs_exact } = eval.interpretation;
     let name = dir.canonicalize().ok().and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()));
     Ok(CaseNumbers {
         name: name.unwrap_or_else(|| "run".into()),
