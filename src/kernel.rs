@@ -263,10 +263,16 @@ fn chunk_lanes<F: Real, const FMA: bool>(
         }
         group::<F, FMA>(model, &s, &y, &gain, &mut loss, w);
     }
-    w.loss = loss.iter().map(|l| l.f64()).sum();
-    for (gr, a) in w.grad.iter_mut().zip(&w.acc) {
-        *gr = a.iter().fold(F::zero(), |x, y| x + *y);
+    w.loss = sum_lanes(&loss, &w.acc, &mut w.grad);
+}
+
+/// Folds per-lane sums into a chunk's result: each gradient entry is its
+/// lanes' sum (in lane order), and the returned loss the lanes' sum in f64.
+pub(crate) fn sum_lanes<F: Real>(loss: &Lane<F>, acc: &[Lane<F>], grad: &mut [F]) -> f64 {
+    for (g, a) in grad.iter_mut().zip(acc) {
+        *g = a.iter().fold(F::zero(), |x, y| x + *y);
     }
+    loss.iter().map(|l| l.f64()).sum()
 }
 
 /// The two lane operations, with (`FMA = true`) or without fused multiply-add.

@@ -14,7 +14,7 @@
 
 use std::ops::Range;
 
-use crate::kernel::{Batch, ChunkOutput, LANES, Lane, Ops, lane_dispatch, run_chunks};
+use crate::kernel::{Batch, ChunkOutput, LANES, Lane, Ops, lane_dispatch, run_chunks, sum_lanes};
 use crate::model::{D_IN, Model};
 use crate::real::Real;
 
@@ -137,10 +137,7 @@ fn chunk_lanes<F: Real, const FMA: bool>(
         }
     }
     (w.s, w.y) = (s, y);
-    w.loss = loss.iter().map(|l| l.f64()).sum();
-    for (gr, a) in w.grad.iter_mut().zip(&w.acc) {
-        *gr = a.iter().fold(F::zero(), |x, y| x + *y);
-    }
+    w.loss = sum_lanes(&loss, &w.acc, &mut w.grad);
 }
 
 /// Forward, loss and backward for one group of `LANES` sequences.
