@@ -1,15 +1,8 @@
 //! The `physlens` binary: commands, outputs and exit codes (SPEC §6).
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn physlens(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_physlens")).args(args).current_dir(cwd).output().expect("the binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use common::{physlens, stderr};
 
 const SMALL: &str = "[system]\ngamma = 0.05\n[data]\nn_train = 5000\nn_valid = 256\n[train]\nsteps = 1500\nlr = 1e-2\nbatch_size = 64\nlog_every = 500\n[eval]\nrollout_steps = 50\nn_rollouts = 8\n";
 

@@ -3,25 +3,15 @@
 
 mod handbuilt;
 
+mod common;
+
+use common::{physlens, stderr, stdout};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
 
 use handbuilt::{gauge, two_head_model, two_step_model, write_like_numpy};
 use physlens::checkpoint::{self, SystemInfo};
 use physlens::rules::rule_map;
-
-fn physlens(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_physlens")).args(args).current_dir(cwd).output().expect("the binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 #[test]
 fn interpret_json_has_every_spec_key_and_the_new_ones() {

@@ -3,8 +3,11 @@
 //! and its headline table, summary.md and summary.tex hold exactly the
 //! numbers of summary.json.
 
+mod common;
+
+use common::{physlens, stderr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use physlens::report::SECTIONS;
 use scraper::{ElementRef, Html, Selector};
@@ -13,14 +16,6 @@ use serde_json::Value;
 /// Two cases (the seed's γ = 0 and 0.1), trained for a few hundred steps.
 const SMALL: &str = "[data]\nn_train = 2000\nn_valid = 256\n[train]\nsteps = 600\nlr = 1e-2\nbatch_size = 64\nlog_every = 100\n\
                      [eval]\nrollout_steps = 40\nn_rollouts = 8\n";
-
-fn physlens(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_physlens")).args(args).current_dir(cwd).output().expect("the binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// `physlens run` of `config` into `<tmp>/out`; returns the temp dir and the run folder.
 fn run(config: &str) -> (tempfile::TempDir, PathBuf) {

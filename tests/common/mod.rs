@@ -106,3 +106,22 @@ pub fn mm(a: &M, b: &M) -> M {
 pub fn mv(a: &M, v: [f64; 2]) -> [f64; 2] {
     [a[0][0] * v[0] + a[0][1] * v[1], a[1][0] * v[0] + a[1][1] * v[1]]
 }
+
+/// Runs the `physlens` binary with `args` in `cwd`.
+pub fn physlens(args: &[&str], cwd: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_physlens"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("the binary runs")
+}
+
+/// What a finished command wrote to stderr.
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// What a finished command wrote to stdout.
+pub fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
