@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{physlens, stderr};
+use common::{SPEC_INTERPRET_KEYS, physlens, stderr};
 
 const SMALL: &str = "[system]\ngamma = 0.05\n[data]\nn_train = 5000\nn_valid = 256\n[train]\nsteps = 1500\nlr = 1e-2\nbatch_size = 64\nlog_every = 500\n[eval]\nrollout_steps = 50\nn_rollouts = 8\n";
 
@@ -38,19 +38,7 @@ fn train_eval_rollout_interpret_round_trip() {
     let out = physlens(&["interpret", "--model", "runs/small/model.safetensors", "--json"], dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    for key in [
-        "effective_map",
-        "offset",
-        "eigenvalues",
-        "learned",
-        "best_fit",
-        "truth",
-        "methods",
-        "nearest_method",
-        "margin",
-        "identifiable",
-        "error_vs_exact",
-    ] {
+    for key in SPEC_INTERPRET_KEYS {
         assert!(!json[key].is_null(), "interpret --json lacks {key}");
     }
     assert_eq!(json["truth"]["gamma"], 0.05);

@@ -5,7 +5,7 @@ mod handbuilt;
 
 mod common;
 
-use common::{physlens, stderr, stdout};
+use common::{SPEC_INTERPRET_KEYS, physlens, stderr, stdout};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -27,19 +27,7 @@ fn interpret_json_has_every_spec_key_and_the_new_ones() {
     let out = physlens(&["interpret", "--model", "leapfrog.safetensors", "--json", "--n-valid", "256"], dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let spec = [
-        "effective_map",
-        "offset",
-        "eigenvalues",
-        "learned",
-        "best_fit",
-        "truth",
-        "methods",
-        "nearest_method",
-        "margin",
-        "identifiable",
-        "error_vs_exact",
-    ];
+    let spec = SPEC_INTERPRET_KEYS;
     let ours = [
         "jacobians",
         "circuits",

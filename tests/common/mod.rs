@@ -125,3 +125,18 @@ pub fn stderr(o: &std::process::Output) -> String {
 pub fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
+
+/// The keys SPEC §4 requires in `physlens interpret --json`.
+pub const SPEC_INTERPRET_KEYS: [&str; 11] = [
+    "effective_map",
+    "offset",
+    "eigenvalues",
+    "learned",
+    "best_fit",
+    "truth",
+    "methods",
+    "nearest_method",
+    "margin",
+    "identifiable",
+    "error_vs_exact",
+];
