@@ -157,6 +157,12 @@ fn group<F: Real, const FMA: bool, const B: usize>(
     let zero = [F::zero(); LANES];
     let keys = |i: usize| if cfg.causal { i + 1 } else { t };
     let Work { acc, r, q, k, v, z, pattern, dr, dq, dk, dv, dz, ds, dp, .. } = w;
+    // Slices, not vectors: their data pointers and lengths stay in registers
+    // across the stores below instead of being reloaded through the `Vec`s.
+    let (acc, r, q, k, v, z, pattern) =
+        (&mut acc[..], &mut r[..], &mut q[..], &mut k[..], &mut v[..], &mut z[..], &mut pattern[..]);
+    let (dr, dq, dk, dv, dz, ds, dp) =
+        (&mut dr[..], &mut dq[..], &mut dk[..], &mut dv[..], &mut dz[..], &mut ds[..], &mut dp[..]);
     let ops = Ops::<FMA>;
 
     // ---- forward: embedding
@@ -191,41 +197,28 @@ fn group<F: Real, const FMA: bool, const B: usize>(
             }
         }
         for hh in 0..h {
+            let at = |tok: usize, kk: usize| o + tok * hk + hh * kd + kk;
             for i in 0..t {
-                let row = ((l * h + hh) * t + i) * t;
+                let (row, n) = (((l * h + hh) * t + i) * t, keys(i));
+                // scores q[i]·k[j] · scale, then softmax over j < n
+                let scores = &mut pattern[row..row + n];
+                dots::<F, FMA>(ops, kd, |kk| &q[at(i, kk)], |j, kk| &k[at(j, kk)], scores);
                 let mut max = [F::neg_infinity(); LANES];
-                for j in 0..keys(i) {
-                    let (qi, kj) = (o + i * hk + hh * kd, o + j * hk + hh * kd);
-                    let mut sc = ops.dot_ll(zero, kd, |kk| (&q[qi + kk], &k[kj + kk]));
-                    for x in &mut sc {
-                        *x *= scale;
-                    }
-                    for lane in 0..LANES {
-                        max[lane] = max[lane].max(sc[lane]);
-                    }
-                    pattern[row + j] = sc;
+                for sc in scores.iter_mut() {
+                    *sc = lanewise(*sc, |x| x * scale);
+                    max = zip_lanes(max, *sc, |m, x| if x > m { x } else { m });
                 }
                 let mut total = zero;
-                for j in 0..keys(i) {
-                    let mut shifted = pattern[row + j];
-                    for lane in 0..LANES {
-                        shifted[lane] -= max[lane];
-                    }
-                    let e = ops.exp_nonpositive(&shifted);
-                    for lane in 0..LANES {
-                        total[lane] += e[lane];
-                    }
-                    pattern[row + j] = e;
+                for e in scores.iter_mut() {
+                    *e = ops.exp_nonpositive(&zip_lanes(*e, max, |x, m| x - m));
+                    total = zip_lanes(total, *e, |a, b| a + b);
                 }
-                for j in 0..keys(i) {
-                    for lane in 0..LANES {
-                        pattern[row + j][lane] /= total[lane];
-                    }
+                for e in scores.iter_mut() {
+                    *e = zip_lanes(*e, total, |e, sum| e / sum);
                 }
-                for kk in 0..kd {
-                    let vk = o + hh * kd + kk;
-                    z[o + i * hk + hh * kd + kk] = ops.dot_ll(zero, keys(i), |j| (&pattern[row + j], &v[vk + j * hk]));
-                }
+                // z[i] = Σ_j P[i, j] v[j]
+                let pattern = &*pattern;
+                mix::<F, FMA, B>(ops, n, |j| &pattern[row + j], |j, kk| &v[at(j, kk)], &mut z[at(i, 0)..at(i, kd)]);
             }
         }
         for tt in 0..t {
@@ -319,33 +312,29 @@ fn group<F: Real, const FMA: bool, const B: usize>(
             let prow = |i: usize| ((l * h + hh) * t + i) * t;
             // d scores[i, j] = P[i, j] (dz[i]·v[j] − Σ_m P[i, m] dz[i]·v[m]) · scale
             for i in 0..t {
-                let mut dot = zero;
-                for j in 0..keys(i) {
-                    let x = ops.dot_ll(zero, kd, |kk| (&dz[at(i, kk)], &v[o + at(j, kk)]));
-                    ds[i * t + j] = x;
-                    ops.fma(&mut dot, &pattern[prow(i) + j], &x);
-                }
-                for j in 0..keys(i) {
-                    let pij = pattern[prow(i) + j];
-                    let dpij = ds[i * t + j];
-                    for lane in 0..LANES {
-                        ds[i * t + j][lane] = pij[lane] * (dpij[lane] - dot[lane]) * scale;
-                    }
+                let (n, row) = (keys(i), prow(i));
+                dots::<F, FMA>(ops, kd, |kk| &dz[at(i, kk)], |j, kk| &v[o + at(j, kk)], &mut ds[i * t..i * t + n]);
+                let dot = ops.dot_ll(zero, n, |j| (&pattern[row + j], &ds[i * t + j]));
+                for j in 0..n {
+                    let centred = zip_lanes(ds[i * t + j], dot, |x, y| x - y);
+                    ds[i * t + j] = zip_lanes(pattern[row + j], centred, |a, b| a * b * scale);
                 }
             }
+            let ds = &*ds;
+            for i in 0..t {
+                // dq[i] = Σ_j ds[i, j] k[j]
+                let dq_i = &mut dq[at(i, 0)..at(i, kd)];
+                mix::<F, FMA, B>(ops, keys(i), |j| &ds[i * t + j], |j, kk| &k[o + at(j, kk)], dq_i);
+            }
             let queries = |j: usize| if cfg.causal { j..t } else { 0..t };
-            for kk in 0..kd {
-                for i in 0..t {
-                    // dq[i] = Σ_j ds[i, j] k[j]
-                    dq[at(i, kk)] = ops.dot_ll(zero, keys(i), |j| (&ds[i * t + j], &k[o + at(j, kk)]));
-                }
-                for j in 0..t {
-                    // dk[j] = Σ_i ds[i, j] q[i];  dv[j] = Σ_i P[i, j] dz[i]
-                    let first = queries(j).start;
-                    let n = t - first;
-                    dk[at(j, kk)] = ops.dot_ll(zero, n, |u| (&ds[(first + u) * t + j], &q[o + at(first + u, kk)]));
-                    dv[at(j, kk)] = ops.dot_ll(zero, n, |u| (&pattern[prow(first + u) + j], &dz[at(first + u, kk)]));
-                }
+            for j in 0..t {
+                // dk[j] = Σ_i ds[i, j] q[i];  dv[j] = Σ_i P[i, j] dz[i]
+                let first = queries(j).start;
+                let n = t - first;
+                let ds_col = |u: usize| &ds[(first + u) * t + j];
+                mix::<F, FMA, B>(ops, n, ds_col, |u, kk| &q[o + at(first + u, kk)], &mut dk[at(j, 0)..at(j, kd)]);
+                let p_col = |u: usize| &pattern[prow(first + u) + j];
+                mix::<F, FMA, B>(ops, n, p_col, |u, kk| &dz[at(first + u, kk)], &mut dv[at(j, 0)..at(j, kd)]);
             }
         }
         // W_Q, W_K, W_V: dW[h, d, k] += Σ_t r[t, d] dx[t, h, k]
@@ -409,6 +398,56 @@ fn group<F: Real, const FMA: bool, const B: usize>(
     }
 }
 
+/// `out[j] = Σ_{m<len} a(m) · b(j, m)` for every `j`: four rows at a time,
+/// so that each loaded `a(m)` serves four independent sums.
+#[inline(always)]
+fn dots<'a, F: Real + 'a, const FMA: bool>(
+    ops: Ops<FMA>,
+    len: usize,
+    a: impl Fn(usize) -> &'a Lane<F>,
+    b: impl Fn(usize, usize) -> &'a Lane<F>,
+    out: &mut [Lane<F>],
+) {
+    const J: usize = 4;
+    let done = out.len() - out.len() % J;
+    for (i, block) in out.chunks_exact_mut(J).enumerate() {
+        let mut x = [[F::zero(); LANES]; J];
+        for m in 0..len {
+            let am = *a(m);
+            for (u, xu) in x.iter_mut().enumerate() {
+                ops.fma(xu, &am, b(i * J + u, m));
+            }
+        }
+        block.copy_from_slice(&x);
+    }
+    for (j, o) in out.iter_mut().enumerate().skip(done) {
+        *o = ops.dot_ll([F::zero(); LANES], len, |m| (a(m), b(j, m)));
+    }
+}
+
+/// `out[u] = Σ_{j<n} c(j) · b(j, u)` for every `u`: `B` outputs at a time, so
+/// that each loaded `c(j)` serves `B` independent sums (`out.len()` is a
+/// multiple of `B`).
+#[inline(always)]
+fn mix<'a, F: Real + 'a, const FMA: bool, const B: usize>(
+    ops: Ops<FMA>,
+    n: usize,
+    c: impl Fn(usize) -> &'a Lane<F>,
+    b: impl Fn(usize, usize) -> &'a Lane<F>,
+    out: &mut [Lane<F>],
+) {
+    for (i, block) in out.chunks_exact_mut(B).enumerate() {
+        let mut x = [[F::zero(); LANES]; B];
+        for j in 0..n {
+            let cj = *c(j);
+            for (u, xu) in x.iter_mut().enumerate() {
+                ops.fma(xu, &cj, b(j, i * B + u));
+            }
+        }
+        block.copy_from_slice(&x);
+    }
+}
+
 /// `acc[at(u, v)] += Σ_{i<n} a(i, u) · b(i, v)` for a `B × B` block of
 /// weights: the `B²` sums stay in registers and each loaded lane serves `B`
 /// of them.
@@ -441,4 +480,25 @@ fn block_outer<'a, F: Real + 'a, const FMA: bool, const B: usize>(
             acc[at(u, v)] = *xv;
         }
     }
+}
+
+/// `f` applied lane by lane (on copies, so that it compiles to one vector
+/// instruction per operation).
+#[inline(always)]
+fn lanewise<F: Real>(a: Lane<F>, f: impl Fn(F) -> F) -> Lane<F> {
+    let mut out = a;
+    for x in &mut out {
+        *x = f(*x);
+    }
+    out
+}
+
+/// `f(a[i], b[i])` lane by lane, as [`lanewise`].
+#[inline(always)]
+fn zip_lanes<F: Real>(a: Lane<F>, b: Lane<F>, f: impl Fn(F, F) -> F) -> Lane<F> {
+    let mut out = a;
+    for (x, y) in out.iter_mut().zip(b) {
+        *x = f(*x, y);
+    }
+    out
 }
