@@ -8,13 +8,14 @@
 //! # Shapes (per group of `LANES` sequences, every entry a lane vector)
 //! ```text
 //! r  [(L+1), T, D]   residual before each layer and after the last
-//! q, k, v, z  [L, T, H, K]      pattern  [L, H, T, T]
-//! dr [T, D]   dq, dk, dv, dz [T, H, K]   ds [T, T]   (reused across layers and heads)
+//! qkv [L, T, 3, H, K]  (q | k | v)   z [L, T, H, K]   pattern [L, H, T, T]
+//! dr [T, D]   dqkv [T, 3, H, K]   dz [T, H, K]   ds [T, T]   (reused across layers and heads)
 //! ```
 
 use std::ops::Range;
 
 use crate::kernel::{Batch, ChunkOutput, LANES, Lane, Ops, lane_dispatch, run_chunks, sum_lanes};
+use crate::kernel_pack::{Packed, PackedLayer, project};
 use crate::model::{D_IN, Model};
 use crate::real::Real;
 
@@ -25,15 +26,11 @@ pub const CHUNK_SEQ: usize = 64;
 struct Work<F> {
     acc: Vec<Lane<F>>,     // [P]
     r: Vec<Lane<F>>,       // [(L+1)·T·D]
-    q: Vec<Lane<F>>,       // [L·T·H·K]
-    k: Vec<Lane<F>>,       // [L·T·H·K]
-    v: Vec<Lane<F>>,       // [L·T·H·K]
+    qkv: Vec<Lane<F>>,     // [L·T·3·H·K]  q | k | v per token
     z: Vec<Lane<F>>,       // [L·T·H·K]
     pattern: Vec<Lane<F>>, // [L·H·T·T]
     dr: Vec<Lane<F>>,      // [T·D]
-    dq: Vec<Lane<F>>,      // [T·H·K]
-    dk: Vec<Lane<F>>,      // [T·H·K]
-    dv: Vec<Lane<F>>,      // [T·H·K]
+    dqkv: Vec<Lane<F>>,    // [T·3·H·K]  dq | dk | dv per token
     dz: Vec<Lane<F>>,      // [T·H·K]
     ds: Vec<Lane<F>>,      // [T·T]  d scores of one head
     dp: Vec<Lane<F>>,      // [T·2]  d pred
@@ -55,6 +52,7 @@ impl<F> ChunkOutput<F> for Work<F> {
 /// The lane kernel for context-T models with its buffers for one batch size.
 #[derive(Clone, Debug)]
 pub struct SeqKernel<F> {
+    packed: Packed<F>,  // the model's projections, repacked each step
     work: Vec<Work<F>>, // one per chunk
 }
 
@@ -67,15 +65,11 @@ impl<F: Real> SeqKernel<F> {
         let work = Work {
             acc: z(model.params.len()),
             r: z((l + 1) * t * d),
-            q: z(l * t * hk),
-            k: z(l * t * hk),
-            v: z(l * t * hk),
+            qkv: z(l * t * 3 * hk),
             z: z(l * t * hk),
             pattern: z(l * c.n_heads * t * t),
             dr: z(t * d),
-            dq: z(t * hk),
-            dk: z(t * hk),
-            dv: z(t * hk),
+            dqkv: z(t * 3 * hk),
             dz: z(t * hk),
             ds: z(t * t),
             dp: z(t * D_IN),
@@ -84,7 +78,7 @@ impl<F: Real> SeqKernel<F> {
             grad: vec![F::zero(); model.params.len()],
             loss: 0.0,
         };
-        SeqKernel { work: vec![work; batch.div_ceil(CHUNK_SEQ).max(1)] }
+        SeqKernel { packed: Packed::new(model), work: vec![work; batch.div_ceil(CHUNK_SEQ).max(1)] }
     }
 
     /// Mean over scored tokens of `‖pred − target‖²` and its gradient in
@@ -93,21 +87,24 @@ impl<F: Real> SeqKernel<F> {
         let n = batch.len();
         let count = n * model.cfg.scored_positions().len();
         let g = F::of(2.0 / count as f64);
-        let work = &mut self.work[..n.div_ceil(CHUNK_SEQ)];
-        let loss =
-            run_chunks(work, grads, |i, w| chunk(model, batch, i * CHUNK_SEQ..((i + 1) * CHUNK_SEQ).min(n), g, w));
+        self.packed.fill(model);
+        let (packed, work) = (&self.packed, &mut self.work[..n.div_ceil(CHUNK_SEQ)]);
+        let loss = run_chunks(work, grads, |i, w| {
+            chunk(model, packed, batch, i * CHUNK_SEQ..((i + 1) * CHUNK_SEQ).min(n), g, w)
+        });
         loss / count as f64
     }
 }
 
 lane_dispatch! {
     /// One chunk on the widest vector unit the CPU has.
-    fn chunk => chunk_lanes(model: &Model<F>, batch: &Batch<F>, span: Range<usize>, g: F, w: &mut Work<F>)
+    fn chunk => chunk_lanes(model: &Model<F>, packed: &Packed<F>, batch: &Batch<F>, span: Range<usize>, g: F, w: &mut Work<F>)
 }
 
 #[inline(always)]
 fn chunk_lanes<F: Real, const FMA: bool>(
     model: &Model<F>,
+    packed: &Packed<F>,
     batch: &Batch<F>,
     span: Range<usize>,
     g: F,
@@ -130,10 +127,10 @@ fn chunk_lanes<F: Real, const FMA: bool>(
             gain[i] = if i < live { g } else { F::zero() };
         }
         // Blocks of four outputs share each loaded operand when the widths allow.
-        if model.cfg.d_model.is_multiple_of(4) && model.cfg.d_head.is_multiple_of(4) {
-            group::<F, FMA, 4>(model, &s, &y, &gain, &mut loss, w);
+        if packed.block == 4 {
+            group::<F, FMA, 4>(model, &packed.layers, &s, &y, &gain, &mut loss, w);
         } else {
-            group::<F, FMA, 1>(model, &s, &y, &gain, &mut loss, w);
+            group::<F, FMA, 1>(model, &packed.layers, &s, &y, &gain, &mut loss, w);
         }
     }
     (w.s, w.y) = (s, y);
@@ -144,6 +141,7 @@ fn chunk_lanes<F: Real, const FMA: bool>(
 #[inline(always)]
 fn group<F: Real, const FMA: bool, const B: usize>(
     model: &Model<F>,
+    packed: &[PackedLayer<F>],
     s: &[Lane<F>],
     y: &[Lane<F>],
     gain: &Lane<F>,
@@ -152,17 +150,15 @@ fn group<F: Real, const FMA: bool, const B: usize>(
 ) {
     let (cfg, p, lay) = (&model.cfg, &model.params[..], &model.layout);
     let (t, d, h, kd) = (cfg.n_ctx, cfg.d_model, cfg.n_heads, cfg.d_head);
-    let hk = h * kd;
+    let (hk, w3) = (h * kd, 3 * h * kd); // width of z, and of q | k | v
     let scale = F::of(cfg.scale());
     let zero = [F::zero(); LANES];
     let keys = |i: usize| if cfg.causal { i + 1 } else { t };
-    let Work { acc, r, q, k, v, z, pattern, dr, dq, dk, dv, dz, ds, dp, .. } = w;
+    let Work { acc, r, qkv, z, pattern, dr, dqkv, dz, ds, dp, .. } = w;
     // Slices, not vectors: their data pointers and lengths stay in registers
     // across the stores below instead of being reloaded through the `Vec`s.
-    let (acc, r, q, k, v, z, pattern) =
-        (&mut acc[..], &mut r[..], &mut q[..], &mut k[..], &mut v[..], &mut z[..], &mut pattern[..]);
-    let (dr, dq, dk, dv, dz, ds, dp) =
-        (&mut dr[..], &mut dq[..], &mut dk[..], &mut dv[..], &mut dz[..], &mut ds[..], &mut dp[..]);
+    let (acc, r, qkv, z, pattern) = (&mut acc[..], &mut r[..], &mut qkv[..], &mut z[..], &mut pattern[..]);
+    let (dr, dqkv, dz, ds, dp) = (&mut dr[..], &mut dqkv[..], &mut dz[..], &mut ds[..], &mut dp[..]);
     let ops = Ops::<FMA>;
 
     // ---- forward: embedding
@@ -177,32 +173,23 @@ fn group<F: Real, const FMA: bool, const B: usize>(
         }
     }
     // ---- forward: attention layers
-    for (l, bl) in lay.blocks.iter().enumerate() {
+    for (l, pl) in packed.iter().enumerate() {
         let (r_in, r_out) = r[l * t * d..(l + 2) * t * d].split_at_mut(t * d);
-        let o = l * t * hk;
-        // q, k, v = r W: B outputs at a time share each loaded residual lane.
-        for tt in 0..t {
-            for (w_range, out) in [(&bl.w_q, &mut *q), (&bl.w_k, &mut *k), (&bl.w_v, &mut *v)] {
-                for e0 in (0..hk).step_by(B) {
-                    let (hh, kk0) = (e0 / kd, e0 % kd);
-                    let mut x = [zero; B];
-                    for dd in 0..d {
-                        let (a, row) = (r_in[tt * d + dd], w_range.start + (hh * d + dd) * kd + kk0);
-                        for (u, xu) in x.iter_mut().enumerate() {
-                            ops.axpy(xu, &a, p[row + u]);
-                        }
-                    }
-                    out[o + tt * hk + e0..][..B].copy_from_slice(&x);
-                }
-            }
+        let (o, o3) = (l * t * hk, l * t * w3);
+        // q | k | v = r W
+        for (x, out) in r_in.chunks_exact(d).zip(qkv[o3..o3 + t * w3].chunks_exact_mut(w3)) {
+            project::<F, FMA, B>(ops, x, &pl.qkv, out, false);
         }
+        let qkv = &*qkv;
         for hh in 0..h {
-            let at = |tok: usize, kk: usize| o + tok * hk + hh * kd + kk;
+            // q, k, v of head hh at token tok
+            let (q_at, k_at) = (|tok, kk| o3 + tok * w3 + hh * kd + kk, |tok, kk| o3 + tok * w3 + hk + hh * kd + kk);
+            let v_at = |tok, kk| o3 + tok * w3 + 2 * hk + hh * kd + kk;
             for i in 0..t {
                 let (row, n) = (((l * h + hh) * t + i) * t, keys(i));
                 // scores q[i]·k[j] · scale, then softmax over j < n
                 let scores = &mut pattern[row..row + n];
-                dots::<F, FMA>(ops, kd, |kk| &q[at(i, kk)], |j, kk| &k[at(j, kk)], scores);
+                dots::<F, FMA>(ops, kd, |kk| &qkv[q_at(i, kk)], |j, kk| &qkv[k_at(j, kk)], scores);
                 let mut max = [F::neg_infinity(); LANES];
                 for sc in scores.iter_mut() {
                     *sc = lanewise(*sc, |x| x * scale);
@@ -217,22 +204,14 @@ fn group<F: Real, const FMA: bool, const B: usize>(
                     *e = zip_lanes(*e, total, |e, sum| e / sum);
                 }
                 // z[i] = Σ_j P[i, j] v[j]
-                let pattern = &*pattern;
-                mix::<F, FMA, B>(ops, n, |j| &pattern[row + j], |j, kk| &v[at(j, kk)], &mut z[at(i, 0)..at(i, kd)]);
+                let (pattern, z_i) = (&*pattern, o + i * hk + hh * kd);
+                mix::<F, FMA, B>(ops, n, |j| &pattern[row + j], |j, kk| &qkv[v_at(j, kk)], &mut z[z_i..z_i + kd]);
             }
         }
-        for tt in 0..t {
-            for j0 in (0..d).step_by(B) {
-                let mut x = [zero; B];
-                x.copy_from_slice(&r_in[tt * d + j0..][..B]);
-                for e in 0..hk {
-                    let (a, row) = (z[o + tt * hk + e], bl.w_o.start + e * d + j0);
-                    for (u, xu) in x.iter_mut().enumerate() {
-                        ops.axpy(xu, &a, p[row + u]);
-                    }
-                }
-                r_out[tt * d + j0..][..B].copy_from_slice(&x);
-            }
+        // r' = r + z W_O
+        r_out.copy_from_slice(r_in);
+        for (x, out) in z[o..o + t * hk].chunks_exact(hk).zip(r_out.chunks_exact_mut(d)) {
+            project::<F, FMA, B>(ops, x, &pl.o, out, true);
         }
     }
     // ---- unembed, loss and its gradient d pred (kept per token in `dp`)
@@ -279,9 +258,9 @@ fn group<F: Real, const FMA: bool, const B: usize>(
         }
     }
     // ---- backward through the attention layers, last first
-    for (l, bl) in lay.blocks.iter().enumerate().rev() {
+    for ((l, bl), pl) in lay.blocks.iter().enumerate().zip(packed).rev() {
         let r_in = &r[l * t * d..(l + 1) * t * d];
-        let o = l * t * hk;
+        let (o, o3) = (l * t * hk, l * t * w3);
         // W_O: dW_O[e, j] += Σ_t z[t, e] dr[t, j];  dz[t, e] = Σ_j dr[t, j] W_O[e, j]
         for e0 in (0..hk).step_by(B) {
             for j0 in (0..d).step_by(B) {
@@ -295,25 +274,19 @@ fn group<F: Real, const FMA: bool, const B: usize>(
                 );
             }
         }
-        for tt in 0..t {
-            for e0 in (0..hk).step_by(B) {
-                let mut x = [zero; B];
-                for j in 0..d {
-                    let a = dr[tt * d + j];
-                    for (u, xu) in x.iter_mut().enumerate() {
-                        ops.axpy(xu, &a, p[bl.w_o.start + (e0 + u) * d + j]);
-                    }
-                }
-                dz[tt * hk + e0..][..B].copy_from_slice(&x);
-            }
+        for (x, out) in dr.chunks_exact(d).zip(dz.chunks_exact_mut(hk)) {
+            project::<F, FMA, B>(ops, x, &pl.o_t, out, false);
         }
         for hh in 0..h {
-            let at = |tok: usize, kk: usize| tok * hk + hh * kd + kk;
+            let (q_at, k_at) = (|tok, kk| o3 + tok * w3 + hh * kd + kk, |tok, kk| o3 + tok * w3 + hk + hh * kd + kk);
+            let v_at = |tok, kk| o3 + tok * w3 + 2 * hk + hh * kd + kk;
+            let dz_at = |tok, kk| tok * hk + hh * kd + kk;
+            let d_at = |tok: usize, m: usize| tok * w3 + m * hk + hh * kd; // start of dq (m 0), dk (1), dv (2)
             let prow = |i: usize| ((l * h + hh) * t + i) * t;
             // d scores[i, j] = P[i, j] (dz[i]·v[j] − Σ_m P[i, m] dz[i]·v[m]) · scale
             for i in 0..t {
                 let (n, row) = (keys(i), prow(i));
-                dots::<F, FMA>(ops, kd, |kk| &dz[at(i, kk)], |j, kk| &v[o + at(j, kk)], &mut ds[i * t..i * t + n]);
+                dots::<F, FMA>(ops, kd, |kk| &dz[dz_at(i, kk)], |j, kk| &qkv[v_at(j, kk)], &mut ds[i * t..i * t + n]);
                 let dot = ops.dot_ll(zero, n, |j| (&pattern[row + j], &ds[i * t + j]));
                 for j in 0..n {
                     let centred = zip_lanes(ds[i * t + j], dot, |x, y| x - y);
@@ -323,57 +296,42 @@ fn group<F: Real, const FMA: bool, const B: usize>(
             let ds = &*ds;
             for i in 0..t {
                 // dq[i] = Σ_j ds[i, j] k[j]
-                let dq_i = &mut dq[at(i, 0)..at(i, kd)];
-                mix::<F, FMA, B>(ops, keys(i), |j| &ds[i * t + j], |j, kk| &k[o + at(j, kk)], dq_i);
+                let dq_i = &mut dqkv[d_at(i, 0)..d_at(i, 0) + kd];
+                mix::<F, FMA, B>(ops, keys(i), |j| &ds[i * t + j], |j, kk| &qkv[k_at(j, kk)], dq_i);
             }
             let queries = |j: usize| if cfg.causal { j..t } else { 0..t };
             for j in 0..t {
                 // dk[j] = Σ_i ds[i, j] q[i];  dv[j] = Σ_i P[i, j] dz[i]
                 let first = queries(j).start;
                 let n = t - first;
-                let ds_col = |u: usize| &ds[(first + u) * t + j];
-                mix::<F, FMA, B>(ops, n, ds_col, |u, kk| &q[o + at(first + u, kk)], &mut dk[at(j, 0)..at(j, kd)]);
-                let p_col = |u: usize| &pattern[prow(first + u) + j];
-                mix::<F, FMA, B>(ops, n, p_col, |u, kk| &dz[at(first + u, kk)], &mut dv[at(j, 0)..at(j, kd)]);
+                let (ds_col, dk_j) = (|u: usize| &ds[(first + u) * t + j], d_at(j, 1));
+                mix::<F, FMA, B>(ops, n, ds_col, |u, kk| &qkv[q_at(first + u, kk)], &mut dqkv[dk_j..dk_j + kd]);
+                let (p_col, dv_j) = (|u: usize| &pattern[prow(first + u) + j], d_at(j, 2));
+                mix::<F, FMA, B>(ops, n, p_col, |u, kk| &dz[dz_at(first + u, kk)], &mut dqkv[dv_j..dv_j + kd]);
             }
         }
         // W_Q, W_K, W_V: dW[h, d, k] += Σ_t r[t, d] dx[t, h, k]
-        for (w_range, dx) in [(&bl.w_q, &*dq), (&bl.w_k, &*dk), (&bl.w_v, &*dv)] {
+        for (m, w_range) in [&bl.w_q, &bl.w_k, &bl.w_v].into_iter().enumerate() {
             for hh in 0..h {
                 for dd0 in (0..d).step_by(B) {
                     for kk0 in (0..kd).step_by(B) {
                         let at = |u: usize, v: usize| w_range.start + (hh * d + dd0 + u) * kd + kk0 + v;
-                        let g = hh * kd + kk0;
+                        let g = m * hk + hh * kd + kk0;
                         block_outer::<F, FMA, B>(
                             ops,
                             acc,
                             at,
                             t,
                             |tt, u| &r_in[tt * d + dd0 + u],
-                            |tt, v| &dx[tt * hk + g + v],
+                            |tt, v| &dqkv[tt * w3 + g + v],
                         );
                     }
                 }
             }
         }
-        // dr[t, d] += Σ_{h,k} (dq W_Q + dk W_K + dv W_V)[t, h, k, d]
-        for tt in 0..t {
-            for dd0 in (0..d).step_by(B) {
-                let mut x = [zero; B];
-                x.copy_from_slice(&dr[tt * d + dd0..][..B]);
-                for (w_range, dx) in [(&bl.w_q, &*dq), (&bl.w_k, &*dk), (&bl.w_v, &*dv)] {
-                    for hh in 0..h {
-                        let row = w_range.start + (hh * d + dd0) * kd;
-                        for kk in 0..kd {
-                            let a = dx[tt * hk + hh * kd + kk];
-                            for (u, xu) in x.iter_mut().enumerate() {
-                                ops.axpy(xu, &a, p[row + u * kd + kk]);
-                            }
-                        }
-                    }
-                }
-                dr[tt * d + dd0..][..B].copy_from_slice(&x);
-            }
+        // dr += (dq | dk | dv) (W_Q | W_K | W_V)ᵀ
+        for (x, out) in dqkv.chunks_exact(w3).zip(dr.chunks_exact_mut(d)) {
+            project::<F, FMA, B>(ops, x, &pl.qkv_t, out, true);
         }
     }
     // ---- backward through the embedding

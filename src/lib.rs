@@ -23,6 +23,7 @@ pub mod interrupt;
 pub mod io;
 pub mod jacobian;
 pub mod kernel;
+mod kernel_pack;
 pub mod kernel_seq;
 pub mod mat2;
 pub mod model;

@@ -109,6 +109,9 @@ fn seq_configs() -> Vec<ModelConfig> {
         ModelConfig { causal: false, positional: true, ..config(3, 2, 2, 1, 4) },
         ModelConfig { attn_scale: AttnScale::DHead, positional: true, ..config(5, 3, 2, 2, 6) },
         config(16, 2, 8, 1, 16),
+        // blocks of four (d_model and d_head multiples of 4) over two layers, both masks
+        ModelConfig { causal: false, positional: true, ..config(8, 2, 4, 2, 6) },
+        ModelConfig { positional: true, ..config(8, 3, 4, 2, 7) },
     ]
 }
 
@@ -136,9 +139,27 @@ fn sequence_kernel_matches_the_reference_backward_in_f64() {
 
 #[test]
 fn sequence_kernel_matches_the_reference_backward_in_f32() {
+    // Both f32 passes are measured against the f64 reference on the same
+    // (f32) weights and data: the kernel must be as accurate as the readable
+    // f32 pass (random weights over two layers cancel enough to lose ~1e-5).
     for (i, cfg) in seq_configs().iter().enumerate() {
-        let (loss_err, grad_err) = kernel_error::<f32>(cfg, 70, 40 + i as u64);
-        assert!(loss_err <= 1e-5 && grad_err <= 1e-5, "{cfg:?}: {loss_err:e} {grad_err:e}");
+        let (model, input, target) = random_case::<f32>(cfg, 70, 40 + i as u64);
+        let widen = |x: &[f32]| x.iter().map(|v| f64::from(*v)).collect::<Vec<_>>();
+        let (truth_loss, truth) = reference(&model.to_f64(), &widen(&input), &widen(&target));
+        let (ref_loss, ref_grad) = reference(&model, &input, &target);
+        let mut kernel = Kernel::new(&model, 70);
+        let mut got = vec![0.0f32; model.params.len()];
+        let loss = kernel.loss_and_grad(&model, &whole(&model, &input, &target), &mut got);
+        let scale = truth.iter().fold(1e-300f64, |m, g| m.max(g.abs()));
+        let err = |g: &[f32]| g.iter().zip(&truth).map(|(a, b)| (f64::from(*a) - b).abs() / scale).fold(0.0, f64::max);
+        let (grad_err, ref_err) = (err(&got), err(&ref_grad));
+        let (loss_err, ref_loss_err) =
+            ((loss - truth_loss).abs() / truth_loss, (ref_loss - truth_loss).abs() / truth_loss);
+        assert!(
+            grad_err <= (4.0 * ref_err).max(1e-5),
+            "{cfg:?}: gradient {grad_err:e} vs the f32 reference's {ref_err:e}"
+        );
+        assert!(loss_err <= (4.0 * ref_loss_err).max(1e-5), "{cfg:?}: loss {loss_err:e} vs {ref_loss_err:e}");
     }
 }
 
