@@ -15,7 +15,7 @@
 //! qkv_t  [3E, D]   dr[t] += (dq | dk | dv)[t] · qkv_t  backward
 //! ```
 
-use crate::kernel::{Lane, Ops};
+use crate::kernel::{LANES, Lane, Ops};
 use crate::model::Model;
 use crate::real::Real;
 
@@ -81,24 +81,46 @@ fn pack<F>(dst: &mut Vec<F>, n_in: usize, n_out: usize, b: usize, w: impl Fn(usi
     }
 }
 
-/// `out[o] = Σ_i x[i] · W[i, o]` (or `+=` when `accumulate`) for a matrix
-/// packed in blocks of `B` outputs; `out.len()` is a multiple of `B`.
+/// `out[t, o] = Σ_i x[t, i] · W[i, o]` (or `+=` when `accumulate`) for
+/// every token `t`, with `W [n_in, n_out]` packed in blocks of `B` outputs
+/// (`n_out` a multiple of `B`). Tokens go two at a time: each loaded weight
+/// serves both, and the `2·B` independent sums hide the multiply-add latency.
 #[inline(always)]
 pub(crate) fn project<F: Real, const FMA: bool, const B: usize>(
     ops: Ops<FMA>,
     x: &[Lane<F>],
+    n_in: usize,
     packed: &[F],
     out: &mut [Lane<F>],
     accumulate: bool,
 ) {
-    let (blocks, _) = out.as_chunks_mut::<B>();
-    for (o, w) in blocks.iter_mut().zip(packed.chunks_exact(x.len() * B)) {
-        let mut sum = if accumulate { *o } else { [[F::zero(); crate::kernel::LANES]; B] };
-        for (a, wb) in x.iter().zip(w.as_chunks::<B>().0) {
-            for (s, wu) in sum.iter_mut().zip(wb) {
-                ops.axpy(s, a, *wu);
+    let n_out = packed.len() / n_in;
+    let zero = [[F::zero(); LANES]; B];
+    let (mut x_pairs, mut out_pairs) = (x.chunks_exact(2 * n_in), out.chunks_exact_mut(2 * n_out));
+    for (xx, oo) in (&mut x_pairs).zip(&mut out_pairs) {
+        let ((x0, x1), (o0, o1)) = (xx.split_at(n_in), oo.split_at_mut(n_out));
+        let blocks = o0.as_chunks_mut::<B>().0.iter_mut().zip(o1.as_chunks_mut::<B>().0);
+        for ((b0, b1), w) in blocks.zip(packed.chunks_exact(n_in * B)) {
+            let (mut s0, mut s1) = if accumulate { (*b0, *b1) } else { (zero, zero) };
+            for ((a0, a1), wb) in x0.iter().zip(x1).zip(w.as_chunks::<B>().0) {
+                for u in 0..B {
+                    ops.axpy(&mut s0[u], a0, wb[u]);
+                    ops.axpy(&mut s1[u], a1, wb[u]);
+                }
             }
+            (*b0, *b1) = (s0, s1);
         }
-        *o = sum;
+    }
+    let last = x_pairs.remainder().chunks_exact(n_in).zip(out_pairs.into_remainder().chunks_exact_mut(n_out));
+    for (x0, o0) in last {
+        for (b0, w) in o0.as_chunks_mut::<B>().0.iter_mut().zip(packed.chunks_exact(n_in * B)) {
+            let mut s0 = if accumulate { *b0 } else { zero };
+            for (a0, wb) in x0.iter().zip(w.as_chunks::<B>().0) {
+                for (s, wu) in s0.iter_mut().zip(wb) {
+                    ops.axpy(s, a0, *wu);
+                }
+            }
+            *b0 = s0;
+        }
     }
 }

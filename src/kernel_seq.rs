@@ -177,9 +177,7 @@ fn group<F: Real, const FMA: bool, const B: usize>(
         let (r_in, r_out) = r[l * t * d..(l + 2) * t * d].split_at_mut(t * d);
         let (o, o3) = (l * t * hk, l * t * w3);
         // q | k | v = r W
-        for (x, out) in r_in.chunks_exact(d).zip(qkv[o3..o3 + t * w3].chunks_exact_mut(w3)) {
-            project::<F, FMA, B>(ops, x, &pl.qkv, out, false);
-        }
+        project::<F, FMA, B>(ops, r_in, d, &pl.qkv, &mut qkv[o3..o3 + t * w3], false);
         let qkv = &*qkv;
         for hh in 0..h {
             // q, k, v of head hh at token tok
@@ -200,8 +198,9 @@ fn group<F: Real, const FMA: bool, const B: usize>(
                     *e = ops.exp_nonpositive(&zip_lanes(*e, max, |x, m| x - m));
                     total = zip_lanes(total, *e, |a, b| a + b);
                 }
+                let inv = lanewise(total, |sum| F::one() / sum);
                 for e in scores.iter_mut() {
-                    *e = zip_lanes(*e, total, |e, sum| e / sum);
+                    *e = zip_lanes(*e, inv, |e, inv| e * inv);
                 }
                 // z[i] = Σ_j P[i, j] v[j]
                 let (pattern, z_i) = (&*pattern, o + i * hk + hh * kd);
@@ -210,9 +209,7 @@ fn group<F: Real, const FMA: bool, const B: usize>(
         }
         // r' = r + z W_O
         r_out.copy_from_slice(r_in);
-        for (x, out) in z[o..o + t * hk].chunks_exact(hk).zip(r_out.chunks_exact_mut(d)) {
-            project::<F, FMA, B>(ops, x, &pl.o, out, true);
-        }
+        project::<F, FMA, B>(ops, &z[o..o + t * hk], hk, &pl.o, r_out, true);
     }
     // ---- unembed, loss and its gradient d pred (kept per token in `dp`)
     let r_last = &r[cfg.n_layers * t * d..];
@@ -274,9 +271,7 @@ fn group<F: Real, const FMA: bool, const B: usize>(
                 );
             }
         }
-        for (x, out) in dr.chunks_exact(d).zip(dz.chunks_exact_mut(hk)) {
-            project::<F, FMA, B>(ops, x, &pl.o_t, out, false);
-        }
+        project::<F, FMA, B>(ops, dr, d, &pl.o_t, dz, false);
         for hh in 0..h {
             let (q_at, k_at) = (|tok, kk| o3 + tok * w3 + hh * kd + kk, |tok, kk| o3 + tok * w3 + hk + hh * kd + kk);
             let v_at = |tok, kk| o3 + tok * w3 + 2 * hk + hh * kd + kk;
@@ -330,9 +325,7 @@ fn group<F: Real, const FMA: bool, const B: usize>(
             }
         }
         // dr += (dq | dk | dv) (W_Q | W_K | W_V)ᵀ
-        for (x, out) in dqkv.chunks_exact(w3).zip(dr.chunks_exact_mut(d)) {
-            project::<F, FMA, B>(ops, x, &pl.qkv_t, out, true);
-        }
+        project::<F, FMA, B>(ops, dqkv, w3, &pl.qkv_t, dr, true);
     }
     // ---- backward through the embedding
     for j in 0..d {
