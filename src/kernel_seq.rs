@@ -199,8 +199,13 @@ fn group<F: Real, const FMA: bool, const B: usize>(
                     total = zip_lanes(total, *e, |a, b| a + b);
                 }
                 let inv = lanewise(total, |sum| F::one() / sum);
-                for e in scores.iter_mut() {
-                    *e = zip_lanes(*e, inv, |e, inv| e * inv);
+                // In short runs: a loop of at most four is left to the lane
+                // (SLP) vectoriser; one over the whole row, LLVM vectorises
+                // across rows with gathers (measured 2× slower).
+                for run in scores.chunks_mut(4) {
+                    for e in run {
+                        *e = zip_lanes(*e, inv, |e, inv| e * inv);
+                    }
                 }
                 // z[i] = Σ_j P[i, j] v[j]
                 let (pattern, z_i) = (&*pattern, o + i * hk + hh * kd);
