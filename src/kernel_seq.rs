@@ -180,14 +180,13 @@ fn group<F: Real, const FMA: bool, const B: usize>(
         project::<F, FMA, B>(ops, r_in, d, &pl.qkv, &mut qkv[o3..o3 + t * w3], false);
         let qkv = &*qkv;
         for hh in 0..h {
-            // q, k, v of head hh at token tok
-            let (q_at, k_at) = (|tok, kk| o3 + tok * w3 + hh * kd + kk, |tok, kk| o3 + tok * w3 + hk + hh * kd + kk);
-            let v_at = |tok, kk| o3 + tok * w3 + 2 * hk + hh * kd + kk;
+            // q (m = 0), k (1) or v (2) of head hh at token tok
+            let head = |tok: usize, m: usize| &qkv[o3 + tok * w3 + m * hk + hh * kd..][..kd];
             for i in 0..t {
                 let (row, n) = (((l * h + hh) * t + i) * t, keys(i));
                 // scores q[i]·k[j] · scale, then softmax over j < n
                 let scores = &mut pattern[row..row + n];
-                dots::<F, FMA>(ops, kd, |kk| &qkv[q_at(i, kk)], |j, kk| &qkv[k_at(j, kk)], scores);
+                dots::<F, FMA>(ops, head(i, 0), |j| head(j, 1), scores);
                 let mut max = [F::neg_infinity(); LANES];
                 for sc in scores.iter_mut() {
                     *sc = lanewise(*sc, |x| x * scale);
@@ -209,7 +208,7 @@ fn group<F: Real, const FMA: bool, const B: usize>(
                 }
                 // z[i] = Σ_j P[i, j] v[j]
                 let (pattern, z_i) = (&*pattern, o + i * hk + hh * kd);
-                mix::<F, FMA, B>(ops, n, |j| &pattern[row + j], |j, kk| &qkv[v_at(j, kk)], &mut z[z_i..z_i + kd]);
+                mix::<F, FMA, B>(ops, n, |j| &pattern[row + j], |j| head(j, 2), &mut z[z_i..z_i + kd]);
             }
         }
         // r' = r + z W_O
@@ -278,15 +277,14 @@ fn group<F: Real, const FMA: bool, const B: usize>(
         }
         project::<F, FMA, B>(ops, dr, d, &pl.o_t, dz, false);
         for hh in 0..h {
-            let (q_at, k_at) = (|tok, kk| o3 + tok * w3 + hh * kd + kk, |tok, kk| o3 + tok * w3 + hk + hh * kd + kk);
-            let v_at = |tok, kk| o3 + tok * w3 + 2 * hk + hh * kd + kk;
-            let dz_at = |tok, kk| tok * hk + hh * kd + kk;
+            let head = |tok: usize, m: usize| &qkv[o3 + tok * w3 + m * hk + hh * kd..][..kd];
+            let dz_head = |tok: usize| &dz[tok * hk + hh * kd..][..kd];
             let d_at = |tok: usize, m: usize| tok * w3 + m * hk + hh * kd; // start of dq (m 0), dk (1), dv (2)
             let prow = |i: usize| ((l * h + hh) * t + i) * t;
             // d scores[i, j] = P[i, j] (dz[i]·v[j] − Σ_m P[i, m] dz[i]·v[m]) · scale
             for i in 0..t {
                 let (n, row) = (keys(i), prow(i));
-                dots::<F, FMA>(ops, kd, |kk| &dz[dz_at(i, kk)], |j, kk| &qkv[v_at(j, kk)], &mut ds[i * t..i * t + n]);
+                dots::<F, FMA>(ops, dz_head(i), |j| head(j, 2), &mut ds[i * t..i * t + n]);
                 let dot = ops.dot_ll(zero, n, |j| (&pattern[row + j], &ds[i * t + j]));
                 for j in 0..n {
                     let centred = zip_lanes(ds[i * t + j], dot, |x, y| x - y);
@@ -297,7 +295,7 @@ fn group<F: Real, const FMA: bool, const B: usize>(
             for i in 0..t {
                 // dq[i] = Σ_j ds[i, j] k[j]
                 let dq_i = &mut dqkv[d_at(i, 0)..d_at(i, 0) + kd];
-                mix::<F, FMA, B>(ops, keys(i), |j| &ds[i * t + j], |j, kk| &qkv[k_at(j, kk)], dq_i);
+                mix::<F, FMA, B>(ops, keys(i), |j| &ds[i * t + j], |j| head(j, 1), dq_i);
             }
             let queries = |j: usize| if cfg.causal { j..t } else { 0..t };
             for j in 0..t {
@@ -305,9 +303,9 @@ fn group<F: Real, const FMA: bool, const B: usize>(
                 let first = queries(j).start;
                 let n = t - first;
                 let (ds_col, dk_j) = (|u: usize| &ds[(first + u) * t + j], d_at(j, 1));
-                mix::<F, FMA, B>(ops, n, ds_col, |u, kk| &qkv[q_at(first + u, kk)], &mut dqkv[dk_j..dk_j + kd]);
+                mix::<F, FMA, B>(ops, n, ds_col, |u| head(first + u, 0), &mut dqkv[dk_j..dk_j + kd]);
                 let (p_col, dv_j) = (|u: usize| &pattern[prow(first + u) + j], d_at(j, 2));
-                mix::<F, FMA, B>(ops, n, p_col, |u, kk| &dz[dz_at(first + u, kk)], &mut dqkv[dv_j..dv_j + kd]);
+                mix::<F, FMA, B>(ops, n, p_col, |u| dz_head(first + u), &mut dqkv[dv_j..dv_j + kd]);
             }
         }
         // W_Q, W_K, W_V: dW[h, d, k] += Σ_t r[t, d] dx[t, h, k]
@@ -354,53 +352,68 @@ fn group<F: Real, const FMA: bool, const B: usize>(
     }
 }
 
-/// `out[j] = Σ_{m<len} a(m) · b(j, m)` for every `j`: four rows at a time,
-/// so that each loaded `a(m)` serves four independent sums.
+/// `out[j] = a · b(j)` (dot products of lane rows as long as `a`) for every
+/// `j`: four rows at a time, so that each loaded `a[m]` serves four sums.
 #[inline(always)]
 fn dots<'a, F: Real + 'a, const FMA: bool>(
     ops: Ops<FMA>,
-    len: usize,
-    a: impl Fn(usize) -> &'a Lane<F>,
-    b: impl Fn(usize, usize) -> &'a Lane<F>,
+    a: &[Lane<F>],
+    b: impl Fn(usize) -> &'a [Lane<F>],
     out: &mut [Lane<F>],
 ) {
-    const J: usize = 4;
-    let done = out.len() - out.len() % J;
-    for (i, block) in out.chunks_exact_mut(J).enumerate() {
-        let mut x = [[F::zero(); LANES]; J];
-        for m in 0..len {
-            let am = *a(m);
-            for (u, xu) in x.iter_mut().enumerate() {
-                ops.fma(xu, &am, b(i * J + u, m));
+    let zero = [F::zero(); LANES];
+    let done = out.len() - out.len() % 4;
+    for (i, block) in out.chunks_exact_mut(4).enumerate() {
+        let (b0, b1, b2, b3) = (b(4 * i), b(4 * i + 1), b(4 * i + 2), b(4 * i + 3));
+        let mut x = [zero; 4];
+        for ((((am, y0), y1), y2), y3) in a.iter().zip(b0).zip(b1).zip(b2).zip(b3) {
+            for (xu, y) in x.iter_mut().zip([y0, y1, y2, y3]) {
+                ops.fma(xu, am, y);
             }
         }
         block.copy_from_slice(&x);
     }
     for (j, o) in out.iter_mut().enumerate().skip(done) {
-        *o = ops.dot_ll([F::zero(); LANES], len, |m| (a(m), b(j, m)));
+        let bj = b(j);
+        *o = ops.dot_ll(zero, a.len().min(bj.len()), |m| (&a[m], &bj[m]));
     }
 }
 
-/// `out[u] = Σ_{j<n} c(j) · b(j, u)` for every `u`: `B` outputs at a time, so
-/// that each loaded `c(j)` serves `B` independent sums (`out.len()` is a
-/// multiple of `B`).
+/// `out = Σ_{j<n} c(j) · row(j)` (lane rows as long as `out`): `2·B` outputs
+/// at a time, so that each loaded `c(j)` serves `2·B` independent sums
+/// (`out.len()` is a multiple of `B`).
 #[inline(always)]
 fn mix<'a, F: Real + 'a, const FMA: bool, const B: usize>(
     ops: Ops<FMA>,
     n: usize,
     c: impl Fn(usize) -> &'a Lane<F>,
-    b: impl Fn(usize, usize) -> &'a Lane<F>,
+    row: impl Fn(usize) -> &'a [Lane<F>],
     out: &mut [Lane<F>],
 ) {
-    for (i, block) in out.chunks_exact_mut(B).enumerate() {
-        let mut x = [[F::zero(); LANES]; B];
+    let zero = [[F::zero(); LANES]; B];
+    let mut pairs = out.as_chunks_mut::<B>().0.chunks_exact_mut(2);
+    for (i, pair) in (&mut pairs).enumerate() {
+        let (mut x0, mut x1) = (zero, zero);
         for j in 0..n {
             let cj = *c(j);
-            for (u, xu) in x.iter_mut().enumerate() {
-                ops.fma(xu, &cj, b(j, i * B + u));
+            let (r0, r1) = row(j)[2 * B * i..][..2 * B].split_at(B);
+            for u in 0..B {
+                ops.fma(&mut x0[u], &cj, &r0[u]);
+                ops.fma(&mut x1[u], &cj, &r1[u]);
             }
         }
-        block.copy_from_slice(&x);
+        (pair[0], pair[1]) = (x0, x1);
+    }
+    let done = out.len() / B / 2 * 2 * B;
+    if done < out.len() {
+        let mut x = zero;
+        for j in 0..n {
+            let cj = *c(j);
+            for (xu, r) in x.iter_mut().zip(&row(j)[done..]) {
+                ops.fma(xu, &cj, r);
+            }
+        }
+        out[done..].copy_from_slice(&x);
     }
 }
 
