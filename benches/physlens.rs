@@ -2,12 +2,14 @@
 //! Speed lives here and in `physlens bench`, never in tests.
 
 use std::hint::black_box;
+use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use physlens::bench::bench_config;
 use physlens::checkpoint::SystemInfo;
 use physlens::eval::rollout;
 use physlens::interpret::interpret_affine;
+use physlens::kernel::on_workers;
 use physlens::model::{Activations, Model, ModelConfig};
 use physlens::rng::{Rng, Stream};
 use physlens::train::Trainer;
@@ -19,7 +21,18 @@ fn step(c: &mut Criterion) {
         let config = bench_config(name, batch).unwrap();
         let mut trainer = Trainer::<f32>::new(&config);
         group.throughput(Throughput::Elements(batch as u64));
-        group.bench_function(BenchmarkId::new(name, batch), |b| b.iter(|| black_box(trainer.step())));
+        // Steps run on a pool worker, as in `physlens train` and `physlens bench`.
+        group.bench_function(BenchmarkId::new(name, batch), |b| {
+            b.iter_custom(|iters| {
+                on_workers(|| {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        black_box(trainer.step());
+                    }
+                    start.elapsed()
+                })
+            })
+        });
     }
     group.finish();
 }
