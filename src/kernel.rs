@@ -17,7 +17,9 @@
 //! - the code is compiled for AVX-512 and for AVX2, both with fused
 //!   multiply-add, and the CPU's best is chosen at run time (`lane_dispatch!`);
 //!   a CPU without FMA takes the portable path. Results are identical on every
-//!   CPU with FMA and may differ in the last bits on one without.
+//!   CPU with FMA and may differ in the last bits on one without. A kernel can
+//!   also be built for a lower level ([`Kernel::with_simd`]), which is how the
+//!   tests check every level the CPU has.
 //!
 //! # Shapes
 //! ```text
@@ -88,12 +90,19 @@ pub enum Kernel<F> {
 }
 
 impl<F: Real> Kernel<F> {
-    /// The right kernel for `model`, with buffers for `batch` sequences.
+    /// The right kernel for `model`, with buffers for `batch` sequences, on
+    /// the widest vector unit the CPU has.
     pub fn new(model: &Model<F>, batch: usize) -> Self {
+        Self::with_simd(model, batch, Simd::best())
+    }
+
+    /// As [`Kernel::new`], compiled for `simd` (or the widest level below it
+    /// that the CPU has).
+    pub fn with_simd(model: &Model<F>, batch: usize, simd: Simd) -> Self {
         if model.cfg.n_ctx == 1 {
-            Kernel::Ctx1(Ctx1Kernel::new(model, batch))
+            Kernel::Ctx1(Ctx1Kernel::new(model, batch, simd))
         } else {
-            Kernel::Seq(SeqKernel::new(model, batch))
+            Kernel::Seq(SeqKernel::new(model, batch, simd))
         }
     }
 
@@ -121,12 +130,14 @@ struct Work<F> {
 /// The fused context-1 kernel with its buffers for one batch size.
 #[derive(Clone, Debug)]
 pub struct Ctx1Kernel<F> {
+    simd: Simd,
     work: Vec<Work<F>>, // one per chunk
 }
 
 impl<F: Real> Ctx1Kernel<F> {
-    /// Buffers for batches of up to `batch` samples of `model` (which must have `n_ctx == 1`).
-    pub fn new(model: &Model<F>, batch: usize) -> Self {
+    /// Buffers for batches of up to `batch` samples of `model` (which must
+    /// have `n_ctx == 1`), running on `simd` (see [`Kernel::with_simd`]).
+    pub fn new(model: &Model<F>, batch: usize, simd: Simd) -> Self {
         let c = &model.cfg;
         assert_eq!(c.n_ctx, 1, "the fused kernel is for context-1 models");
         let zero = [F::zero(); LANES];
@@ -139,7 +150,7 @@ impl<F: Real> Ctx1Kernel<F> {
             grad: vec![F::zero(); model.params.len()],
             loss: 0.0,
         };
-        Ctx1Kernel { work: vec![work; batch.div_ceil(CHUNK).max(1)] }
+        Ctx1Kernel { simd, work: vec![work; batch.div_ceil(CHUNK).max(1)] }
     }
 
     /// Mean over samples of `‖pred − target‖²`, and its gradient in `grads` `[P]`
@@ -147,8 +158,8 @@ impl<F: Real> Ctx1Kernel<F> {
     pub fn loss_and_grad(&mut self, model: &Model<F>, batch: &Batch<F>, grads: &mut [F]) -> f64 {
         let n = batch.len();
         let g = F::of(2.0 / n as f64);
-        let work = &mut self.work[..n.div_ceil(CHUNK)];
-        let loss = run_chunks(work, grads, |i, w| chunk(model, batch, i * CHUNK..((i + 1) * CHUNK).min(n), g, w));
+        let (simd, work) = (self.simd, &mut self.work[..n.div_ceil(CHUNK)]);
+        let loss = run_chunks(work, grads, |i, w| chunk(simd, model, batch, i * CHUNK..((i + 1) * CHUNK).min(n), g, w));
         loss / n as f64
     }
 }
@@ -200,16 +211,59 @@ pub(crate) fn run_chunks<F: Real, W: ChunkOutput<F> + Send>(
     loss
 }
 
-/// Defines `fn $name<F: Real>(args)` that runs `$inner::<F, FMA>(args)`
-/// compiled for the widest vector unit the CPU has: AVX-512 or AVX2, both
-/// with fused multiply-add (identical results: FMA rounds once either way),
-/// or the portable baseline with separate multiply and add.
+/// The instruction sets the lane kernels are compiled for, widest first.
+/// The two with fused multiply-add give identical results (FMA rounds once
+/// either way); the portable one, with separate multiply and add, may differ
+/// in the last bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Simd {
+    /// AVX-512F with FMA: 16 f32 lanes per instruction.
+    Avx512,
+    /// AVX2 with FMA: 8 f32 lanes per instruction.
+    Avx2,
+    /// Whatever the compilation target guarantees (SSE2 on x86-64).
+    Portable,
+}
+
+impl Simd {
+    /// The widest level this CPU runs.
+    pub fn best() -> Self {
+        Self::available()[0]
+    }
+
+    /// Every level this CPU runs, widest first (the last is `Portable`).
+    pub fn available() -> Vec<Simd> {
+        [Simd::Avx512, Simd::Avx2, Simd::Portable].into_iter().filter(|s| s.runs_here()).collect()
+    }
+
+    /// True if this CPU has the instructions of `self`.
+    pub fn runs_here(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let fma = std::arch::is_x86_feature_detected!("fma");
+            match self {
+                Simd::Avx512 => std::arch::is_x86_feature_detected!("avx512f") && fma,
+                Simd::Avx2 => std::arch::is_x86_feature_detected!("avx2") && fma,
+                Simd::Portable => true,
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            self == Simd::Portable
+        }
+    }
+}
+
+/// Defines `fn $name<F: Real>(simd, args)` that runs `$inner::<F, FMA>(args)`
+/// compiled for `simd` ([`Simd`]), or for the widest level below it that the
+/// CPU has.
 macro_rules! lane_dispatch {
     ($(#[$doc:meta])* fn $name:ident => $inner:ident($($arg:ident: $ty:ty),*)) => {
         $(#[$doc])*
-        fn $name<F: Real>($($arg: $ty),*) {
+        fn $name<F: Real>(simd: $crate::kernel::Simd, $($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
+                use $crate::kernel::Simd;
                 #[target_feature(enable = "avx512f,fma")]
                 unsafe fn avx512<F: Real>($($arg: $ty),*) {
                     $inner::<F, true>($($arg),*)
@@ -218,15 +272,16 @@ macro_rules! lane_dispatch {
                 unsafe fn avx2<F: Real>($($arg: $ty),*) {
                     $inner::<F, true>($($arg),*)
                 }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has AVX-512F (and with it FMA), checked just above.
+                if simd == Simd::Avx512 && Simd::Avx512.runs_here() {
+                    // SAFETY: the CPU has AVX-512F and FMA, checked just above.
                     return unsafe { avx512($($arg),*) };
                 }
-                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                if simd != Simd::Portable && Simd::Avx2.runs_here() {
                     // SAFETY: the CPU has AVX2 and FMA, checked just above.
                     return unsafe { avx2($($arg),*) };
                 }
             }
+            let _ = simd; // one level only off x86-64
             $inner::<F, false>($($arg),*)
         }
     };

@@ -14,7 +14,7 @@
 
 use std::ops::Range;
 
-use crate::kernel::{Batch, ChunkOutput, LANES, Lane, Ops, lane_dispatch, run_chunks, sum_lanes};
+use crate::kernel::{Batch, ChunkOutput, LANES, Lane, Ops, Simd, lane_dispatch, run_chunks, sum_lanes};
 use crate::kernel_pack::{Packed, PackedLayer, project};
 use crate::model::{D_IN, Model};
 use crate::real::Real;
@@ -52,13 +52,15 @@ impl<F> ChunkOutput<F> for Work<F> {
 /// The lane kernel for context-T models with its buffers for one batch size.
 #[derive(Clone, Debug)]
 pub struct SeqKernel<F> {
+    simd: Simd,
     packed: Packed<F>,  // the model's projections, repacked each step
     work: Vec<Work<F>>, // one per chunk
 }
 
 impl<F: Real> SeqKernel<F> {
-    /// Buffers for batches of up to `batch` sequences of `model`.
-    pub fn new(model: &Model<F>, batch: usize) -> Self {
+    /// Buffers for batches of up to `batch` sequences of `model`, running on
+    /// `simd` (see [`crate::kernel::Kernel::with_simd`]).
+    pub fn new(model: &Model<F>, batch: usize, simd: Simd) -> Self {
         let c = &model.cfg;
         let (t, d, hk, l) = (c.n_ctx, c.d_model, c.n_heads * c.d_head, c.n_layers);
         let z = |n: usize| vec![[F::zero(); LANES]; n];
@@ -78,7 +80,7 @@ impl<F: Real> SeqKernel<F> {
             grad: vec![F::zero(); model.params.len()],
             loss: 0.0,
         };
-        SeqKernel { packed: Packed::new(model), work: vec![work; batch.div_ceil(CHUNK_SEQ).max(1)] }
+        SeqKernel { simd, packed: Packed::new(model), work: vec![work; batch.div_ceil(CHUNK_SEQ).max(1)] }
     }
 
     /// Mean over scored tokens of `‖pred − target‖²` and its gradient in
@@ -88,9 +90,9 @@ impl<F: Real> SeqKernel<F> {
         let count = n * model.cfg.scored_positions().len();
         let g = F::of(2.0 / count as f64);
         self.packed.fill(model);
-        let (packed, work) = (&self.packed, &mut self.work[..n.div_ceil(CHUNK_SEQ)]);
+        let (simd, packed, work) = (self.simd, &self.packed, &mut self.work[..n.div_ceil(CHUNK_SEQ)]);
         let loss = run_chunks(work, grads, |i, w| {
-            chunk(model, packed, batch, i * CHUNK_SEQ..((i + 1) * CHUNK_SEQ).min(n), g, w)
+            chunk(simd, model, packed, batch, i * CHUNK_SEQ..((i + 1) * CHUNK_SEQ).min(n), g, w)
         });
         loss / count as f64
     }

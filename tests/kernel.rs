@@ -1,10 +1,11 @@
-//! The fused context-1 kernel against the reference forward/backward of
-//! `model.rs`, and its independence from the thread count.
+//! The lane kernels against the reference forward/backward of `model.rs`,
+//! and their independence from the thread count, on every instruction set
+//! this CPU runs (`Simd::available`: AVX-512, AVX2, portable).
 
 mod common;
 
 use common::config;
-use physlens::kernel::{Batch, CHUNK, Ctx1Kernel, Kernel, LANES};
+use physlens::kernel::{Batch, CHUNK, Ctx1Kernel, Kernel, LANES, Simd};
 use physlens::kernel_seq::CHUNK_SEQ;
 use physlens::model::{Activations, AttnScale, Model, ModelConfig, Scratch, mse_loss};
 use physlens::real::Real;
@@ -52,16 +53,16 @@ fn fused_kernel_matches_the_reference_backward_in_f64() {
         for (i, cfg) in configs().iter().enumerate() {
             let (model, input, target) = random_case::<f64>(cfg, batch, i as u64);
             let (want_loss, want) = reference(&model, &input, &target);
-            let mut kernel = Ctx1Kernel::new(&model, batch);
-            let mut got = vec![0.0; model.params.len()];
-            let loss = kernel.loss_and_grad(&model, &whole(&model, &input, &target), &mut got);
-            assert!(
-                (loss - want_loss).abs() <= 1e-12 * want_loss,
-                "batch {batch}, {cfg:?}: loss {loss} vs {want_loss}"
-            );
-            let scale = want.iter().fold(1e-300f64, |m, g| m.max(g.abs()));
-            for (j, (a, b)) in got.iter().zip(&want).enumerate() {
-                assert!((a - b).abs() <= 1e-12 * scale, "batch {batch}, {cfg:?}: grad {j}: {a} vs {b}");
+            for simd in Simd::available() {
+                let mut kernel = Ctx1Kernel::new(&model, batch, simd);
+                let mut got = vec![0.0; model.params.len()];
+                let loss = kernel.loss_and_grad(&model, &whole(&model, &input, &target), &mut got);
+                let at = format!("{simd:?}, batch {batch}, {cfg:?}");
+                assert!((loss - want_loss).abs() <= 1e-12 * want_loss, "{at}: loss {loss} vs {want_loss}");
+                let scale = want.iter().fold(1e-300f64, |m, g| m.max(g.abs()));
+                for (j, (a, b)) in got.iter().zip(&want).enumerate() {
+                    assert!((a - b).abs() <= 1e-12 * scale, "{at}: grad {j}: {a} vs {b}");
+                }
             }
         }
     }
@@ -72,13 +73,15 @@ fn fused_kernel_matches_the_reference_backward_in_f32() {
     for (i, cfg) in configs().iter().enumerate() {
         let (model, input, target) = random_case::<f32>(cfg, 1000, 10 + i as u64);
         let (want_loss, want) = reference(&model, &input, &target);
-        let mut kernel = Ctx1Kernel::new(&model, 1000);
-        let mut got = vec![0.0f32; model.params.len()];
-        let loss = kernel.loss_and_grad(&model, &whole(&model, &input, &target), &mut got);
-        assert!((loss - want_loss).abs() <= 1e-5 * want_loss);
-        let scale = want.iter().fold(0.0f32, |m, g| m.max(g.abs()));
-        for (a, b) in got.iter().zip(&want) {
-            assert!((a - b).abs() <= 1e-5 * scale, "{cfg:?}: {a} vs {b}");
+        for simd in Simd::available() {
+            let mut kernel = Ctx1Kernel::new(&model, 1000, simd);
+            let mut got = vec![0.0f32; model.params.len()];
+            let loss = kernel.loss_and_grad(&model, &whole(&model, &input, &target), &mut got);
+            assert!((loss - want_loss).abs() <= 1e-5 * want_loss, "{simd:?}, {cfg:?}: loss {loss} vs {want_loss}");
+            let scale = want.iter().fold(0.0f32, |m, g| m.max(g.abs()));
+            for (a, b) in got.iter().zip(&want) {
+                assert!((a - b).abs() <= 1e-5 * scale, "{simd:?}, {cfg:?}: {a} vs {b}");
+            }
         }
     }
 }
@@ -88,18 +91,20 @@ fn fused_kernel_is_bit_identical_across_thread_counts() {
     let cfg = config(4, 2, 3, 2, 1);
     let batch = 5 * CHUNK + 17;
     let (model, input, target) = random_case::<f32>(&cfg, batch, 99);
-    let run = |threads: usize| {
+    let run = |threads: usize, simd: Simd| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| {
-            let mut kernel = Ctx1Kernel::new(&model, batch);
+            let mut kernel = Ctx1Kernel::new(&model, batch, simd);
             let mut g = vec![0.0f32; model.params.len()];
             let loss = kernel.loss_and_grad(&model, &whole(&model, &input, &target), &mut g);
             (loss.to_bits(), g.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
         })
     };
-    let one = run(1);
-    assert_eq!(one, run(2));
-    assert_eq!(one, run(4));
+    for simd in Simd::available() {
+        let one = run(1, simd);
+        assert_eq!(one, run(2, simd), "{simd:?}");
+        assert_eq!(one, run(4, simd), "{simd:?}");
+    }
 }
 
 fn seq_configs() -> Vec<ModelConfig> {
@@ -116,10 +121,10 @@ fn seq_configs() -> Vec<ModelConfig> {
 }
 
 /// The kernel's loss and gradient against the reference, relative to the largest gradient.
-fn kernel_error<F: Real>(cfg: &ModelConfig, batch: usize, seed: u64) -> (f64, f64) {
+fn kernel_error<F: Real>(cfg: &ModelConfig, batch: usize, seed: u64, simd: Simd) -> (f64, f64) {
     let (model, input, target) = random_case::<F>(cfg, batch, seed);
     let (want_loss, want) = reference(&model, &input, &target);
-    let mut kernel = Kernel::new(&model, batch);
+    let mut kernel = Kernel::with_simd(&model, batch, simd);
     let mut got = vec![F::zero(); model.params.len()];
     let loss = kernel.loss_and_grad(&model, &whole(&model, &input, &target), &mut got);
     let scale = want.iter().fold(1e-300f64, |m, g| m.max(g.f64().abs()));
@@ -131,8 +136,11 @@ fn kernel_error<F: Real>(cfg: &ModelConfig, batch: usize, seed: u64) -> (f64, f6
 fn sequence_kernel_matches_the_reference_backward_in_f64() {
     for batch in [1, LANES + 3, CHUNK_SEQ * 2 + 5] {
         for (i, cfg) in seq_configs().iter().enumerate() {
-            let (loss_err, grad_err) = kernel_error::<f64>(cfg, batch, 20 + i as u64);
-            assert!(loss_err <= 1e-12 && grad_err <= 1e-12, "batch {batch}, {cfg:?}: {loss_err:e} {grad_err:e}");
+            for simd in Simd::available() {
+                let (loss_err, grad_err) = kernel_error::<f64>(cfg, batch, 20 + i as u64, simd);
+                let at = format!("{simd:?}, batch {batch}, {cfg:?}");
+                assert!(loss_err <= 1e-12 && grad_err <= 1e-12, "{at}: {loss_err:e} {grad_err:e}");
+            }
         }
     }
 }
@@ -147,19 +155,22 @@ fn sequence_kernel_matches_the_reference_backward_in_f32() {
         let widen = |x: &[f32]| x.iter().map(|v| f64::from(*v)).collect::<Vec<_>>();
         let (truth_loss, truth) = reference(&model.to_f64(), &widen(&input), &widen(&target));
         let (ref_loss, ref_grad) = reference(&model, &input, &target);
-        let mut kernel = Kernel::new(&model, 70);
-        let mut got = vec![0.0f32; model.params.len()];
-        let loss = kernel.loss_and_grad(&model, &whole(&model, &input, &target), &mut got);
         let scale = truth.iter().fold(1e-300f64, |m, g| m.max(g.abs()));
         let err = |g: &[f32]| g.iter().zip(&truth).map(|(a, b)| (f64::from(*a) - b).abs() / scale).fold(0.0, f64::max);
-        let (grad_err, ref_err) = (err(&got), err(&ref_grad));
-        let (loss_err, ref_loss_err) =
-            ((loss - truth_loss).abs() / truth_loss, (ref_loss - truth_loss).abs() / truth_loss);
-        assert!(
-            grad_err <= (4.0 * ref_err).max(1e-5),
-            "{cfg:?}: gradient {grad_err:e} vs the f32 reference's {ref_err:e}"
-        );
-        assert!(loss_err <= (4.0 * ref_loss_err).max(1e-5), "{cfg:?}: loss {loss_err:e} vs {ref_loss_err:e}");
+        let ref_err = err(&ref_grad);
+        let ref_loss_err = (ref_loss - truth_loss).abs() / truth_loss;
+        for simd in Simd::available() {
+            let mut kernel = Kernel::with_simd(&model, 70, simd);
+            let mut got = vec![0.0f32; model.params.len()];
+            let loss = kernel.loss_and_grad(&model, &whole(&model, &input, &target), &mut got);
+            let (grad_err, loss_err) = (err(&got), (loss - truth_loss).abs() / truth_loss);
+            let at = format!("{simd:?}, {cfg:?}");
+            assert!(
+                grad_err <= (4.0 * ref_err).max(1e-5),
+                "{at}: gradient {grad_err:e} vs the f32 reference's {ref_err:e}"
+            );
+            assert!(loss_err <= (4.0 * ref_loss_err).max(1e-5), "{at}: loss {loss_err:e} vs {ref_loss_err:e}");
+        }
     }
 }
 
@@ -168,18 +179,40 @@ fn sequence_kernel_is_bit_identical_across_thread_counts() {
     let cfg = ModelConfig { positional: true, ..config(4, 2, 3, 2, 5) };
     let batch = 4 * CHUNK_SEQ + 3;
     let (model, input, target) = random_case::<f32>(&cfg, batch, 7);
-    let run = |threads: usize| {
+    let run = |threads: usize, simd: Simd| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| {
-            let mut kernel = Kernel::new(&model, batch);
+            let mut kernel = Kernel::with_simd(&model, batch, simd);
             let mut g = vec![0.0f32; model.params.len()];
             let loss = kernel.loss_and_grad(&model, &whole(&model, &input, &target), &mut g);
             (loss.to_bits(), g.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
         })
     };
-    let one = run(1);
-    assert_eq!(one, run(2));
-    assert_eq!(one, run(3));
+    for simd in Simd::available() {
+        let one = run(1, simd);
+        assert_eq!(one, run(2, simd), "{simd:?}");
+        assert_eq!(one, run(3, simd), "{simd:?}");
+    }
+}
+
+#[test]
+fn the_two_fma_instruction_sets_give_bit_identical_steps() {
+    // AVX-512 and AVX2 run the same operations in the same order, each
+    // multiply-add rounded once: the docs promise identical results.
+    let levels: Vec<Simd> = Simd::available().into_iter().filter(|s| *s != Simd::Portable).collect();
+    for cfg in [ModelConfig::seed(), config(16, 2, 8, 1, 16), ModelConfig { positional: true, ..config(5, 3, 2, 2, 6) }]
+    {
+        let (model, input, target) = random_case::<f32>(&cfg, 150, 3);
+        let step = |simd: Simd| {
+            let mut kernel = Kernel::with_simd(&model, 150, simd);
+            let mut g = vec![0.0f32; model.params.len()];
+            let loss = kernel.loss_and_grad(&model, &whole(&model, &input, &target), &mut g);
+            (loss.to_bits(), g.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+        };
+        for pair in levels.windows(2) {
+            assert_eq!(step(pair[0]), step(pair[1]), "{pair:?}, {cfg:?}");
+        }
+    }
 }
 
 #[test]
