@@ -66,24 +66,66 @@ impl Rng {
     }
 
     /// Uniform integer in `0..n` (`n > 0`), without bias: Lemire's
-    /// multiply-and-reject method, which needs a division only on the rare
-    /// rejection path.
-    pub fn below(&mut self, n: u64) -> u64 {
-        let mut m = u128::from(self.inner.next_u64()) * u128::from(n);
-        if (m as u64) < n {
+    /// multiply-and-reject method on one 32-bit draw, which needs a division
+    /// only on the rare rejection path.
+    pub fn below(&mut self, n: u32) -> u32 {
+        let n64 = u64::from(n);
+        let mut m = u64::from(self.inner.next_u32()) * n64;
+        if (m as u32) < n {
             let threshold = n.wrapping_neg() % n;
-            while (m as u64) < threshold {
-                m = u128::from(self.inner.next_u64()) * u128::from(n);
+            while (m as u32) < threshold {
+                m = u64::from(self.inner.next_u32()) * n64;
             }
         }
-        (m >> 64) as u64
+        (m >> 32) as u32
     }
 
     /// Shuffles `xs` in place (Fisher–Yates).
     pub fn shuffle<T>(&mut self, xs: &mut [T]) {
         for i in (1..xs.len()).rev() {
-            let j = self.below(i as u64 + 1) as usize;
+            let j = self.below(u32::try_from(i + 1).expect("shuffles fewer than 2³² items")) as usize;
             xs.swap(i, j);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pearson's χ² of `counts` against equal expected counts.
+    fn chi2(counts: &[u64]) -> f64 {
+        let expected = counts.iter().sum::<u64>() as f64 / counts.len() as f64;
+        counts.iter().map(|&c| (c as f64 - expected).powi(2) / expected).sum()
+    }
+
+    #[test]
+    fn bounded_integers_stay_in_range_and_are_uniform() {
+        let mut rng = Rng::new(1, Stream::Shuffle);
+        // 3·2³⁰ rejects a quarter of the raw draws: the rejection path runs.
+        for n in [1, 2, 3, 7, 1000, 3 << 30, u32::MAX] {
+            assert!((0..10_000).all(|_| rng.below(n) < n), "n = {n}");
+        }
+        let mut counts = [0u64; 6];
+        (0..60_000).for_each(|_| counts[rng.below(6) as usize] += 1);
+        assert!(chi2(&counts) < 20.5, "χ² = {} over {counts:?} (5 dof, p = 0.001 at 20.5)", chi2(&counts));
+        // Halves of the large range are equally likely (a biased method favours the low one).
+        let n = 3u32 << 30;
+        let low = (0..60_000).filter(|_| rng.below(n) < n / 2).count() as u64;
+        assert!(chi2(&[low, 60_000 - low]) < 10.8, "{low} of 60000 in the lower half");
+    }
+
+    #[test]
+    fn shuffles_are_uniform_permutations() {
+        let mut rng = Rng::new(2, Stream::Shuffle);
+        let mut counts = [0u64; 24];
+        for _ in 0..48_000 {
+            let mut xs = [0u8, 1, 2, 3];
+            rng.shuffle(&mut xs);
+            // The permutation's index in 0..24 (Lehmer code).
+            let code = (0..4).fold(0, |acc, i| acc * (4 - i) + xs[i + 1..].iter().filter(|&&x| x < xs[i]).count());
+            counts[code] += 1;
+        }
+        assert!(chi2(&counts) < 49.7, "χ² = {} over {counts:?} (23 dof, p = 0.001 at 49.7)", chi2(&counts));
     }
 }
