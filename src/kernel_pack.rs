@@ -4,8 +4,9 @@
 //!
 //! A matrix `W [n_in, n_out]` used as `out = x W` is *packed* in blocks of
 //! `B` outputs: `packed[(o / B)·n_in·B + i·B + o % B] = W[i, o]`. Each block
-//! is then one pass over the inputs with `B` sums in registers, and each
-//! loaded input lane serves `B` of them ([`project`]).
+//! is then one pass over the inputs of two tokens with `2·B` sums in
+//! registers: each loaded input lane serves `B` of them, each loaded weight
+//! two ([`project`]).
 //!
 //! # Packed matrices per layer (`D` d_model, `E = H·K`, q/k/v concatenated)
 //! ```text
