@@ -118,15 +118,15 @@ fn chunk_lanes<F: Real, const FMA: bool>(
     let (mut s, mut y) = (std::mem::take(&mut w.s), std::mem::take(&mut w.y));
     for start in span.clone().step_by(LANES) {
         let live = (span.end - start).min(LANES);
-        let mut gain = zero;
-        for i in 0..LANES {
-            // Padding lanes repeat the last sequence with zero weight.
-            let (input, target) = batch.get(start + i.min(live - 1));
-            for (e, (x, t)) in input.iter().zip(target).enumerate() {
-                s[e][i] = *x;
-                y[e][i] = *t;
-            }
-            gain[i] = if i < live { g } else { F::zero() };
+        // Padding lanes repeat the last sequence with zero weight.
+        let gain: Lane<F> = std::array::from_fn(|i| if i < live { g } else { F::zero() });
+        let rows: [(&[F], &[F]); LANES] = std::array::from_fn(|i| batch.get(start + i.min(live - 1)));
+        // One lane vector per value, read across the group's sequences.
+        let width = batch.width;
+        let rows = rows.map(|(x, t)| (&x[..width], &t[..width]));
+        for (e, (se, ye)) in s[..width].iter_mut().zip(&mut y[..width]).enumerate() {
+            *se = std::array::from_fn(|i| rows[i].0[e]);
+            *ye = std::array::from_fn(|i| rows[i].1[e]);
         }
         // Blocks of four outputs share each loaded operand when the widths allow.
         if packed.block == 4 {
