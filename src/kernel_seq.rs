@@ -271,9 +271,8 @@ fn group<F: Real, const FMA: bool, const B: usize>(
                     ops,
                     acc,
                     |u, v| bl.w_o.start + (e0 + u) * d + j0 + v,
-                    t,
-                    |tt, u| &z[o + tt * hk + e0 + u],
-                    |tt, v| &dr[tt * d + j0 + v],
+                    z[o..o + t * hk].chunks_exact(hk).map(|row| &row[e0..e0 + B]),
+                    dr.chunks_exact(d).map(|row| &row[j0..j0 + B]),
                 );
             }
         }
@@ -321,9 +320,8 @@ fn group<F: Real, const FMA: bool, const B: usize>(
                             ops,
                             acc,
                             at,
-                            t,
-                            |tt, u| &r_in[tt * d + dd0 + u],
-                            |tt, v| &dqkv[tt * w3 + g + v],
+                            r_in.chunks_exact(d).map(|row| &row[dd0..dd0 + B]),
+                            dqkv.chunks_exact(w3).map(|row| &row[g..g + B]),
                         );
                     }
                 }
@@ -419,17 +417,16 @@ fn mix<'a, F: Real + 'a, const FMA: bool, const B: usize>(
     }
 }
 
-/// `acc[at(u, v)] += Σ_{i<n} a(i, u) · b(i, v)` for a `B × B` block of
-/// weights: the `B²` sums stay in registers and each loaded lane serves `B`
-/// of them.
+/// `acc[at(u, v)] += Σ_t a_t[u] · b_t[v]` for a `B × B` block of weights,
+/// over the token rows `a_t`, `b_t` (`B` lanes each): the `B²` sums stay in
+/// registers and each loaded lane serves `B` of them.
 #[inline(always)]
 fn block_outer<'a, F: Real + 'a, const FMA: bool, const B: usize>(
     ops: Ops<FMA>,
     acc: &mut [Lane<F>],
     at: impl Fn(usize, usize) -> usize,
-    n: usize,
-    a: impl Fn(usize, usize) -> &'a Lane<F>,
-    b: impl Fn(usize, usize) -> &'a Lane<F>,
+    a: impl Iterator<Item = &'a [Lane<F>]>,
+    b: impl Iterator<Item = &'a [Lane<F>]>,
 ) {
     let mut x = [[[F::zero(); LANES]; B]; B];
     for (u, row) in x.iter_mut().enumerate() {
@@ -437,9 +434,9 @@ fn block_outer<'a, F: Real + 'a, const FMA: bool, const B: usize>(
             *xv = acc[at(u, v)];
         }
     }
-    for i in 0..n {
-        let av: [Lane<F>; B] = std::array::from_fn(|u| *a(i, u));
-        let bv: [Lane<F>; B] = std::array::from_fn(|v| *b(i, v));
+    for (a_t, b_t) in a.zip(b) {
+        let av: [Lane<F>; B] = std::array::from_fn(|u| a_t[u]);
+        let bv: [Lane<F>; B] = std::array::from_fn(|v| b_t[v]);
         for (u, row) in x.iter_mut().enumerate() {
             for (v, xv) in row.iter_mut().enumerate() {
                 ops.fma(xv, &av[u], &bv[v]);
