@@ -38,7 +38,7 @@ pub(crate) struct Packed<F> {
 
 /// Outputs per block for a model: four when every projection width allows
 /// it (d_model and d_head multiples of four), else one.
-pub(crate) fn block_width<F: Real>(model: &Model<F>) -> usize {
+fn block_width<F: Real>(model: &Model<F>) -> usize {
     if model.cfg.d_model.is_multiple_of(4) && model.cfg.d_head.is_multiple_of(4) { 4 } else { 1 }
 }
 

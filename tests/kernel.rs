@@ -91,20 +91,24 @@ fn fused_kernel_is_bit_identical_across_thread_counts() {
     let cfg = config(4, 2, 3, 2, 1);
     let batch = 5 * CHUNK + 17;
     let (model, input, target) = random_case::<f32>(&cfg, batch, 99);
-    let run = |threads: usize, simd: Simd| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        pool.install(|| {
-            let mut kernel = Ctx1Kernel::new(&model, batch, simd);
-            let mut g = vec![0.0f32; model.params.len()];
-            let loss = kernel.loss_and_grad(&model, &whole(&model, &input, &target), &mut g);
-            (loss.to_bits(), g.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
-        })
-    };
     for simd in Simd::available() {
-        let one = run(1, simd);
-        assert_eq!(one, run(2, simd), "{simd:?}");
-        assert_eq!(one, run(4, simd), "{simd:?}");
+        let one = step_bits(&model, &input, &target, simd, 1);
+        assert_eq!(one, step_bits(&model, &input, &target, simd, 2), "{simd:?}");
+        assert_eq!(one, step_bits(&model, &input, &target, simd, 4), "{simd:?}");
     }
+}
+
+/// The bits of the loss and gradient of one kernel step on all of
+/// `input`/`target`, on `simd` with `threads` worker threads.
+fn step_bits(model: &Model<f32>, input: &[f32], target: &[f32], simd: Simd, threads: usize) -> (u64, Vec<u32>) {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    pool.install(|| {
+        let batch = whole(model, input, target);
+        let mut kernel = Kernel::with_simd(model, batch.len(), simd);
+        let mut g = vec![0.0f32; model.params.len()];
+        let loss = kernel.loss_and_grad(model, &batch, &mut g);
+        (loss.to_bits(), g.iter().map(|x| x.to_bits()).collect())
+    })
 }
 
 fn seq_configs() -> Vec<ModelConfig> {
@@ -179,19 +183,10 @@ fn sequence_kernel_is_bit_identical_across_thread_counts() {
     let cfg = ModelConfig { positional: true, ..config(4, 2, 3, 2, 5) };
     let batch = 4 * CHUNK_SEQ + 3;
     let (model, input, target) = random_case::<f32>(&cfg, batch, 7);
-    let run = |threads: usize, simd: Simd| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        pool.install(|| {
-            let mut kernel = Kernel::with_simd(&model, batch, simd);
-            let mut g = vec![0.0f32; model.params.len()];
-            let loss = kernel.loss_and_grad(&model, &whole(&model, &input, &target), &mut g);
-            (loss.to_bits(), g.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
-        })
-    };
     for simd in Simd::available() {
-        let one = run(1, simd);
-        assert_eq!(one, run(2, simd), "{simd:?}");
-        assert_eq!(one, run(3, simd), "{simd:?}");
+        let one = step_bits(&model, &input, &target, simd, 1);
+        assert_eq!(one, step_bits(&model, &input, &target, simd, 2), "{simd:?}");
+        assert_eq!(one, step_bits(&model, &input, &target, simd, 3), "{simd:?}");
     }
 }
 
@@ -203,14 +198,9 @@ fn the_two_fma_instruction_sets_give_bit_identical_steps() {
     for cfg in [ModelConfig::seed(), config(16, 2, 8, 1, 16), ModelConfig { positional: true, ..config(5, 3, 2, 2, 6) }]
     {
         let (model, input, target) = random_case::<f32>(&cfg, 150, 3);
-        let step = |simd: Simd| {
-            let mut kernel = Kernel::with_simd(&model, 150, simd);
-            let mut g = vec![0.0f32; model.params.len()];
-            let loss = kernel.loss_and_grad(&model, &whole(&model, &input, &target), &mut g);
-            (loss.to_bits(), g.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
-        };
         for pair in levels.windows(2) {
-            assert_eq!(step(pair[0]), step(pair[1]), "{pair:?}, {cfg:?}");
+            let [a, b] = [pair[0], pair[1]].map(|simd| step_bits(&model, &input, &target, simd, 2));
+            assert_eq!(a, b, "{pair:?}, {cfg:?}");
         }
     }
 }
