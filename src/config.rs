@@ -319,6 +319,16 @@ impl Config {
                 return err(key, "must be at least 1".into());
             }
         }
+        if u32::try_from(self.data.n_train).is_err() {
+            return err(
+                "data.n_train",
+                format!(
+                    "must be at most {} (training sequences are indexed with 32 bits), got {}",
+                    u32::MAX,
+                    self.data.n_train
+                ),
+            );
+        }
         if self.data.n_train != 0 && self.data.n_train < self.train.batch_size {
             return err(
                 "data.n_train",

@@ -139,6 +139,14 @@ fn training_set_smaller_than_a_batch_is_rejected() {
 }
 
 #[test]
+fn training_set_beyond_32_bit_row_indices_is_rejected() {
+    // Rows of the training set are 32-bit indices (batch order, shuffle).
+    let (key, message) = config_error("[data]\nn_train = 4294967296\n");
+    assert_eq!(key, "data.n_train");
+    assert!(message.contains("4294967295"), "{message}");
+}
+
+#[test]
 fn validation_energies_below_training_give_a_warning_not_an_error() {
     let c = Config::parse("[data]\ne_valid_max = 0.5\n", "t").unwrap();
     let warnings = c.warnings();
