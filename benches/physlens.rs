@@ -5,13 +5,13 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use physlens::bench::bench_config;
-use physlens::checkpoint::SystemInfo;
+use physlens::train::bench::bench_config;
+use physlens::model::checkpoint::SystemInfo;
 use physlens::eval::rollout;
-use physlens::interpret::interpret_affine;
+use physlens::interpret::map::interpret_affine;
 use physlens::kernel::on_workers;
 use physlens::model::{Activations, Model, ModelConfig};
-use physlens::rng::{Rng, Stream};
+use physlens::util::rng::{Rng, Stream};
 use physlens::train::Trainer;
 
 /// One training step (forward + backward + AdamW) of the SPEC §7 configs.

@@ -6,11 +6,11 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::util::error::{Error, Result};
 use crate::model::{AttnScale, ModelConfig};
-use crate::optim::{AdamWConfig, Schedule};
+use crate::train::optim::{AdamWConfig, Schedule};
 use crate::physics::Oscillator;
-use crate::real::Dtype;
+use crate::util::real::Dtype;
 
 /// `[system]`: the physics.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

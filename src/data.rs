@@ -8,10 +8,10 @@
 
 use std::f64::consts::TAU;
 
-use crate::mat2::{Mat2, Vec2, apply};
+use crate::util::mat2::{Mat2, Vec2, apply};
 use crate::physics::Oscillator;
-use crate::real::Real;
-use crate::rng::Rng;
+use crate::util::real::Real;
+use crate::util::rng::Rng;
 
 /// One state with energy uniform on `[0, e_max]` and phase uniform on `[0, 2π)`:
 /// `x = sqrt(2E)/ω0 · cos φ`, `p = sqrt(2E) · sin φ`.

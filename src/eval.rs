@@ -5,33 +5,12 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::data::{Dataset, sample_state};
-use crate::mat2::{Vec2, apply};
+use crate::data::sample_state;
+use crate::util::mat2::{Vec2, apply};
 use crate::model::{Activations, D_IN, Model};
 use crate::physics::Oscillator;
-use crate::real::Real;
-use crate::rng::Rng;
-
-/// Sequences per forward pass when evaluating a large set.
-const CHUNK: usize = 4096;
-
-/// Mean over scored tokens of `‖ŝ − s‖²` on `data` (the training loss, SPEC §2.3).
-pub fn mse<F: Real>(model: &Model<F>, data: &Dataset<F>) -> f64 {
-    let cfg = &model.cfg;
-    let w = cfg.n_ctx * D_IN;
-    let mut acts = Activations::new(cfg, CHUNK.min(data.len()));
-    let scored = cfg.scored_positions();
-    let mut total = 0.0;
-    for (inputs, targets) in data.inputs.chunks(CHUNK * w).zip(data.targets.chunks(CHUNK * w)) {
-        model.forward(inputs, &mut acts);
-        for (i, (p, y)) in acts.pred.chunks_exact(D_IN).zip(targets.chunks_exact(D_IN)).enumerate() {
-            if scored.contains(&(i % cfg.n_ctx)) {
-                total += p.iter().zip(y).map(|(a, b)| (a.f64() - b.f64()).powi(2)).sum::<f64>();
-            }
-        }
-    }
-    total / (data.len() * scored.len()) as f64
-}
+use crate::util::real::Real;
+use crate::util::rng::Rng;
 
 /// Statistics over trajectories at one rollout step.
 #[derive(Clone, Debug, Serialize)]

@@ -6,7 +6,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use physlens::bench::bench_config;
+use physlens::train::bench::bench_config;
 use physlens::config::Config;
 use physlens::kernel::on_workers;
 use physlens::train::Trainer;

@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::Path;
 
-use physlens::checkpoint::{self, AnyModel, Checkpoint, SystemInfo};
-use physlens::error::Error;
+use physlens::model::checkpoint::{self, AnyModel, Checkpoint, SystemInfo};
+use physlens::util::error::Error;
 use physlens::model::{AttnScale, Layout, Model, ModelConfig};
-use physlens::real::{Dtype, Real};
-use physlens::rng::{Rng, Stream};
+use physlens::util::real::{Dtype, Real};
+use physlens::util::rng::{Rng, Stream};
 use safetensors::Dtype as StDtype;
 use safetensors::tensor::TensorView;
 

@@ -17,7 +17,7 @@ fn train_eval_rollout_interpret_round_trip() {
         assert!(run.join(file).is_file(), "{file} missing");
     }
     // The checkpoint carries its provenance in the metadata.
-    let ckpt = physlens::checkpoint::load(&run.join("model.safetensors")).unwrap();
+    let ckpt = physlens::model::checkpoint::load(&run.join("model.safetensors")).unwrap();
     assert_eq!(ckpt.metadata["step"], "1500");
     assert_eq!(ckpt.metadata["seed"], "0");
     assert!(ckpt.metadata["config"].contains("gamma = 0.05"));

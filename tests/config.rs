@@ -1,10 +1,10 @@
 //! Config parsing and validation (SPEC §5): defaults, unknown keys, bad values.
 
 use physlens::config::Config;
-use physlens::error::Error;
+use physlens::util::error::Error;
 use physlens::model::AttnScale;
-use physlens::optim::Schedule;
-use physlens::real::Dtype;
+use physlens::train::optim::Schedule;
+use physlens::util::real::Dtype;
 
 /// The key and message of a config error (panics on anything else).
 fn config_error(text: &str) -> (String, String) {

@@ -3,10 +3,10 @@
 
 use std::io::Write;
 
-use physlens::checkpoint::{self, SystemInfo};
+use physlens::model::checkpoint::{self, SystemInfo};
 use physlens::config::Config;
 use physlens::model::{Model, ModelConfig};
-use physlens::rng::{Rng, Stream};
+use physlens::util::rng::{Rng, Stream};
 use proptest::prelude::*;
 
 /// A valid checkpoint of a small positional two-layer model, as bytes.

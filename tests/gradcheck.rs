@@ -5,7 +5,7 @@ mod common;
 
 use common::config;
 use physlens::model::{Activations, AttnScale, Model, ModelConfig, Scratch, mse_loss};
-use physlens::rng::{Rng, Stream};
+use physlens::util::rng::{Rng, Stream};
 
 /// Loss of `model` on (`input`, `target`).
 fn loss(model: &Model<f64>, input: &[f64], target: &[f64], batch: usize) -> f64 {

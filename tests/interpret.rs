@@ -8,17 +8,17 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use handbuilt::{gauge, to_f32, two_head_model, two_step_model, write_like_numpy};
-use physlens::checkpoint::{self, Checkpoint, SystemInfo};
-use physlens::dump::{DumpFormat, dump_activations};
-use physlens::explain::render;
-use physlens::inspect::{FullReport, InterpretOptions, interpret_checkpoint, interpret_many};
-use physlens::jacobian::last_prediction_jacobians;
-use physlens::mat2::{self, Mat2};
+use physlens::model::checkpoint::{self, Checkpoint, SystemInfo};
+use physlens::interpret::dump::{DumpFormat, dump_activations};
+use physlens::interpret::explain::render;
+use physlens::interpret::full::{FullReport, InterpretOptions, interpret_checkpoint, interpret_many};
+use physlens::interpret::jacobian::last_prediction_jacobians;
+use physlens::util::mat2::{self, Mat2};
 use physlens::model::{Activations, AttnScale, Model, ModelConfig};
 use physlens::physics::Oscillator;
-use physlens::probe::{held_out_r2, probe_table};
-use physlens::rng::{Rng, Stream};
-use physlens::rules::{RULES, rule_map};
+use physlens::interpret::probe::{held_out_r2, probe_table};
+use physlens::util::rng::{Rng, Stream};
+use physlens::physics::rules::{RULES, rule_map};
 
 /// Fewer validation states than the default keeps the tests quick.
 fn options() -> InterpretOptions {
@@ -240,7 +240,7 @@ fn probes_find_linear_targets_and_not_noise() {
     let input: Vec<f64> = (0..n * 6).map(|_| rng.normal()).collect();
     let mut acts = Activations::new(&cfg, n);
     model.forward(&input, &mut acts);
-    let (x, p) = physlens::probe::last_position_features(&acts, &cfg, "blocks.0.resid_post").unwrap();
+    let (x, p) = physlens::interpret::probe::last_position_features(&acts, &cfg, "blocks.0.resid_post").unwrap();
     assert_eq!(p, 4);
     let linear: Vec<f64> = x.chunks(p).map(|r| 2.0 * r[0] - 0.5 * r[1] + 3.0 * r[3] + 1.0).collect();
     let noise: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
@@ -321,8 +321,8 @@ fn omega_beyond_nyquist_is_reported_not_identifiable() {
 fn path_maps_are_gauge_invariant_and_single_weights_are_not() {
     let osc = Oscillator { omega0: 2.0, gamma: 0.1 };
     let m = rule_map("leapfrog", &osc, 0.1).unwrap();
-    let a = physlens::circuits::circuits(&two_head_model(m, [0.0, 0.0], gauge(11), 5), 0.1);
-    let b = physlens::circuits::circuits(&two_head_model(m, [0.0, 0.0], gauge(12), 5), 0.1);
+    let a = physlens::model::circuits::circuits(&two_head_model(m, [0.0, 0.0], gauge(11), 5), 0.1);
+    let b = physlens::model::circuits::circuits(&two_head_model(m, [0.0, 0.0], gauge(12), 5), 0.1);
     // Same heads (same seed, same split), different residual gauge.
     for (ha, hb) in a.heads.iter().zip(&b.heads) {
         assert!(dist(&ha.path.map, &hb.path.map) <= 1e-12 && ha.path.gauge_invariant);
@@ -357,7 +357,7 @@ fn truncation_order_across_step_sizes() {
         let fit = multi.truncation_order.as_ref().unwrap();
         assert!((fit.slope - slope).abs() < 0.1, "{rule}: slope {}", fit.slope);
         assert!((fit.method_order - (slope - 1.0)).abs() < 0.1 && fit.r2 > 0.999 && fit.note.is_empty());
-        assert!(physlens::explain::render_many(&multi).contains("truncation order"));
+        assert!(physlens::interpret::explain::render_many(&multi).contains("truncation order"));
     }
     // One Δt only: no fit, and a reason.
     let system = SystemInfo::oscillator(2.0, 0.1, 0.1);
@@ -419,7 +419,7 @@ fn regression_circuit_eigenvalues_of_a_nilpotent_shift_qk_terminate() {
     // model's shift-shaped QK matrix; the bounded one with rotations must.
     let osc = Oscillator { omega0: 2.0, gamma: 0.1 };
     let (model, _) = two_step_model(osc.propagator(0.1), [0.0, 0.0], gauge(3), [0.0, 0.0]);
-    let c = physlens::circuits::circuits(&model, 0.1);
+    let c = physlens::model::circuits::circuits(&model, 0.1);
     let qk = &c.heads[1].qk;
     let norm = qk.singular_values[0];
     assert!(norm > 100.0, "the shift has weight a² ≈ 179: {norm}");

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use handbuilt::{gauge, two_head_model, two_step_model, write_like_numpy};
-use physlens::checkpoint::{self, SystemInfo};
-use physlens::rules::rule_map;
+use physlens::model::checkpoint::{self, SystemInfo};
+use physlens::physics::rules::rule_map;
 
 #[test]
 fn interpret_json_has_every_spec_key_and_the_new_ones() {

@@ -6,10 +6,10 @@ mod common;
 
 use common::config;
 use physlens::kernel::{Batch, CHUNK, Ctx1Kernel, Kernel, LANES, Simd};
-use physlens::kernel_seq::CHUNK_SEQ;
+use physlens::kernel::seq::CHUNK_SEQ;
 use physlens::model::{Activations, AttnScale, Model, ModelConfig, Scratch, mse_loss};
-use physlens::real::Real;
-use physlens::rng::{Rng, Stream};
+use physlens::util::real::Real;
+use physlens::util::rng::{Rng, Stream};
 
 fn reference<F: Real>(model: &Model<F>, input: &[F], target: &[F]) -> (f64, Vec<F>) {
     let batch = input.len() / 2;

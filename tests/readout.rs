@@ -3,10 +3,10 @@
 
 use std::f64::consts::PI;
 
-use physlens::mat2::eigenvalues;
+use physlens::util::mat2::eigenvalues;
 use physlens::physics::Oscillator;
-use physlens::readout::{RuleDistance, best_fit, ratio_omega0_sq, rule_distances, spectral, verdict};
-use physlens::rules::{RULES, rule_map};
+use physlens::physics::readout::{RuleDistance, best_fit, ratio_omega0_sq, rule_distances, spectral, verdict};
+use physlens::physics::rules::{RULES, rule_map};
 
 type M = [[f64; 2]; 2];
 

@@ -6,15 +6,15 @@ mod common;
 
 use common::{Fixture, load_fixture, max_rel_diff, model_from, to};
 use physlens::model::{Activations, Model, Scratch, mse_loss};
-use physlens::optim::{AdamW, AdamWConfig};
-use physlens::real::Real;
+use physlens::train::optim::{AdamW, AdamWConfig};
+use physlens::util::real::Real;
 
 const NAMES: [&str; 3] = ["seed", "deep", "noncausal"];
 
 fn tol<F: Real>() -> f64 {
     match F::DTYPE {
-        physlens::real::Dtype::F64 => 1e-10,
-        physlens::real::Dtype::F32 => 1e-5,
+        physlens::util::real::Dtype::F64 => 1e-10,
+        physlens::util::real::Dtype::F32 => 1e-5,
     }
 }
 

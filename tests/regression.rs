@@ -1,7 +1,7 @@
 //! One test per bug found, named for what broke.
 
 use physlens::config::Config;
-use physlens::study::run_study;
+use physlens::run::study::run_study;
 
 /// PNG figures went through a temporary name ending in `.tmpPID`, which the
 /// image encoder could not map to a format: every report failed to draw.
@@ -14,7 +14,7 @@ fn png_figures_written_through_a_temporary_name_are_real_pngs_and_leave_no_tempo
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     run_study(&config, dir.path(), true).unwrap();
-    physlens::report::build_report(dir.path()).unwrap();
+    physlens::report::build::build_report(dir.path()).unwrap();
     let figures = dir.path().join("one/figures");
     let mut pngs = 0;
     for entry in std::fs::read_dir(&figures).unwrap() {

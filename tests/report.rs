@@ -9,7 +9,7 @@ use common::{physlens, stderr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use physlens::report::SECTIONS;
+use physlens::report::build::SECTIONS;
 use scraper::{ElementRef, Html, Selector};
 use serde_json::Value;
 

@@ -5,7 +5,7 @@ mod common;
 
 use common::{M, mm, mv};
 use physlens::physics::Oscillator;
-use physlens::rules::{RULES, all_rules, rule_map};
+use physlens::physics::rules::{RULES, all_rules, rule_map};
 
 fn frob_diff(a: &M, b: &M) -> f64 {
     let mut sum = 0.0;

@@ -1,14 +1,14 @@
 //! Training, evaluation and the study pipeline end to end, on short schedules.
 
-use physlens::checkpoint::{self, AnyModel};
+use physlens::model::checkpoint::{self, AnyModel};
 use physlens::config::Config;
-use physlens::error::Error;
+use physlens::util::error::Error;
 use physlens::eval::rollout;
-use physlens::mat2::{self, Mat2};
+use physlens::util::mat2::{self, Mat2};
 use physlens::model::{Activations, Model, ModelConfig};
 use physlens::physics::Oscillator;
 use physlens::progress::ProgressGroup;
-use physlens::study::run_study;
+use physlens::run::study::run_study;
 use physlens::train::{Trainer, train};
 
 /// A short version of the seed experiment (a few thousand steps).
@@ -73,7 +73,7 @@ fn rollout_of_the_exact_map_tracks_the_exact_trajectory() {
 fn rollout_of_euler_drifts_like_euler() {
     // Euler for γ = 0 multiplies the energy by (1 + ω0²Δt²) every step.
     let osc = Oscillator { omega0: 2.0, gamma: 0.0 };
-    let euler = physlens::rules::rule_map("euler", &osc, 0.1).unwrap();
+    let euler = physlens::physics::rules::rule_map("euler", &osc, 0.1).unwrap();
     let model = hand_built(euler, [0.0, 0.0], mat2::identity());
     let r = rollout(&model, &osc, 0.1, &[[0.5, 0.0]], 10);
     let drift = r.stats[10].median_energy_drift;
@@ -115,7 +115,7 @@ fn fresh_samples_every_step_also_train() {
 fn divergence_stops_with_a_diagnosis_and_no_nan_on_disk() {
     let mut config = short_config();
     config.train.lr = 1e4;
-    config.train.schedule = physlens::optim::Schedule::Constant;
+    config.train.schedule = physlens::train::optim::Schedule::Constant;
     // A checkpoint after every step, so one exists from before the blow-up.
     config.train.checkpoint_every = 1;
     config.train.log_every = 10;

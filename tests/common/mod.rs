@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use physlens::model::{AttnScale, Model, ModelConfig};
-use physlens::real::Real;
+use physlens::util::real::Real;
 use serde::Deserialize;
 
 /// A tensor in a fixture file: shape and flat row-major data.
@@ -88,7 +88,7 @@ pub fn config(d_model: usize, n_heads: usize, d_head: usize, n_layers: usize, n_
     }
 }
 
-/// A 2×2 matrix, row-major, for tests that must not lean on `physlens::mat2`.
+/// A 2×2 matrix, row-major, for tests that must not lean on `physlens::util::mat2`.
 pub type M = [[f64; 2]; 2];
 
 /// `a b`, written independently of the crate.

@@ -8,10 +8,10 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use physlens::checkpoint::SystemInfo;
-use physlens::mat2::{self, Mat2, Vec2};
+use physlens::model::checkpoint::SystemInfo;
+use physlens::util::mat2::{self, Mat2, Vec2};
 use physlens::model::{AttnScale, Model, ModelConfig};
-use physlens::rng::{Rng, Stream};
+use physlens::util::rng::{Rng, Stream};
 
 /// A random, well-conditioned 2×2 gauge.
 pub fn gauge(seed: u64) -> Mat2 {

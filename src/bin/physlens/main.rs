@@ -1,0 +1,309 @@
+//! `physlens`: train small attention-only transformers on a damped harmonic
+//! oscillator and read back the physics they learned.
+//!
+//! A thin layer over the library: parse flags, call, print, choose the exit
+//! code (0 success, 1 failed run, 2 bad input, 130 interrupted).
+
+mod interrupt;
+mod progress;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use physlens::config::Config;
+use physlens::interpret::full::{InterpretOptions, InterpretRequest, parse_state, run_interpret};
+use physlens::interpret::map::MapReport;
+use physlens::train::progress::Progress;
+use progress::ProgressGroup;
+use physlens::util::real::Dtype;
+use physlens::run::study::{RunDir, Summary, run_study};
+use physlens::train::{resume as resume_training, train};
+
+/// Train small transformers on physical systems and open them up.
+#[derive(Parser, Debug)]
+#[command(name = "physlens", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// The whole study: train every case, evaluate, roll out, interpret; writes summary.json.
+    Run {
+        /// TOML config (SPEC §5); without it, the seed experiment (ω0 = 2, Δt = 0.1, γ = 0 and 0.1).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Output folder [default: runs/<config name>, or runs/blog].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// No progress output.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Train one model (the [system] of the config) into a run folder, or resume one.
+    Train {
+        /// TOML config (SPEC §5).
+        #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
+        config: Option<PathBuf>,
+        /// Output folder [default: runs/<config name>].
+        #[arg(long, conflicts_with = "resume")]
+        out: Option<PathBuf>,
+        /// Continue the run in this folder from its train_state.safetensors (after Ctrl-C or a crash).
+        #[arg(long, value_name = "DIR")]
+        resume: Option<PathBuf>,
+        /// No progress output.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Evaluate a trained run folder: MSE, rollouts, effective map; writes eval.json.
+    Eval {
+        /// A folder written by `train` (or one case folder of `run`).
+        #[arg(long)]
+        run: PathBuf,
+    },
+    /// Roll a trained model out autoregressively; writes rollout.csv and trajectories.csv.
+    Rollout {
+        /// A folder written by `train` (or one case folder of `run`).
+        #[arg(long)]
+        run: PathBuf,
+        /// Autoregressive steps [default: eval.rollout_steps of the run's config].
+        #[arg(long)]
+        steps: Option<usize>,
+    },
+    /// Rebuild the report (figures, report.html, summary.md, summary.tex) from a run folder alone.
+    Report {
+        /// A folder written by `run` (or a folder of `train` evaluated with `eval`).
+        #[arg(long)]
+        run: PathBuf,
+    },
+    /// Steady-state training speed (SPEC §7): configs blog and wide, batches 256, 1024, 16384.
+    Bench {
+        /// Print {"results": [...]} as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Seconds of timing per row (after a warm-up of a fifth of that).
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
+    },
+    /// Read the physics back from any checkpoint in the SPEC §3 layout: effective map, ω0/γ, rule,
+    /// Jacobians, circuits, attention patterns, probes.
+    Interpret {
+        /// A .safetensors checkpoint; repeat for models trained at several Δt (fits the truncation order).
+        #[arg(long, required = true)]
+        model: Vec<PathBuf>,
+        /// Print the JSON object (SPEC §4 keys and more) instead of the readable summary.
+        #[arg(long)]
+        json: bool,
+        /// Write these activations (comma-separated cache names, e.g. blocks.0.attn.pattern, or `all`) on the
+        /// validation states into --out, with the inputs.
+        #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+        dump: Vec<String>,
+        /// Dump files: npy (one per activation), safetensors (activations.safetensors) or both.
+        #[arg(long, default_value = "both", value_name = "FORMAT")]
+        dump_format: physlens::interpret::dump::DumpFormat,
+        /// Folder for interpret.json, patterns.csv, probes.csv, jacobians.csv and the dumps.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Activations to probe (comma-separated) [default: embed and each layer's attn.z and resid_post].
+        #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+        probe: Vec<String>,
+        /// Validation states (Jacobians, probes, dumps).
+        #[arg(long, default_value_t = 4096)]
+        n_valid: usize,
+        /// Largest validation energy.
+        #[arg(long, default_value_t = 4.0)]
+        e_max: f64,
+        /// Seed of the validation states.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Start state X,P of the trajectory whose attention patterns are shown [default: energy 1, phase 0].
+        #[arg(long, value_name = "X,P", allow_hyphen_values = true)]
+        trajectory: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match execute(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let code = e.downcast_ref::<physlens::util::error::Error>().map_or(1, physlens::util::error::Error::exit_code);
+            ExitCode::from(code as u8)
+        }
+    }
+}
+
+fn execute(command: Command) -> Result<()> {
+    match command {
+        Command::Run { config, out, quiet } => {
+            let (config, name) = load_config(config.as_deref())?;
+            let out = out.unwrap_or_else(|| Path::new("runs").join(name));
+            let group = ProgressGroup::new(quiet);
+            let lines = |name: &str, steps: u64| Box::new(group.add(name, steps)) as Box<dyn Progress>;
+            let summary = run_study(&config, &out, &lines, &interrupt::cancel_on_ctrl_c())?;
+            print_summary(&summary, &out);
+            print_report(&physlens::report::build::build_report(&out)?);
+        }
+        Command::Train { config, out, resume, quiet } => {
+            let (config, out) = match &resume {
+                Some(dir) => (RunDir::config_of(dir)?, dir.clone()),
+                None => {
+                    let (config, name) = load_config(config.as_deref())?;
+                    (config, out.unwrap_or_else(|| Path::new("runs").join(name)))
+                }
+            };
+            let group = ProgressGroup::new(quiet);
+            let progress = group.add("train", config.train.steps);
+            let cancel = interrupt::cancel_on_ctrl_c();
+            let seconds = match (config.train.dtype, resume.is_some()) {
+                (Dtype::F32, false) => train::<f32>(&config, &out, &progress, &cancel)?.seconds,
+                (Dtype::F64, false) => train::<f64>(&config, &out, &progress, &cancel)?.seconds,
+                (Dtype::F32, true) => resume_training::<f32>(&out, &progress, &cancel)?.seconds,
+                (Dtype::F64, true) => resume_training::<f64>(&out, &progress, &cancel)?.seconds,
+            };
+            progress.finish(&format!("trained in {seconds:.1}s"));
+            println!("wrote {}", out.join("model.safetensors").display());
+        }
+        Command::Eval { run } => {
+            let run = RunDir::open(&run)?;
+            let eval = run.evaluate(run.config.eval.rollout_steps)?;
+            println!("train MSE {:.3e}   valid MSE {:.3e}", eval.train_mse, eval.valid_mse);
+            print_rollout(&eval.rollout);
+            print_map_report(&eval.interpretation);
+            println!("wrote {}", run.dir.join("eval.json").display());
+        }
+        Command::Report { run } => print_report(&physlens::report::build::build_report(&run)?),
+        Command::Rollout { run, steps } => {
+            let run = RunDir::open(&run)?;
+            let steps = steps.unwrap_or(run.config.eval.rollout_steps);
+            print_rollout(&run.evaluate(steps)?.rollout);
+            println!("wrote {}", run.dir.join("rollout.csv").display());
+        }
+        Command::Bench { json, seconds } => {
+            if !(seconds.is_finite() && seconds > 0.0) {
+                return Err(physlens::util::error::Error::Config {
+                    file: "--seconds".into(),
+                    key: "seconds".into(),
+                    message: format!("must be a number > 0, got {seconds}"),
+                }
+                .into());
+            }
+            let rows = physlens::train::bench::run_bench(std::time::Duration::from_secs_f64(seconds));
+            if json {
+                println!("{}", serde_json::json!({ "results": rows }));
+            } else {
+                println!(
+                    "{:<6} {:>6} {:>6} {:>8} {:>12} {:>14}",
+                    "config", "batch", "dtype", "threads", "µs/step", "samples/s"
+                );
+                for r in &rows {
+                    println!(
+                        "{:<6} {:>6} {:>6} {:>8} {:>12.1} {:>14.3e}",
+                        r.config, r.batch, r.dtype, r.threads, r.us_per_step, r.samples_per_sec
+                    );
+                }
+            }
+        }
+        Command::Interpret { model, json, dump, dump_format, out, probe, n_valid, e_max, seed, trajectory } => {
+            let options = InterpretOptions {
+                n_valid,
+                e_valid_max: e_max,
+                seed,
+                probe_names: (!probe.is_empty()).then_some(probe),
+                trajectory_start: trajectory.as_deref().map(parse_state).transpose()?,
+                ..InterpretOptions::default()
+            };
+            print!("{}", run_interpret(&InterpretRequest { models: model, json, dump, dump_format, out, options })?);
+        }
+    }
+    Ok(())
+}
+
+/// The config at `path` (or the defaults) and the name of the run folder.
+fn load_config(path: Option<&Path>) -> Result<(Config, String)> {
+    let (config, name) = match path {
+        Some(p) => (Config::from_file(p)?, p.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned())),
+        None => (Config::default(), "blog".to_string()),
+    };
+    for warning in config.warnings() {
+        eprintln!("warning: {warning}");
+    }
+    Ok((config, name))
+}
+
+fn print_summary(summary: &Summary, out: &Path) {
+    println!(
+        "{:<10} {:>11} {:>11} {:>13} {:>13} {:>11} {:>11}  nearest rule",
+        "case", "train MSE", "valid MSE", "rollout med.", "rollout max", "ω0 learned", "γ learned"
+    );
+    for c in &summary.cases {
+        println!(
+            "{:<10} {:>11.3e} {:>11.3e} {:>13.3e} {:>13.3e} {:>11.7} {:>11.3e}  {} (margin {:.1})",
+            c.name,
+            c.train_mse,
+            c.valid_mse,
+            c.rollout.median_rel_err_final,
+            c.rollout.max_rel_err,
+            c.learned.omega0,
+            c.learned.gamma,
+            c.nearest_method,
+            c.margin
+        );
+    }
+    println!(
+        "({} rollout steps; whole study {:.1}s)",
+        summary.cases.first().map_or(0, |c| c.rollout.steps),
+        summary.seconds
+    );
+    println!("wrote {}", out.join("summary.json").display());
+}
+
+fn print_rollout(r: &physlens::eval::RolloutSummary) {
+    println!(
+        "rollout ({} steps): median rel. err. at the end {:.3e}, max {:.3e}, max over all steps {:.3e}",
+        r.steps, r.median_rel_err_final, r.max_rel_err_final, r.max_rel_err
+    );
+}
+
+fn print_map_report(r: &MapReport) {
+    let m = &r.effective_map;
+    println!("effective map ({}), column convention s' = M s + c:", r.map_kind);
+    println!("  M = [[{:+.9}, {:+.9}],", m[0][0], m[0][1]);
+    println!("       [{:+.9}, {:+.9}]]   c = [{:+.3e}, {:+.3e}]", m[1][0], m[1][1], r.offset[0], r.offset[1]);
+    let t = &r.truth;
+    println!(
+        "  learned ω0 = {:.9} (truth {}, rel. err. {:.2e})   γ = {:.9} (truth {}, err. {:.2e})",
+        r.learned.omega0, t.omega0, r.errors.omega0_rel, r.learned.gamma, t.gamma, r.errors.gamma_abs
+    );
+    println!(
+        "  best fit ω0 = {:.9}, γ = {:.9}, residual {:.2e}",
+        r.best_fit.omega0, r.best_fit.gamma, r.best_fit.residual
+    );
+    if !r.learned.identifiable {
+        println!("  note: ω is not identifiable from the eigenvalues at this Δt (real eigenvalues or ωΔt ≥ π)");
+    }
+    println!("  distance to each rule (Frobenius):");
+    for d in &r.methods {
+        println!("    {:<17} {:.3e}", d.name, d.distance);
+    }
+    if r.identifiable {
+        println!("  nearest rule: {} (margin d₂/d₁ = {:.1})", r.nearest_method, r.margin);
+    } else {
+        let (a, b) = (&r.methods[0].name, &r.methods[1].name);
+        println!(
+            "  cannot tell {a} from {b} at this Δt: margin d₂/d₁ = {:.2} < 10 (error vs exact {:.2e})",
+            r.margin, r.error_vs_exact
+        );
+    }
+}
+
+fn print_report(r: &physlens::report::build::ReportOutcome) {
+    for skipped in &r.skipped {
+        println!("figure left out: {skipped}");
+    }
+    println!("wrote {} ({} figures), {} and {}", r.html.display(), r.figures, r.markdown.display(), r.latex.display());
+}

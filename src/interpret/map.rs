@@ -1,0 +1,161 @@
+//! Interpretation of a trained model: its effective map read as physics
+//! (SPEC §1.3, §1.5, §4).
+//!
+//! Convention: every map here is in the COLUMN convention of physics,
+//! `s' = M s + c`. The row-convention model is converted once, in
+//! [`crate::model::Model::affine_map`].
+
+use serde::Serialize;
+
+use crate::model::checkpoint::SystemInfo;
+use crate::util::mat2::{Complex, Mat2, Vec2, eigenvalues};
+use crate::model::Model;
+use crate::physics::readout::{BestFit, RuleDistance, best_fit, ratio_omega0_sq, rule_distances, spectral, verdict};
+use crate::util::real::Real;
+
+/// `learned`: the spectral reading of the map (SPEC §1.3 (a)).
+#[derive(Clone, Debug, Serialize)]
+pub struct Learned {
+    /// ω0 from the eigenvalues.
+    pub omega0: f64,
+    /// γ = −ln(det M)/(2Δt).
+    pub gamma: f64,
+    /// ω = |arg λ|/Δt.
+    pub omega: f64,
+    /// Eigenvalues are complex (the map rotates).
+    pub oscillatory: bool,
+    /// ω is identifiable at this Δt (ωΔt < π).
+    pub identifiable: bool,
+}
+
+/// `truth`: the system the model was trained on (from the checkpoint metadata).
+#[derive(Clone, Debug, Serialize)]
+pub struct Truth {
+    /// ω0.
+    pub omega0: f64,
+    /// γ.
+    pub gamma: f64,
+    /// Damped frequency `sqrt(ω0² − γ²)` (0 unless underdamped).
+    pub omega: f64,
+    /// Δt.
+    pub dt: f64,
+}
+
+/// Relative errors of the readouts against the truth (absolute for γ = 0).
+#[derive(Clone, Debug, Serialize)]
+pub struct ReadoutErrors {
+    /// `|ω0_learned − ω0| / ω0`.
+    pub omega0_rel: f64,
+    /// `|γ_learned − γ| / γ`, or the absolute error when γ = 0.
+    pub gamma_rel: f64,
+    /// `|ω0_fit − ω0| / ω0` for the best fit.
+    pub best_fit_omega0_rel: f64,
+    /// Same as `gamma_rel` for the best fit.
+    pub best_fit_gamma_rel: f64,
+    /// `|ω0_learned − ω0|`.
+    pub omega0_abs: f64,
+    /// `|γ_learned − γ|`.
+    pub gamma_abs: f64,
+}
+
+/// The SPEC §4 interpretation of an affine map (`physlens interpret --json`).
+#[derive(Clone, Debug, Serialize)]
+pub struct MapReport {
+    /// `M`, column convention.
+    pub effective_map: Mat2,
+    /// `c`.
+    pub offset: Vec2,
+    /// Eigenvalues of `M`.
+    pub eigenvalues: [Complex; 2],
+    /// Spectral readout.
+    pub learned: Learned,
+    /// Nearest exact propagator.
+    pub best_fit: BestFit,
+    /// `−M21/M12`, a second estimate of ω0².
+    pub omega0_sq_ratio: f64,
+    /// From the checkpoint metadata.
+    pub truth: Truth,
+    /// Readout errors against the truth.
+    pub errors: ReadoutErrors,
+    /// Distance to every candidate rule, ascending.
+    pub methods: Vec<RuleDistance>,
+    /// The candidate at the smallest distance.
+    pub nearest_method: String,
+    /// `d₂/d₁`.
+    pub margin: f64,
+    /// `margin ≥ 10`.
+    pub identifiable: bool,
+    /// `‖M − M_exact‖_F`.
+    pub error_vs_exact: f64,
+    /// How the map was obtained.
+    pub map_kind: String,
+}
+
+/// Reads the affine map `s' = M s + c` of a model trained on `system`.
+pub fn analyze_map(m: Mat2, c: Vec2, system: &SystemInfo, map_kind: &str) -> MapReport {
+    let osc = system.osc();
+    let dt = system.dt;
+    let s = spectral(&m, dt);
+    let fit = best_fit(&m, dt);
+    let methods = rule_distances(&m, &osc, dt);
+    let v = verdict(&methods, &m, &osc, dt);
+    let rel = |got: f64, want: f64| if want == 0.0 { (got - want).abs() } else { ((got - want) / want).abs() };
+    MapReport {
+        effective_map: m,
+        offset: c,
+        eigenvalues: eigenvalues(&m),
+        errors: ReadoutErrors {
+            omega0_rel: rel(s.omega0, osc.omega0),
+            gamma_rel: rel(s.gamma, osc.gamma),
+            best_fit_omega0_rel: rel(fit.omega0, osc.omega0),
+            best_fit_gamma_rel: rel(fit.gamma, osc.gamma),
+            omega0_abs: (s.omega0 - osc.omega0).abs(),
+            gamma_abs: (s.gamma - osc.gamma).abs(),
+        },
+        learned: Learned {
+            omega0: s.omega0,
+            gamma: s.gamma,
+            omega: s.omega,
+            oscillatory: s.oscillatory,
+            identifiable: s.identifiable,
+        },
+        best_fit: fit,
+        omega0_sq_ratio: ratio_omega0_sq(&m),
+        truth: Truth { omega0: osc.omega0, gamma: osc.gamma, omega: osc.omega(), dt },
+        methods,
+        nearest_method: v.nearest_method,
+        margin: v.margin,
+        identifiable: v.identifiable,
+        error_vs_exact: v.error_vs_exact,
+        map_kind: map_kind.into(),
+    }
+}
+
+/// The interpretation of a context-1 model (exact affine map); `None` for
+/// models whose map depends on the input (context > 1).
+pub fn interpret_affine<F: Real>(model: &Model<F>, system: &SystemInfo) -> Option<MapReport> {
+    let (m, c) = model.affine_map()?;
+    Some(analyze_map(m, c, system, "exact affine map of a context-1 model"))
+}
+
+/// The interpretation of any model (SPEC §4): the exact affine map for a
+/// context-1 model (any number of layers), otherwise the mean Jacobian of the
+/// last prediction w.r.t. the last input token from `jacobians` (computed on
+/// the validation set), with the linearisation's mean intercept as offset.
+/// `map_kind` says which. The full report (Jacobians of every token,
+/// circuits, probes…) is [`crate::interpret::full::interpret_checkpoint`].
+pub fn interpret_with_jacobians<F: Real>(
+    model: &Model<F>,
+    system: &SystemInfo,
+    jacobians: &crate::interpret::jacobian::JacobianReport,
+) -> MapReport {
+    if let Some(report) = interpret_affine(model, system) {
+        return report;
+    }
+    let kind = format!(
+        "mean Jacobian of the last prediction w.r.t. the last input token over {} validation states \
+         (context {}: not one affine map)",
+        jacobians.n_states, model.cfg.n_ctx
+    );
+    analyze_map(jacobians.last().mean, jacobians.offset, system, &kind)
+}

@@ -1,0 +1,12 @@
+//! Interpretation: what a trained model computes, read as physics — the
+//! effective map and its readouts, Jacobians, circuits, probes, attention
+//! patterns, activation dumps, and the truncation order across models.
+
+pub mod dump;
+pub mod explain;
+pub mod full;
+pub mod jacobian;
+pub mod map;
+pub mod order;
+pub mod patterns;
+pub mod probe;

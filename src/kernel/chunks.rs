@@ -1,0 +1,83 @@
+//! Batches and fixed chunks: a batch is cut into chunks of a fixed size that
+//! run in parallel, and their gradients are summed in chunk order, so the
+//! result is bit-identical whatever the number of threads.
+
+use rayon::prelude::*;
+
+use crate::util::real::Real;
+
+/// Samples per parallel work item (fixed, so results do not depend on threads).
+pub const CHUNK: usize = 512;
+
+/// The sequences of one batch: rows of `[N, T, 2]` input and target
+/// buffers, either all of them in order or the ones `rows` picks (a batch
+/// drawn from a fixed training set is read in place, inside each chunk).
+#[derive(Clone, Copy, Debug)]
+pub struct Batch<'a, F> {
+    /// `[N, T, 2]` inputs.
+    pub inputs: &'a [F],
+    /// `[N, T, 2]` targets.
+    pub targets: &'a [F],
+    /// The rows in the batch; `None` for all rows in order.
+    pub rows: Option<&'a [u32]>,
+    /// Values per sequence, `T·2`.
+    pub width: usize,
+}
+
+impl<'a, F> Batch<'a, F> {
+    /// Sequences in the batch.
+    pub fn len(&self) -> usize {
+        self.rows.map_or(self.inputs.len() / self.width, <[u32]>::len)
+    }
+
+    /// True for a batch without sequences.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Input and target of the batch's `i`-th sequence, each `[T, 2]`.
+    #[inline(always)]
+    pub fn get(&self, i: usize) -> (&'a [F], &'a [F]) {
+        let row = self.rows.map_or(i, |r| r[i] as usize);
+        let span = row * self.width..(row + 1) * self.width;
+        (&self.inputs[span.clone()], &self.targets[span])
+    }
+}
+
+/// Runs `f` on a worker of the global thread pool. A training loop should
+/// run there: the kernels' parallel chunks then fork from a worker, which
+/// costs little, instead of being injected into the pool from outside it,
+/// which costs a cross-thread wake-up on every step.
+pub fn on_workers<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
+}
+
+/// What every chunk of a lane kernel leaves behind.
+pub(crate) trait ChunkOutput<F> {
+    /// The chunk's gradient sum `[P]`.
+    fn grad(&self) -> &[F];
+    /// The chunk's sum of squared errors.
+    fn loss(&self) -> f64;
+}
+
+/// Runs `run(i, &mut work[i])` for every chunk (in parallel when there are
+/// several), then sums the chunk gradients into `grads` in chunk order, so
+/// the result does not depend on the thread count. Returns the summed loss.
+pub(crate) fn run_chunks<F: Real, W: ChunkOutput<F> + Send>(
+    work: &mut [W],
+    grads: &mut [F],
+    run: impl Fn(usize, &mut W) + Sync,
+) -> f64 {
+    if work.len() > 1 {
+        work.par_iter_mut().enumerate().for_each(|(i, w)| run(i, w));
+    } else {
+        work.iter_mut().enumerate().for_each(|(i, w)| run(i, w));
+    }
+    grads.copy_from_slice(work[0].grad());
+    let mut loss = work[0].loss();
+    for w in &work[1..] {
+        grads.iter_mut().zip(w.grad()).for_each(|(a, b)| *a += *b);
+        loss += w.loss();
+    }
+    loss
+}

@@ -1,0 +1,60 @@
+//! The training kernels: loss and gradient of one batch, fused, laid out for
+//! the vector units and split across cores. They compute what
+//! [`crate::model::Model::forward`], [`crate::model::mse_loss`] and
+//! [`crate::model::Model::backward`] compute (tested to rounding), only
+//! faster: [`ctx1`] for context-1 models, [`seq`] with full attention for
+//! longer contexts. Results are bit-identical whatever the thread count.
+//!
+//! Files, lowest first: `lanes` (lane vectors, instruction sets), `chunks`
+//! (batches, fixed chunks reduced in order), `pack` (packed projection
+//! weights), `ctx1` and `seq` (the two kernels); this file picks one.
+
+pub(crate) mod chunks;
+pub(crate) mod ctx1;
+pub(crate) mod lanes;
+pub(crate) mod pack;
+pub(crate) mod seq;
+
+pub(crate) use chunks::{Batch, CHUNK, on_workers};
+pub(crate) use ctx1::Ctx1Kernel;
+pub(crate) use lanes::{LANES, Simd};
+pub(crate) use seq::{CHUNK_SEQ, SeqKernel};
+
+use crate::model::Model;
+use crate::util::real::Real;
+
+/// The training step's loss-and-gradient kernel: the fused context-1 path,
+/// or the lane kernel with full attention for longer contexts.
+#[derive(Clone, Debug)]
+pub enum Kernel<F> {
+    /// `n_ctx == 1`.
+    Ctx1(Ctx1Kernel<F>),
+    /// `n_ctx > 1`.
+    Seq(SeqKernel<F>),
+}
+
+impl<F: Real> Kernel<F> {
+    /// The right kernel for `model`, with buffers for `batch` sequences, on
+    /// the widest vector unit the CPU has.
+    pub fn new(model: &Model<F>, batch: usize) -> Self {
+        Self::with_simd(model, batch, Simd::best())
+    }
+
+    /// As [`Kernel::new`], compiled for `simd` (or the widest level below it
+    /// that the CPU has).
+    pub fn with_simd(model: &Model<F>, batch: usize, simd: Simd) -> Self {
+        if model.cfg.n_ctx == 1 {
+            Kernel::Ctx1(Ctx1Kernel::new(model, batch, simd))
+        } else {
+            Kernel::Seq(SeqKernel::new(model, batch, simd))
+        }
+    }
+
+    /// Mean loss over scored tokens of `batch` and its gradient in `grads` (overwritten).
+    pub fn loss_and_grad(&mut self, model: &Model<F>, batch: &Batch<F>, grads: &mut [F]) -> f64 {
+        match self {
+            Kernel::Ctx1(k) => k.loss_and_grad(model, batch, grads),
+            Kernel::Seq(k) => k.loss_and_grad(model, batch, grads),
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! The sequence kernel's projections, with their weights rearranged once per
+//! step so that the innermost loop reads them in order and needs no index
+//! arithmetic or bounds checks.
+//!
+//! A matrix `W [n_in, n_out]` used as `out = x W` is *packed* in blocks of
+//! `B` outputs: `packed[(o / B)·n_in·B + i·B + o % B] = W[i, o]`. Each block
+//! is then one pass over the inputs of two tokens with `2·B` sums in
+//! registers: each loaded input lane serves `B` of them, each loaded weight
+//! two ([`project`]).
+//!
+//! # Packed matrices per layer (`D` d_model, `E = H·K`, q/k/v concatenated)
+//! ```text
+//! qkv    [D, 3E]   (q | k | v)[t] = r[t] · qkv        forward
+//! o      [E, D]    r'[t] = r[t] + z[t] · o            forward
+//! o_t    [D, E]    dz[t] = dr[t] · o_t                backward
+//! qkv_t  [3E, D]   dr[t] += (dq | dk | dv)[t] · qkv_t  backward
+//! ```
+
+use crate::kernel::lanes::{LANES, Lane, Ops};
+use crate::model::Model;
+use crate::util::real::Real;
+
+/// One layer's packed matrices (see the module documentation).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PackedLayer<F> {
+    pub(crate) qkv: Vec<F>,
+    pub(crate) o: Vec<F>,
+    pub(crate) o_t: Vec<F>,
+    pub(crate) qkv_t: Vec<F>,
+}
+
+/// Every layer's matrices packed in blocks of `block` outputs.
+#[derive(Clone, Debug)]
+pub(crate) struct Packed<F> {
+    pub(crate) block: usize,
+    pub(crate) layers: Vec<PackedLayer<F>>,
+}
+
+/// Outputs per block for a model: four when every projection width allows
+/// it (d_model and d_head multiples of four), else one.
+fn block_width<F: Real>(model: &Model<F>) -> usize {
+    if model.cfg.d_model.is_multiple_of(4) && model.cfg.d_head.is_multiple_of(4) { 4 } else { 1 }
+}
+
+impl<F: Real> Packed<F> {
+    /// Buffers for `model`'s shapes, filled from its current weights.
+    pub(crate) fn new(model: &Model<F>) -> Self {
+        let mut packed = Packed { block: block_width(model), layers: vec![PackedLayer::default(); model.cfg.n_layers] };
+        packed.fill(model);
+        packed
+    }
+
+    /// Repacks `model`'s current weights (same shapes as at [`Packed::new`];
+    /// no allocation).
+    pub(crate) fn fill(&mut self, model: &Model<F>) {
+        let (cfg, p) = (&model.cfg, &model.params[..]);
+        let (d, kd, b) = (cfg.d_model, cfg.d_head, self.block);
+        let e = cfg.n_heads * kd;
+        for (layer, bl) in self.layers.iter_mut().zip(&model.layout.blocks) {
+            // W_Q, W_K, W_V are [H, D, K]; column c of (q | k | v) is matrix c / E, head (c % E) / K, entry c % K.
+            let qkv = |dd: usize, c: usize| {
+                let w = [&bl.w_q, &bl.w_k, &bl.w_v][c / e].start;
+                p[w + ((c % e) / kd * d + dd) * kd + c % kd]
+            };
+            let w_o = |ee: usize, j: usize| p[bl.w_o.start + ee * d + j]; // W_O [H, K, D] = [E, D]
+            pack(&mut layer.qkv, d, 3 * e, b, qkv);
+            pack(&mut layer.o, e, d, b, w_o);
+            pack(&mut layer.o_t, d, e, b, |j, ee| w_o(ee, j));
+            pack(&mut layer.qkv_t, 3 * e, d, b, |c, dd| qkv(dd, c));
+        }
+    }
+}
+
+/// Writes `w(i, o)` for an `[n_in, n_out]` matrix into `dst` in blocks of
+/// `b` outputs.
+fn pack<F>(dst: &mut Vec<F>, n_in: usize, n_out: usize, b: usize, w: impl Fn(usize, usize) -> F) {
+    dst.clear();
+    for o0 in (0..n_out).step_by(b) {
+        for i in 0..n_in {
+            dst.extend((o0..o0 + b).map(|o| w(i, o)));
+        }
+    }
+}
+
+/// `out[t, o] = Σ_i x[t, i] · W[i, o]` (or `+=` when `accumulate`) for
+/// every token `t`, with `W [n_in, n_out]` packed in blocks of `B` outputs
+/// (`n_out` a multiple of `B`). Tokens go two at a time: each loaded weight
+/// serves both, and the `2·B` independent sums hide the multiply-add latency.
+#[inline(always)]
+pub(crate) fn project<F: Real, const FMA: bool, const B: usize>(
+    ops: Ops<FMA>,
+    x: &[Lane<F>],
+    n_in: usize,
+    packed: &[F],
+    out: &mut [Lane<F>],
+    accumulate: bool,
+) {
+    let n_out = packed.len() / n_in;
+    let zero = [[F::zero(); LANES]; B];
+    let (mut x_pairs, mut out_pairs) = (x.chunks_exact(2 * n_in), out.chunks_exact_mut(2 * n_out));
+    for (xx, oo) in (&mut x_pairs).zip(&mut out_pairs) {
+        let ((x0, x1), (o0, o1)) = (xx.split_at(n_in), oo.split_at_mut(n_out));
+        let blocks = o0.as_chunks_mut::<B>().0.iter_mut().zip(o1.as_chunks_mut::<B>().0);
+        for ((b0, b1), w) in blocks.zip(packed.chunks_exact(n_in * B)) {
+            let (mut s0, mut s1) = if accumulate { (*b0, *b1) } else { (zero, zero) };
+            for ((a0, a1), wb) in x0.iter().zip(x1).zip(w.as_chunks::<B>().0) {
+                for u in 0..B {
+                    ops.axpy(&mut s0[u], a0, wb[u]);
+                    ops.axpy(&mut s1[u], a1, wb[u]);
+                }
+            }
+            (*b0, *b1) = (s0, s1);
+        }
+    }
+    let last = x_pairs.remainder().chunks_exact(n_in).zip(out_pairs.into_remainder().chunks_exact_mut(n_out));
+    for (x0, o0) in last {
+        for (b0, w) in o0.as_chunks_mut::<B>().0.iter_mut().zip(packed.chunks_exact(n_in * B)) {
+            let mut s0 = if accumulate { *b0 } else { zero };
+            for (a0, wb) in x0.iter().zip(w.as_chunks::<B>().0) {
+                for (s, wu) in s0.iter_mut().zip(wb) {
+                    ops.axpy(s, a0, *wu);
+                }
+            }
+            *b0 = s0;
+        }
+    }
+}

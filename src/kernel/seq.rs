@@ -1,0 +1,473 @@
+//! The fast path for models with context T > 1: the same lane layout as
+//! [`crate::kernel`] (samples `LANES` at a time, structure of arrays, fixed
+//! chunks reduced in order), here with the full attention of
+//! [`crate::model`]. It computes the loss and gradient of
+//! `Model::forward` + `mse_loss` + `Model::backward` (tested to rounding in
+//! `tests/kernel.rs`).
+//!
+//! # Shapes (per group of `LANES` sequences, every entry a lane vector)
+//! ```text
+//! r  [(L+1), T, D]   residual before each layer and after the last
+//! qkv [L, T, 3, H, K]  (q | k | v)   z [L, T, H, K]   pattern [L, H, T, T]
+//! dr [T, D]   dqkv [T, 3, H, K]   dz [T, H, K]   ds [T, T]   (reused across layers and heads)
+//! ```
+
+use std::ops::Range;
+
+use crate::kernel::chunks::{Batch, ChunkOutput, run_chunks};
+use crate::kernel::lanes::{LANES, Lane, Ops, Simd, lane_dispatch, sum_lanes};
+use crate::kernel::pack::{Packed, PackedLayer, project};
+use crate::model::{D_IN, Model};
+use crate::util::real::Real;
+
+/// Sequences per parallel work item (fixed, so results do not depend on threads).
+pub const CHUNK_SEQ: usize = 64;
+
+#[derive(Clone, Debug)]
+struct Work<F> {
+    acc: Vec<Lane<F>>,     // [P]
+    r: Vec<Lane<F>>,       // [(L+1)·T·D]
+    qkv: Vec<Lane<F>>,     // [L·T·3·H·K]  q | k | v per token
+    z: Vec<Lane<F>>,       // [L·T·H·K]
+    pattern: Vec<Lane<F>>, // [L·H·T·T]
+    dr: Vec<Lane<F>>,      // [T·D]
+    dqkv: Vec<Lane<F>>,    // [T·3·H·K]  dq | dk | dv per token
+    dz: Vec<Lane<F>>,      // [T·H·K]
+    ds: Vec<Lane<F>>,      // [T·T]  d scores of one head
+    dp: Vec<Lane<F>>,      // [T·2]  d pred
+    s: Vec<Lane<F>>,       // [T·2]  one group's inputs
+    y: Vec<Lane<F>>,       // [T·2]  one group's targets
+    grad: Vec<F>,          // [P]
+    loss: f64,
+}
+
+impl<F> ChunkOutput<F> for Work<F> {
+    fn grad(&self) -> &[F] {
+        &self.grad
+    }
+    fn loss(&self) -> f64 {
+        self.loss
+    }
+}
+
+/// The lane kernel for context-T models with its buffers for one batch size.
+#[derive(Clone, Debug)]
+pub struct SeqKernel<F> {
+    simd: Simd,
+    packed: Packed<F>,  // the model's projections, repacked each step
+    work: Vec<Work<F>>, // one per chunk
+}
+
+impl<F: Real> SeqKernel<F> {
+    /// Buffers for batches of up to `batch` sequences of `model`, running on
+    /// `simd` (see [`crate::kernel::Kernel::with_simd`]).
+    pub fn new(model: &Model<F>, batch: usize, simd: Simd) -> Self {
+        let c = &model.cfg;
+        let (t, d, hk, l) = (c.n_ctx, c.d_model, c.n_heads * c.d_head, c.n_layers);
+        let z = |n: usize| vec![[F::zero(); LANES]; n];
+        let work = Work {
+            acc: z(model.params.len()),
+            r: z((l + 1) * t * d),
+            qkv: z(l * t * 3 * hk),
+            z: z(l * t * hk),
+            pattern: z(l * c.n_heads * t * t),
+            dr: z(t * d),
+            dqkv: z(t * 3 * hk),
+            dz: z(t * hk),
+            ds: z(t * t),
+            dp: z(t * D_IN),
+            s: z(t * D_IN),
+            y: z(t * D_IN),
+            grad: vec![F::zero(); model.params.len()],
+            loss: 0.0,
+        };
+        SeqKernel { simd, packed: Packed::new(model), work: vec![work; batch.div_ceil(CHUNK_SEQ).max(1)] }
+    }
+
+    /// Mean over scored tokens of `‖pred − target‖²` and its gradient in
+    /// `grads` `[P]` (overwritten).
+    pub fn loss_and_grad(&mut self, model: &Model<F>, batch: &Batch<F>, grads: &mut [F]) -> f64 {
+        let n = batch.len();
+        let count = n * model.cfg.scored_positions().len();
+        let g = F::of(2.0 / count as f64);
+        self.packed.fill(model);
+        let (simd, packed, work) = (self.simd, &self.packed, &mut self.work[..n.div_ceil(CHUNK_SEQ)]);
+        let loss = run_chunks(work, grads, |i, w| {
+            chunk(simd, model, packed, batch, i * CHUNK_SEQ..((i + 1) * CHUNK_SEQ).min(n), g, w)
+        });
+        loss / count as f64
+    }
+}
+
+lane_dispatch! {
+    /// One chunk on the widest vector unit the CPU has.
+    fn chunk => chunk_lanes(model: &Model<F>, packed: &Packed<F>, batch: &Batch<F>, span: Range<usize>, g: F, w: &mut Work<F>)
+}
+
+#[inline(always)]
+fn chunk_lanes<F: Real, const FMA: bool>(
+    model: &Model<F>,
+    packed: &Packed<F>,
+    batch: &Batch<F>,
+    span: Range<usize>,
+    g: F,
+    w: &mut Work<F>,
+) {
+    let zero = [F::zero(); LANES];
+    w.acc.iter_mut().for_each(|a| *a = zero);
+    let mut loss = zero;
+    let (mut s, mut y) = (std::mem::take(&mut w.s), std::mem::take(&mut w.y));
+    for start in span.clone().step_by(LANES) {
+        let live = (span.end - start).min(LANES);
+        // Padding lanes repeat the last sequence with zero weight.
+        let gain: Lane<F> = std::array::from_fn(|i| if i < live { g } else { F::zero() });
+        let rows: [(&[F], &[F]); LANES] = std::array::from_fn(|i| batch.get(start + i.min(live - 1)));
+        // One lane vector per value, read across the group's sequences.
+        let width = batch.width;
+        let rows = rows.map(|(x, t)| (&x[..width], &t[..width]));
+        for (e, (se, ye)) in s[..width].iter_mut().zip(&mut y[..width]).enumerate() {
+            *se = std::array::from_fn(|i| rows[i].0[e]);
+            *ye = std::array::from_fn(|i| rows[i].1[e]);
+        }
+        // Blocks of four outputs share each loaded operand when the widths allow.
+        if packed.block == 4 {
+            group::<F, FMA, 4>(model, &packed.layers, &s, &y, &gain, &mut loss, w);
+        } else {
+            group::<F, FMA, 1>(model, &packed.layers, &s, &y, &gain, &mut loss, w);
+        }
+    }
+    (w.s, w.y) = (s, y);
+    w.loss = sum_lanes(&loss, &w.acc, &mut w.grad);
+}
+
+/// Forward, loss and backward for one group of `LANES` sequences.
+#[inline(always)]
+fn group<F: Real, const FMA: bool, const B: usize>(
+    model: &Model<F>,
+    packed: &[PackedLayer<F>],
+    s: &[Lane<F>],
+    y: &[Lane<F>],
+    gain: &Lane<F>,
+    loss: &mut Lane<F>,
+    w: &mut Work<F>,
+) {
+    let (cfg, p, lay) = (&model.cfg, &model.params[..], &model.layout);
+    let (t, d, h, kd) = (cfg.n_ctx, cfg.d_model, cfg.n_heads, cfg.d_head);
+    let (hk, w3) = (h * kd, 3 * h * kd); // width of z, and of q | k | v
+    let scale = F::of(cfg.scale());
+    let zero = [F::zero(); LANES];
+    let keys = |i: usize| if cfg.causal { i + 1 } else { t };
+    let Work { acc, r, qkv, z, pattern, dr, dqkv, dz, ds, dp, .. } = w;
+    // Slices, not vectors: their data pointers and lengths stay in registers
+    // across the stores below instead of being reloaded through the `Vec`s.
+    let (acc, r, qkv, z, pattern) = (&mut acc[..], &mut r[..], &mut qkv[..], &mut z[..], &mut pattern[..]);
+    let (dr, dqkv, dz, ds, dp) = (&mut dr[..], &mut dqkv[..], &mut dz[..], &mut ds[..], &mut dp[..]);
+    let ops = Ops::<FMA>;
+
+    // ---- forward: embedding
+    for tt in 0..t {
+        for j in 0..d {
+            let bias = p[lay.b_e.start + j] + lay.w_pos.as_ref().map_or(F::zero(), |wp| p[wp.start + tt * d + j]);
+            let mut x = [bias; LANES];
+            for c in 0..D_IN {
+                ops.axpy(&mut x, &s[tt * D_IN + c], p[lay.w_e.start + c * d + j]);
+            }
+            r[tt * d + j] = x;
+        }
+    }
+    // ---- forward: attention layers
+    for (l, pl) in packed.iter().enumerate() {
+        let (r_in, r_out) = r[l * t * d..(l + 2) * t * d].split_at_mut(t * d);
+        let (o, o3) = (l * t * hk, l * t * w3);
+        // q | k | v = r W
+        project::<F, FMA, B>(ops, r_in, d, &pl.qkv, &mut qkv[o3..o3 + t * w3], false);
+        let qkv = &*qkv;
+        for hh in 0..h {
+            // q (m = 0), k (1) or v (2) of head hh at token tok
+            let head = |tok: usize, m: usize| &qkv[o3 + tok * w3 + m * hk + hh * kd..][..kd];
+            for i in 0..t {
+                let (row, n) = (((l * h + hh) * t + i) * t, keys(i));
+                // scores q[i]·k[j] · scale, then softmax over j < n
+                let scores = &mut pattern[row..row + n];
+                dots::<F, FMA>(ops, head(i, 0), |j| head(j, 1), scores);
+                let mut max = [F::neg_infinity(); LANES];
+                for sc in scores.iter_mut() {
+                    *sc = lanewise(*sc, |x| x * scale);
+                    max = zip_lanes(max, *sc, |m, x| if x > m { x } else { m });
+                }
+                let mut total = zero;
+                for e in scores.iter_mut() {
+                    *e = ops.exp_nonpositive(&zip_lanes(*e, max, |x, m| x - m));
+                    total = zip_lanes(total, *e, |a, b| a + b);
+                }
+                let inv = lanewise(total, |sum| F::one() / sum);
+                // In short runs: a loop of at most four is left to the lane
+                // (SLP) vectoriser; one over the whole row, LLVM vectorises
+                // across rows with gathers (measured 2× slower).
+                for run in scores.chunks_mut(4) {
+                    for e in run {
+                        *e = zip_lanes(*e, inv, |e, inv| e * inv);
+                    }
+                }
+                // z[i] = Σ_j P[i, j] v[j]
+                let (pattern, z_i) = (&*pattern, o + i * hk + hh * kd);
+                mix::<F, FMA, B>(ops, n, |j| &pattern[row + j], |j| head(j, 2), &mut z[z_i..z_i + kd]);
+            }
+        }
+        // r' = r + z W_O
+        r_out.copy_from_slice(r_in);
+        project::<F, FMA, B>(ops, &z[o..o + t * hk], hk, &pl.o, r_out, true);
+    }
+    // ---- unembed, loss and its gradient d pred (kept per token in `dp`)
+    let r_last = &r[cfg.n_layers * t * d..];
+    let scored = cfg.scored_positions();
+    for tt in 0..t {
+        for c in 0..D_IN {
+            let mut e = zero;
+            if scored.contains(&tt) {
+                let mut pred = [p[lay.b_u.start + c]; LANES];
+                for j in 0..d {
+                    ops.axpy(&mut pred, &r_last[tt * d + j], p[lay.w_u.start + j * D_IN + c]);
+                }
+                for lane in 0..LANES {
+                    let err = pred[lane] - y[tt * D_IN + c][lane];
+                    loss[lane] += if gain[lane] == F::zero() { F::zero() } else { err * err };
+                    e[lane] = gain[lane] * err;
+                }
+            }
+            dp[tt * D_IN + c] = e;
+        }
+    }
+    // Gradient sums run over tokens in registers, one store per weight.
+    for c in 0..D_IN {
+        let mut x = acc[lay.b_u.start + c];
+        for tt in 0..t {
+            for lane in 0..LANES {
+                x[lane] += dp[tt * D_IN + c][lane];
+            }
+        }
+        acc[lay.b_u.start + c] = x;
+        for j in 0..d {
+            let a = lay.w_u.start + j * D_IN + c;
+            acc[a] = ops.dot_ll(acc[a], t, |tt| (&r_last[tt * d + j], &dp[tt * D_IN + c]));
+        }
+    }
+    for tt in 0..t {
+        for j in 0..d {
+            let mut x = zero;
+            for c in 0..D_IN {
+                ops.axpy(&mut x, &dp[tt * D_IN + c], p[lay.w_u.start + j * D_IN + c]);
+            }
+            dr[tt * d + j] = x;
+        }
+    }
+    // ---- backward through the attention layers, last first
+    for ((l, bl), pl) in lay.blocks.iter().enumerate().zip(packed).rev() {
+        let r_in = &r[l * t * d..(l + 1) * t * d];
+        let (o, o3) = (l * t * hk, l * t * w3);
+        // W_O: dW_O[e, j] += Σ_t z[t, e] dr[t, j];  dz[t, e] = Σ_j dr[t, j] W_O[e, j]
+        for e0 in (0..hk).step_by(B) {
+            for j0 in (0..d).step_by(B) {
+                block_outer::<F, FMA, B>(
+                    ops,
+                    acc,
+                    |u, v| bl.w_o.start + (e0 + u) * d + j0 + v,
+                    z[o..o + t * hk].chunks_exact(hk).map(|row| &row[e0..e0 + B]),
+                    dr.chunks_exact(d).map(|row| &row[j0..j0 + B]),
+                );
+            }
+        }
+        project::<F, FMA, B>(ops, dr, d, &pl.o_t, dz, false);
+        for hh in 0..h {
+            let head = |tok: usize, m: usize| &qkv[o3 + tok * w3 + m * hk + hh * kd..][..kd];
+            let dz_head = |tok: usize| &dz[tok * hk + hh * kd..][..kd];
+            let d_at = |tok: usize, m: usize| tok * w3 + m * hk + hh * kd; // start of dq (m 0), dk (1), dv (2)
+            let prow = |i: usize| ((l * h + hh) * t + i) * t;
+            // d scores[i, j] = P[i, j] (dz[i]·v[j] − Σ_m P[i, m] dz[i]·v[m]) · scale
+            for i in 0..t {
+                let (n, row) = (keys(i), prow(i));
+                dots::<F, FMA>(ops, dz_head(i), |j| head(j, 2), &mut ds[i * t..i * t + n]);
+                let dot = ops.dot_ll(zero, n, |j| (&pattern[row + j], &ds[i * t + j]));
+                for j in 0..n {
+                    let centred = zip_lanes(ds[i * t + j], dot, |x, y| x - y);
+                    ds[i * t + j] = zip_lanes(pattern[row + j], centred, |a, b| a * b * scale);
+                }
+            }
+            let ds = &*ds;
+            for i in 0..t {
+                // dq[i] = Σ_j ds[i, j] k[j]
+                let dq_i = &mut dqkv[d_at(i, 0)..d_at(i, 0) + kd];
+                mix::<F, FMA, B>(ops, keys(i), |j| &ds[i * t + j], |j| head(j, 1), dq_i);
+            }
+            let queries = |j: usize| if cfg.causal { j..t } else { 0..t };
+            for j in 0..t {
+                // dk[j] = Σ_i ds[i, j] q[i];  dv[j] = Σ_i P[i, j] dz[i]
+                let first = queries(j).start;
+                let n = t - first;
+                let (ds_col, dk_j) = (|u: usize| &ds[(first + u) * t + j], d_at(j, 1));
+                mix::<F, FMA, B>(ops, n, ds_col, |u| head(first + u, 0), &mut dqkv[dk_j..dk_j + kd]);
+                let (p_col, dv_j) = (|u: usize| &pattern[prow(first + u) + j], d_at(j, 2));
+                mix::<F, FMA, B>(ops, n, p_col, |u| dz_head(first + u), &mut dqkv[dv_j..dv_j + kd]);
+            }
+        }
+        // W_Q, W_K, W_V: dW[h, d, k] += Σ_t r[t, d] dx[t, h, k]
+        for (m, w_range) in [&bl.w_q, &bl.w_k, &bl.w_v].into_iter().enumerate() {
+            for hh in 0..h {
+                for dd0 in (0..d).step_by(B) {
+                    for kk0 in (0..kd).step_by(B) {
+                        let at = |u: usize, v: usize| w_range.start + (hh * d + dd0 + u) * kd + kk0 + v;
+                        let g = m * hk + hh * kd + kk0;
+                        block_outer::<F, FMA, B>(
+                            ops,
+                            acc,
+                            at,
+                            r_in.chunks_exact(d).map(|row| &row[dd0..dd0 + B]),
+                            dqkv.chunks_exact(w3).map(|row| &row[g..g + B]),
+                        );
+                    }
+                }
+            }
+        }
+        // dr += (dq | dk | dv) (W_Q | W_K | W_V)ᵀ
+        project::<F, FMA, B>(ops, dqkv, w3, &pl.qkv_t, dr, true);
+    }
+    // ---- backward through the embedding
+    for j in 0..d {
+        let mut xb = acc[lay.b_e.start + j];
+        for tt in 0..t {
+            let g = dr[tt * d + j];
+            for lane in 0..LANES {
+                xb[lane] += g[lane];
+            }
+            if let Some(wp) = &lay.w_pos {
+                for lane in 0..LANES {
+                    acc[wp.start + tt * d + j][lane] += g[lane];
+                }
+            }
+        }
+        acc[lay.b_e.start + j] = xb;
+        for c in 0..D_IN {
+            let a = lay.w_e.start + c * d + j;
+            acc[a] = ops.dot_ll(acc[a], t, |tt| (&s[tt * D_IN + c], &dr[tt * d + j]));
+        }
+    }
+}
+
+/// `out[j] = a · b(j)` (dot products of lane rows as long as `a`) for every
+/// `j`: four rows at a time, so that each loaded `a[m]` serves four sums.
+#[inline(always)]
+fn dots<'a, F: Real + 'a, const FMA: bool>(
+    ops: Ops<FMA>,
+    a: &[Lane<F>],
+    b: impl Fn(usize) -> &'a [Lane<F>],
+    out: &mut [Lane<F>],
+) {
+    let zero = [F::zero(); LANES];
+    let done = out.len() - out.len() % 4;
+    for (i, block) in out.chunks_exact_mut(4).enumerate() {
+        let (b0, b1, b2, b3) = (b(4 * i), b(4 * i + 1), b(4 * i + 2), b(4 * i + 3));
+        let mut x = [zero; 4];
+        for ((((am, y0), y1), y2), y3) in a.iter().zip(b0).zip(b1).zip(b2).zip(b3) {
+            for (xu, y) in x.iter_mut().zip([y0, y1, y2, y3]) {
+                ops.fma(xu, am, y);
+            }
+        }
+        block.copy_from_slice(&x);
+    }
+    for (j, o) in out.iter_mut().enumerate().skip(done) {
+        let bj = b(j);
+        *o = ops.dot_ll(zero, a.len().min(bj.len()), |m| (&a[m], &bj[m]));
+    }
+}
+
+/// `out = Σ_{j<n} c(j) · row(j)` (lane rows as long as `out`): `2·B` outputs
+/// at a time, so that each loaded `c(j)` serves `2·B` independent sums
+/// (`out.len()` is a multiple of `B`).
+#[inline(always)]
+fn mix<'a, F: Real + 'a, const FMA: bool, const B: usize>(
+    ops: Ops<FMA>,
+    n: usize,
+    c: impl Fn(usize) -> &'a Lane<F>,
+    row: impl Fn(usize) -> &'a [Lane<F>],
+    out: &mut [Lane<F>],
+) {
+    let zero = [[F::zero(); LANES]; B];
+    let mut pairs = out.as_chunks_mut::<B>().0.chunks_exact_mut(2);
+    for (i, pair) in (&mut pairs).enumerate() {
+        let (mut x0, mut x1) = (zero, zero);
+        for j in 0..n {
+            let cj = *c(j);
+            let (r0, r1) = row(j)[2 * B * i..][..2 * B].split_at(B);
+            for u in 0..B {
+                ops.fma(&mut x0[u], &cj, &r0[u]);
+                ops.fma(&mut x1[u], &cj, &r1[u]);
+            }
+        }
+        (pair[0], pair[1]) = (x0, x1);
+    }
+    let done = out.len() / B / 2 * 2 * B;
+    if done < out.len() {
+        let mut x = zero;
+        for j in 0..n {
+            let cj = *c(j);
+            for (xu, r) in x.iter_mut().zip(&row(j)[done..]) {
+                ops.fma(xu, &cj, r);
+            }
+        }
+        out[done..].copy_from_slice(&x);
+    }
+}
+
+/// `acc[at(u, v)] += Σ_t a_t[u] · b_t[v]` for a `B × B` block of weights,
+/// over the token rows `a_t`, `b_t` (`B` lanes each): the `B²` sums stay in
+/// registers and each loaded lane serves `B` of them.
+#[inline(always)]
+fn block_outer<'a, F: Real + 'a, const FMA: bool, const B: usize>(
+    ops: Ops<FMA>,
+    acc: &mut [Lane<F>],
+    at: impl Fn(usize, usize) -> usize,
+    a: impl Iterator<Item = &'a [Lane<F>]>,
+    b: impl Iterator<Item = &'a [Lane<F>]>,
+) {
+    let mut x = [[[F::zero(); LANES]; B]; B];
+    for (u, row) in x.iter_mut().enumerate() {
+        for (v, xv) in row.iter_mut().enumerate() {
+            *xv = acc[at(u, v)];
+        }
+    }
+    for (a_t, b_t) in a.zip(b) {
+        let av: [Lane<F>; B] = std::array::from_fn(|u| a_t[u]);
+        let bv: [Lane<F>; B] = std::array::from_fn(|v| b_t[v]);
+        for (u, row) in x.iter_mut().enumerate() {
+            for (v, xv) in row.iter_mut().enumerate() {
+                ops.fma(xv, &av[u], &bv[v]);
+            }
+        }
+    }
+    for (u, row) in x.iter().enumerate() {
+        for (v, xv) in row.iter().enumerate() {
+            acc[at(u, v)] = *xv;
+        }
+    }
+}
+
+/// `f` applied lane by lane (on copies, so that it compiles to one vector
+/// instruction per operation).
+#[inline(always)]
+fn lanewise<F: Real>(a: Lane<F>, f: impl Fn(F) -> F) -> Lane<F> {
+    let mut out = a;
+    for x in &mut out {
+        *x = f(*x);
+    }
+    out
+}
+
+/// `f(a[i], b[i])` lane by lane, as [`lanewise`].
+#[inline(always)]
+fn zip_lanes<F: Real>(a: Lane<F>, b: Lane<F>, f: impl Fn(F, F) -> F) -> Lane<F> {
+    let mut out = a;
+    for (x, y) in out.iter_mut().zip(b) {
+        *x = f(*x, y);
+    }
+    out
+}

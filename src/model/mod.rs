@@ -1,0 +1,13 @@
+//! The model: the attention-only transformer (parameters, forward pass with
+//! a named activation cache, hand-written backward pass), its circuits, and
+//! its checkpoint file. The model uses the ROW convention (a token is a row
+//! vector), as TransformerLens does.
+
+pub mod checkpoint;
+pub mod circuits;
+pub mod transformer;
+
+pub use transformer::{
+    Activations, AttnScale, BlockActivations, BlockLayout, D_IN, Layout, Model, ModelConfig, Scratch, TensorInfo,
+    mse, mse_loss,
+};

@@ -1,0 +1,800 @@
+//! The attention-only transformer: parameters, forward pass with a named
+//! activation cache, and a hand-written backward pass.
+//!
+//! # Shapes
+//! ```text
+//! B  batch            T  context (n_ctx)     I  d_in = 2 (x, p)
+//! D  d_model          H  heads               K  d_head
+//! L  layers           N  = B·T tokens
+//! ```
+//! Row convention (a token is a row vector), as in TransformerLens:
+//! ```text
+//! r0[t]   = s[t] W_E + b_E (+ W_pos[t])
+//! r{l+1}  = r{l} + Σ_h softmax(mask(q kᵀ · scale)) v W_O[h],  q = r W_Q[h] …
+//! pred[t] = r{L}[t] W_U + b_U            (the prediction of s[t+1])
+//! ```
+//! All buffers are flat row-major `Vec`s with the shape written beside them.
+//! Parameters live in one flat vector (so AdamW is one loop); [`Layout`]
+//! says where each named tensor sits in it.
+
+use std::ops::Range;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::Dataset;
+use crate::util::mat2::{Mat2, Vec2};
+use crate::util::real::Real;
+use crate::util::rng::Rng;
+
+/// Input and output width: a token is a phase-space point `(x, p)`.
+pub const D_IN: usize = 2;
+
+/// Which attention scale to use: `1/sqrt(d_model)` (the seed's) or `1/sqrt(d_head)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttnScale {
+    /// `1/sqrt(d_model)`.
+    DModel,
+    /// `1/sqrt(d_head)`.
+    DHead,
+}
+
+/// The architecture of one model (SPEC §3; the `[model]` config table plus `n_ctx`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Residual stream width D.
+    pub d_model: usize,
+    /// Heads per layer H.
+    pub n_heads: usize,
+    /// Width of each head K.
+    pub d_head: usize,
+    /// Number of attention layers L.
+    pub n_layers: usize,
+    /// Context length T (tokens per sequence).
+    pub n_ctx: usize,
+    /// Attention score scale.
+    pub attn_scale: AttnScale,
+    /// Causal mask on (each position sees itself and earlier ones).
+    pub causal: bool,
+    /// Learned positional embeddings on.
+    pub positional: bool,
+}
+
+impl ModelConfig {
+    /// The seed model: one layer, one head, d_model = d_head = 2, context 1.
+    pub fn seed() -> Self {
+        ModelConfig {
+            d_model: 2,
+            n_heads: 1,
+            d_head: 2,
+            n_layers: 1,
+            n_ctx: 1,
+            attn_scale: AttnScale::DModel,
+            causal: true,
+            positional: false,
+        }
+    }
+
+    /// The multiplier applied to `q·k`.
+    pub fn scale(&self) -> f64 {
+        let width = match self.attn_scale {
+            AttnScale::DModel => self.d_model,
+            AttnScale::DHead => self.d_head,
+        };
+        1.0 / (width as f64).sqrt()
+    }
+
+    /// Positions that carry a prediction in the loss: all of them with the
+    /// causal mask, only the last one without it (SPEC §2.2).
+    pub fn scored_positions(&self) -> Range<usize> {
+        if self.causal { 0..self.n_ctx } else { self.n_ctx - 1..self.n_ctx }
+    }
+}
+
+// ---------------------------------------------------------------- parameters
+
+/// Where one attention layer's weights sit in the flat parameter vector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BlockLayout {
+    /// `W_Q` `[H, D, K]`.
+    pub w_q: Range<usize>,
+    /// `W_K` `[H, D, K]`.
+    pub w_k: Range<usize>,
+    /// `W_V` `[H, D, K]`.
+    pub w_v: Range<usize>,
+    /// `W_O` `[H, K, D]`.
+    pub w_o: Range<usize>,
+}
+
+/// Where every named tensor sits in the flat parameter vector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Layout {
+    /// `embed.W_E` `[I, D]`.
+    pub w_e: Range<usize>,
+    /// `embed.b_E` `[D]`.
+    pub b_e: Range<usize>,
+    /// `pos_embed.W_pos` `[T, D]`, when positional embeddings are on.
+    pub w_pos: Option<Range<usize>>,
+    /// One entry per layer.
+    pub blocks: Vec<BlockLayout>,
+    /// `unembed.W_U` `[D, I]`.
+    pub w_u: Range<usize>,
+    /// `unembed.b_U` `[I]`.
+    pub b_u: Range<usize>,
+    /// Total number of parameters.
+    pub len: usize,
+}
+
+/// A named parameter tensor: its checkpoint name, shape and place.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorInfo {
+    /// TransformerLens name, e.g. `blocks.0.attn.W_Q`.
+    pub name: String,
+    /// Shape, row-major.
+    pub shape: Vec<usize>,
+    /// Range in the flat parameter vector.
+    pub range: Range<usize>,
+}
+
+impl Layout {
+    /// The layout for `cfg`, tensors in checkpoint order.
+    pub fn new(cfg: &ModelConfig) -> Self {
+        let (d, h, k) = (cfg.d_model, cfg.n_heads, cfg.d_head);
+        let mut next = 0;
+        let mut take = |n: usize| {
+            next += n;
+            next - n..next
+        };
+        let w_e = take(D_IN * d);
+        let b_e = take(d);
+        let w_pos = cfg.positional.then(|| take(cfg.n_ctx * d));
+        let blocks = (0..cfg.n_layers)
+            .map(|_| BlockLayout {
+                w_q: take(h * d * k),
+                w_k: take(h * d * k),
+                w_v: take(h * d * k),
+                w_o: take(h * k * d),
+            })
+            .collect();
+        let w_u = take(d * D_IN);
+        let b_u = take(D_IN);
+        Layout { w_e, b_e, w_pos, blocks, w_u, b_u, len: next }
+    }
+
+    /// Every tensor with its checkpoint name and shape (SPEC §3), in order.
+    pub fn tensors(&self, cfg: &ModelConfig) -> Vec<TensorInfo> {
+        let (d, h, k) = (cfg.d_model, cfg.n_heads, cfg.d_head);
+        let info =
+            |name: String, shape: Vec<usize>, range: &Range<usize>| TensorInfo { name, shape, range: range.clone() };
+        let mut out =
+            vec![info("embed.W_E".into(), vec![D_IN, d], &self.w_e), info("embed.b_E".into(), vec![d], &self.b_e)];
+        if let Some(w_pos) = &self.w_pos {
+            out.push(info("pos_embed.W_pos".into(), vec![cfg.n_ctx, d], w_pos));
+        }
+        for (l, b) in self.blocks.iter().enumerate() {
+            out.push(info(format!("blocks.{l}.attn.W_Q"), vec![h, d, k], &b.w_q));
+            out.push(info(format!("blocks.{l}.attn.W_K"), vec![h, d, k], &b.w_k));
+            out.push(info(format!("blocks.{l}.attn.W_V"), vec![h, d, k], &b.w_v));
+            out.push(info(format!("blocks.{l}.attn.W_O"), vec![h, k, d], &b.w_o));
+        }
+        out.push(info("unembed.W_U".into(), vec![d, D_IN], &self.w_u));
+        out.push(info("unembed.b_U".into(), vec![D_IN], &self.b_u));
+        out
+    }
+}
+
+/// A model: its architecture and its weights.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model<F: Real> {
+    /// Architecture.
+    pub cfg: ModelConfig,
+    /// Where each tensor sits in `params`.
+    pub layout: Layout,
+    /// All weights, flat `[layout.len]`.
+    pub params: Vec<F>,
+}
+
+impl<F: Real> Model<F> {
+    /// A model with all weights zero.
+    pub fn zeros(cfg: &ModelConfig) -> Self {
+        let layout = Layout::new(cfg);
+        let params = vec![F::zero(); layout.len];
+        Model { cfg: cfg.clone(), layout, params }
+    }
+
+    /// Random initial weights: every matrix `N(0, 1/fan_in)`, biases zero,
+    /// positional embeddings `N(0, 0.1²)`.
+    pub fn init(cfg: &ModelConfig, rng: &mut Rng) -> Self {
+        let mut model = Self::zeros(cfg);
+        for t in model.layout.tensors(cfg) {
+            let std = match t.name.as_str() {
+                "embed.b_E" | "unembed.b_U" => 0.0,
+                "pos_embed.W_pos" => 0.1,
+                _ => 1.0 / (t.shape[t.shape.len() - 2] as f64).sqrt(),
+            };
+            for w in &mut model.params[t.range] {
+                *w = F::of(std * rng.normal());
+            }
+        }
+        model
+    }
+
+    /// The same model in f64 (exact: widening f32 loses nothing).
+    pub fn to_f64(&self) -> Model<f64> {
+        Model {
+            cfg: self.cfg.clone(),
+            layout: self.layout.clone(),
+            params: self.params.iter().map(|w| w.f64()).collect(),
+        }
+    }
+
+    /// The named tensor's values, if `name` is one of [`Layout::tensors`].
+    pub fn tensor(&self, name: &str) -> Option<&[F]> {
+        let t = self.layout.tensors(&self.cfg).into_iter().find(|t| t.name == name)?;
+        Some(&self.params[t.range])
+    }
+
+    /// The exact affine map of a context-1 model, in the COLUMN convention of
+    /// physics: `s' = M s + c`. With one token, softmax is 1 and every layer is
+    /// linear, so `M = (W_E Π_l (I + Σ_h W_V W_O) W_U)ᵀ` and
+    /// `c = ((b_E + W_pos[0]) Π_l (I + Σ_h W_V W_O) W_U + b_U)ᵀ` (SPEC §3).
+    /// Returns `None` when `n_ctx > 1` (the map then depends on the input).
+    pub fn affine_map(&self) -> Option<(Mat2, Vec2)> {
+        if self.cfg.n_ctx != 1 {
+            return None;
+        }
+        let d = self.cfg.d_model;
+        let p = |r: &Range<usize>| -> Vec<f64> { self.params[r.clone()].iter().map(|w| w.f64()).collect() };
+        // Rows: the two input directions and the bias, pushed through the network.
+        let mut rows: Vec<Vec<f64>> = p(&self.layout.w_e).chunks(d).map(<[f64]>::to_vec).collect();
+        let mut bias = p(&self.layout.b_e);
+        if let Some(w_pos) = &self.layout.w_pos {
+            bias.iter_mut().zip(p(w_pos)).for_each(|(b, w)| *b += w);
+        }
+        rows.push(bias);
+        for block in &self.layout.blocks {
+            let ov = ov_sum(&p(&block.w_v), &p(&block.w_o), self.cfg.n_heads, d, self.cfg.d_head);
+            for row in &mut rows {
+                let moved: Vec<f64> = (0..d).map(|j| (0..d).map(|i| row[i] * ov[i * d + j]).sum()).collect();
+                row.iter_mut().zip(moved).for_each(|(r, m)| *r += m);
+            }
+        }
+        let w_u = p(&self.layout.w_u);
+        let b_u = p(&self.layout.b_u);
+        let out = |row: &[f64], c: usize| (0..d).map(|i| row[i] * w_u[i * D_IN + c]).sum::<f64>();
+        // Row convention pred = s R + c  ⇔  column convention M = Rᵀ.
+        let m = [[out(&rows[0], 0), out(&rows[1], 0)], [out(&rows[0], 1), out(&rows[1], 1)]];
+        let c = [out(&rows[2], 0) + b_u[0], out(&rows[2], 1) + b_u[1]];
+        Some((m, c))
+    }
+}
+
+/// `Σ_h W_V[h] W_O[h]` as a `[D, D]` matrix.
+fn ov_sum(w_v: &[f64], w_o: &[f64], h: usize, d: usize, k: usize) -> Vec<f64> {
+    let mut ov = vec![0.0; d * d];
+    for hh in 0..h {
+        for i in 0..d {
+            for j in 0..d {
+                ov[i * d + j] += (0..k).map(|kk| w_v[(hh * d + i) * k + kk] * w_o[(hh * k + kk) * d + j]).sum::<f64>();
+            }
+        }
+    }
+    ov
+}
+
+// ---------------------------------------------------------------- activations
+
+/// Every intermediate of one forward pass, for a batch of up to `capacity`
+/// sequences. Field names match the cache names of [`Activations::get`].
+#[derive(Clone, Debug)]
+pub struct Activations<F> {
+    /// Sequences in the last forward pass.
+    pub batch: usize,
+    /// `embed` `[B, T, D]`: `s W_E + b_E` (before positional embeddings).
+    pub embed: Vec<F>,
+    /// `blocks.{l}.resid_pre` = `resid[l]`, `blocks.{l}.resid_post` = `resid[l+1]`; each `[B, T, D]`.
+    pub resid: Vec<Vec<F>>,
+    /// Per layer.
+    pub blocks: Vec<BlockActivations<F>>,
+    /// `pred` `[B, T, I]`: the prediction of the next point at every position.
+    pub pred: Vec<F>,
+}
+
+/// One attention layer's intermediates.
+#[derive(Clone, Debug)]
+pub struct BlockActivations<F> {
+    /// `blocks.{l}.attn.q` `[B, T, H, K]`.
+    pub q: Vec<F>,
+    /// `blocks.{l}.attn.k` `[B, T, H, K]`.
+    pub k: Vec<F>,
+    /// `blocks.{l}.attn.v` `[B, T, H, K]`.
+    pub v: Vec<F>,
+    /// `blocks.{l}.attn.scores` `[B, H, T, T]`: scaled `q·k`, masked entries 0.
+    pub scores: Vec<F>,
+    /// `blocks.{l}.attn.pattern` `[B, H, T, T]`: softmax over the last axis (keys).
+    pub pattern: Vec<F>,
+    /// `blocks.{l}.attn.z` `[B, T, H, K]`: pattern-weighted values.
+    pub z: Vec<F>,
+    /// `blocks.{l}.attn.result` `[B, T, H, D]`: each head's write to the residual.
+    pub result: Vec<F>,
+}
+
+impl<F: Real> Activations<F> {
+    /// Buffers for up to `capacity` sequences.
+    pub fn new(cfg: &ModelConfig, capacity: usize) -> Self {
+        let n = capacity * cfg.n_ctx;
+        let (d, h, k, t) = (cfg.d_model, cfg.n_heads, cfg.d_head, cfg.n_ctx);
+        let block = BlockActivations {
+            q: vec![F::zero(); n * h * k],
+            k: vec![F::zero(); n * h * k],
+            v: vec![F::zero(); n * h * k],
+            scores: vec![F::zero(); n * h * t],
+            pattern: vec![F::zero(); n * h * t],
+            z: vec![F::zero(); n * h * k],
+            result: vec![F::zero(); n * h * d],
+        };
+        Activations {
+            batch: 0,
+            embed: vec![F::zero(); n * d],
+            resid: vec![vec![F::zero(); n * d]; cfg.n_layers + 1],
+            blocks: vec![block; cfg.n_layers],
+            pred: vec![F::zero(); n * D_IN],
+        }
+    }
+
+    /// Sequences the buffers can hold.
+    pub fn capacity(&self, cfg: &ModelConfig) -> usize {
+        self.pred.len() / (cfg.n_ctx * D_IN)
+    }
+
+    /// Every cache name this model has, in forward order.
+    pub fn names(cfg: &ModelConfig) -> Vec<String> {
+        let mut names = vec!["embed".to_string()];
+        for l in 0..cfg.n_layers {
+            names.push(format!("blocks.{l}.resid_pre"));
+            for a in ["q", "k", "v", "scores", "pattern", "z", "result"] {
+                names.push(format!("blocks.{l}.attn.{a}"));
+            }
+            names.push(format!("blocks.{l}.resid_post"));
+        }
+        names.push("pred".to_string());
+        names
+    }
+
+    /// The activation called `name` (see [`Activations::names`]) for the last
+    /// forward pass, with its shape.
+    pub fn get(&self, cfg: &ModelConfig, name: &str) -> Option<(&[F], Vec<usize>)> {
+        let (b, t, d, h, k) = (self.batch, cfg.n_ctx, cfg.d_model, cfg.n_heads, cfg.d_head);
+        match name {
+            "embed" => return cut(&self.embed, vec![b, t, d]),
+            "pred" => return cut(&self.pred, vec![b, t, D_IN]),
+            _ => {}
+        }
+        let rest = name.strip_prefix("blocks.")?;
+        let (l, what) = rest.split_once('.')?;
+        let l: usize = l.parse().ok().filter(|&l| l < cfg.n_layers)?;
+        let a = &self.blocks[l];
+        match what {
+            "resid_pre" => cut(&self.resid[l], vec![b, t, d]),
+            "resid_post" => cut(&self.resid[l + 1], vec![b, t, d]),
+            "attn.q" => cut(&a.q, vec![b, t, h, k]),
+            "attn.k" => cut(&a.k, vec![b, t, h, k]),
+            "attn.v" => cut(&a.v, vec![b, t, h, k]),
+            "attn.scores" => cut(&a.scores, vec![b, h, t, t]),
+            "attn.pattern" => cut(&a.pattern, vec![b, h, t, t]),
+            "attn.z" => cut(&a.z, vec![b, t, h, k]),
+            "attn.result" => cut(&a.result, vec![b, t, h, d]),
+            _ => None,
+        }
+    }
+}
+
+/// The first `shape.iter().product()` entries of `buf`, with the shape.
+fn cut<F>(buf: &[F], shape: Vec<usize>) -> Option<(&[F], Vec<usize>)> {
+    Some((&buf[..shape.iter().product()], shape))
+}
+
+// ---------------------------------------------------------------- forward
+
+impl<F: Real> Model<F> {
+    /// Runs the model on `input` `[B, T, I]`, filling every field of `acts`.
+    /// `B` is `input.len() / (T·I)` and must not exceed `acts`' capacity.
+    pub fn forward(&self, input: &[F], acts: &mut Activations<F>) {
+        let cfg = &self.cfg;
+        let n = input.len() / D_IN;
+        assert_eq!(n % cfg.n_ctx, 0, "input is not a whole number of sequences");
+        assert!(n / cfg.n_ctx <= acts.capacity(cfg), "batch larger than the activation buffers");
+        acts.batch = n / cfg.n_ctx;
+        let p = &self.params;
+        let l = &self.layout;
+        embed_forward(input, &p[l.w_e.clone()], &p[l.b_e.clone()], n, cfg.d_model, &mut acts.embed);
+        let r0 = &mut acts.resid[0][..n * cfg.d_model];
+        r0.copy_from_slice(&acts.embed[..n * cfg.d_model]);
+        if let Some(w_pos) = &l.w_pos {
+            pos_forward(&p[w_pos.clone()], cfg.n_ctx, cfg.d_model, r0);
+        }
+        for (li, (bl, a)) in l.blocks.iter().zip(acts.blocks.iter_mut()).enumerate() {
+            let (before, after) = acts.resid.split_at_mut(li + 1);
+            let r_in = &before[li][..n * cfg.d_model];
+            let r_out = &mut after[0][..n * cfg.d_model];
+            for (w, out) in [(&bl.w_q, &mut a.q), (&bl.w_k, &mut a.k), (&bl.w_v, &mut a.v)] {
+                head_proj_forward(r_in, &p[w.clone()], n, cfg, out);
+            }
+            attention_forward(a, acts.batch, cfg);
+            head_out_forward(&a.z, &p[bl.w_o.clone()], r_in, n, cfg, &mut a.result, r_out);
+        }
+        unembed_forward(
+            &acts.resid[cfg.n_layers],
+            &p[l.w_u.clone()],
+            &p[l.b_u.clone()],
+            n,
+            cfg.d_model,
+            &mut acts.pred,
+        );
+    }
+}
+
+/// `embed[n] = s[n] W_E + b_E`.
+fn embed_forward<F: Real>(s: &[F], w_e: &[F], b_e: &[F], n: usize, d: usize, embed: &mut [F]) {
+    for (row, si) in embed[..n * d].chunks_exact_mut(d).zip(s.chunks_exact(D_IN)) {
+        for j in 0..d {
+            row[j] = b_e[j] + si[0] * w_e[j] + si[1] * w_e[d + j];
+        }
+    }
+}
+
+/// `r[b, t] += W_pos[t]`.
+fn pos_forward<F: Real>(w_pos: &[F], t: usize, d: usize, r: &mut [F]) {
+    for seq in r.chunks_exact_mut(t * d) {
+        seq.iter_mut().zip(w_pos).for_each(|(x, w)| *x += *w);
+    }
+}
+
+/// `out[n, h] = r[n] W[h]` for `W` `[H, D, K]`; `out` is `[N, H, K]`.
+fn head_proj_forward<F: Real>(r: &[F], w: &[F], n: usize, cfg: &ModelConfig, out: &mut [F]) {
+    let (d, h, k) = (cfg.d_model, cfg.n_heads, cfg.d_head);
+    for (ri, oi) in r.chunks_exact(d).zip(out[..n * h * k].chunks_exact_mut(h * k)) {
+        for hh in 0..h {
+            for kk in 0..k {
+                oi[hh * k + kk] = (0..d).map(|dd| ri[dd] * w[(hh * d + dd) * k + kk]).sum();
+            }
+        }
+    }
+}
+
+/// Scores, pattern and `z = pattern · v` for every sequence and head.
+fn attention_forward<F: Real>(a: &mut BlockActivations<F>, batch: usize, cfg: &ModelConfig) {
+    let (h, k, t) = (cfg.n_heads, cfg.d_head, cfg.n_ctx);
+    let scale = F::of(cfg.scale());
+    let tok = |b: usize, i: usize, hh: usize| ((b * t + i) * h + hh) * k;
+    for b in 0..batch {
+        for hh in 0..h {
+            for i in 0..t {
+                let row = ((b * h + hh) * t + i) * t;
+                let keys = if cfg.causal { i + 1 } else { t };
+                let q = &a.q[tok(b, i, hh)..][..k];
+                let mut max = F::neg_infinity();
+                for j in 0..t {
+                    let s = if j < keys {
+                        let kj = &a.k[tok(b, j, hh)..][..k];
+                        q.iter().zip(kj).map(|(x, y)| *x * *y).sum::<F>() * scale
+                    } else {
+                        F::zero()
+                    };
+                    a.scores[row + j] = s;
+                    if j < keys {
+                        max = max.max(s);
+                    }
+                }
+                let mut total = F::zero();
+                for j in 0..t {
+                    let e = if j < keys { (a.scores[row + j] - max).exp() } else { F::zero() };
+                    a.pattern[row + j] = e;
+                    total += e;
+                }
+                a.pattern[row..row + t].iter_mut().for_each(|e| *e /= total);
+                let z = &mut a.z[tok(b, i, hh)..][..k];
+                z.iter_mut().for_each(|x| *x = F::zero());
+                for j in 0..keys {
+                    let w = a.pattern[row + j];
+                    let vj = &a.v[tok(b, j, hh)..][..k];
+                    z.iter_mut().zip(vj).for_each(|(x, y)| *x += w * *y);
+                }
+            }
+        }
+    }
+}
+
+/// `result[n, h] = z[n, h] W_O[h]` and `r_out = r_in + Σ_h result[n, h]`.
+fn head_out_forward<F: Real>(
+    z: &[F],
+    w_o: &[F],
+    r_in: &[F],
+    n: usize,
+    cfg: &ModelConfig,
+    result: &mut [F],
+    r_out: &mut [F],
+) {
+    let (d, h, k) = (cfg.d_model, cfg.n_heads, cfg.d_head);
+    for i in 0..n {
+        let ro = &mut r_out[i * d..][..d];
+        ro.copy_from_slice(&r_in[i * d..][..d]);
+        for hh in 0..h {
+            let zi = &z[(i * h + hh) * k..][..k];
+            let res = &mut result[(i * h + hh) * d..][..d];
+            for j in 0..d {
+                res[j] = (0..k).map(|kk| zi[kk] * w_o[(hh * k + kk) * d + j]).sum();
+                ro[j] += res[j];
+            }
+        }
+    }
+}
+
+/// `pred[n] = r[n] W_U + b_U`.
+fn unembed_forward<F: Real>(r: &[F], w_u: &[F], b_u: &[F], n: usize, d: usize, pred: &mut [F]) {
+    for (ri, pi) in r[..n * d].chunks_exact(d).zip(pred.chunks_exact_mut(D_IN)) {
+        for c in 0..D_IN {
+            pi[c] = b_u[c] + (0..d).map(|j| ri[j] * w_u[j * D_IN + c]).sum::<F>();
+        }
+    }
+}
+
+// ---------------------------------------------------------------- loss
+
+/// Mean over scored tokens of `‖pred − target‖²` (SPEC §2.3), and its
+/// gradient `d_pred` `[B, T, I]` (zero at unscored positions).
+pub fn mse_loss<F: Real>(cfg: &ModelConfig, pred: &[F], target: &[F], d_pred: &mut [F]) -> f64 {
+    let t = cfg.n_ctx;
+    let scored = cfg.scored_positions();
+    let count = target.len() / (t * D_IN) * scored.len();
+    let g = F::of(2.0 / count as f64);
+    let mut total = 0.0;
+    for (i, ((p, y), dp)) in
+        pred.chunks_exact(D_IN).zip(target.chunks_exact(D_IN)).zip(d_pred.chunks_exact_mut(D_IN)).enumerate()
+    {
+        let on = scored.contains(&(i % t));
+        for c in 0..D_IN {
+            let e = p[c] - y[c];
+            dp[c] = if on { g * e } else { F::zero() };
+            total += if on { e.f64() * e.f64() } else { 0.0 };
+        }
+    }
+    total / count as f64
+}
+
+/// Sequences per forward pass when evaluating a large set.
+const EVAL_CHUNK: usize = 4096;
+
+/// Mean over scored tokens of `‖ŝ − s‖²` on `data` (the training loss, SPEC §2.3).
+pub fn mse<F: Real>(model: &Model<F>, data: &Dataset<F>) -> f64 {
+    let cfg = &model.cfg;
+    let w = cfg.n_ctx * D_IN;
+    let mut acts = Activations::new(cfg, EVAL_CHUNK.min(data.len()));
+    let scored = cfg.scored_positions();
+    let mut total = 0.0;
+    for (inputs, targets) in data.inputs.chunks(EVAL_CHUNK * w).zip(data.targets.chunks(EVAL_CHUNK * w)) {
+        model.forward(inputs, &mut acts);
+        for (i, (p, y)) in acts.pred.chunks_exact(D_IN).zip(targets.chunks_exact(D_IN)).enumerate() {
+            if scored.contains(&(i % cfg.n_ctx)) {
+                total += p.iter().zip(y).map(|(a, b)| (a.f64() - b.f64()).powi(2)).sum::<f64>();
+            }
+        }
+    }
+    total / (data.len() * scored.len()) as f64
+}
+
+// ---------------------------------------------------------------- backward
+
+/// Scratch buffers for the backward pass (allocated once per batch size).
+#[derive(Clone, Debug)]
+pub struct Scratch<F> {
+    /// `d pred` `[B, T, I]`.
+    pub d_pred: Vec<F>,
+    d_resid: Vec<F>,   // [B, T, D]
+    d_q: Vec<F>,       // [B, T, H, K]
+    d_k: Vec<F>,       // [B, T, H, K]
+    d_v: Vec<F>,       // [B, T, H, K]
+    d_z: Vec<F>,       // [B, T, H, K]
+    d_pattern: Vec<F>, // [T]  (one query row at a time)
+}
+
+impl<F: Real> Scratch<F> {
+    /// Buffers for up to `capacity` sequences.
+    pub fn new(cfg: &ModelConfig, capacity: usize) -> Self {
+        let n = capacity * cfg.n_ctx;
+        let hk = cfg.n_heads * cfg.d_head;
+        Scratch {
+            d_pred: vec![F::zero(); n * D_IN],
+            d_resid: vec![F::zero(); n * cfg.d_model],
+            d_q: vec![F::zero(); n * hk],
+            d_k: vec![F::zero(); n * hk],
+            d_v: vec![F::zero(); n * hk],
+            d_z: vec![F::zero(); n * hk],
+            d_pattern: vec![F::zero(); cfg.n_ctx],
+        }
+    }
+}
+
+impl<F: Real> Model<F> {
+    /// Gradient of the loss with respect to every parameter, written into
+    /// `grads` `[layout.len]` (overwritten). Needs the activations of the
+    /// forward pass on `input` and `scratch.d_pred` from [`mse_loss`].
+    pub fn backward(&self, input: &[F], acts: &Activations<F>, scratch: &mut Scratch<F>, grads: &mut [F]) {
+        let cfg = &self.cfg;
+        let (p, l) = (&self.params, &self.layout);
+        let n = acts.batch * cfg.n_ctx;
+        let d = cfg.d_model;
+        grads.iter_mut().for_each(|g| *g = F::zero());
+        let Scratch { d_pred, d_resid, d_q, d_k, d_v, d_z, d_pattern } = scratch;
+        let d_resid = &mut d_resid[..n * d];
+        unembed_backward(&acts.resid[cfg.n_layers], &p[l.w_u.clone()], d_pred, n, d, grads, l, d_resid);
+        for (li, bl) in l.blocks.iter().enumerate().rev() {
+            let a = &acts.blocks[li];
+            let r_in = &acts.resid[li];
+            // The residual passes d_resid through unchanged; the heads add to it.
+            head_out_backward(&a.z, &p[bl.w_o.clone()], d_resid, n, cfg, &mut grads[bl.w_o.clone()], d_z);
+            attention_backward(a, d_z, acts.batch, cfg, d_pattern, d_q, d_k, d_v);
+            for (w, dx) in [(&bl.w_q, &*d_q), (&bl.w_k, &*d_k), (&bl.w_v, &*d_v)] {
+                head_proj_backward(r_in, &p[w.clone()], dx, n, cfg, &mut grads[w.clone()], d_resid);
+            }
+        }
+        if let Some(w_pos) = &l.w_pos {
+            for seq in d_resid.chunks_exact(cfg.n_ctx * d) {
+                grads[w_pos.clone()].iter_mut().zip(seq).for_each(|(g, x)| *g += *x);
+            }
+        }
+        embed_backward(input, d_resid, n, d, grads, l);
+    }
+
+    /// Gradient of the loss with respect to the input states, written into
+    /// `d_input` `[B, T, I]` (overwritten): `d s[n] = d r0[n] W_Eᵀ`. Call it
+    /// right after [`Model::backward`] on the same `acts`: it reads the
+    /// gradient w.r.t. the residual stream entering layer 0 that `backward`
+    /// leaves in `scratch`. Row convention: `d_input[n, c] = ∂loss/∂s[n, c]`.
+    pub fn input_grad(&self, acts: &Activations<F>, scratch: &Scratch<F>, d_input: &mut [F]) {
+        let (d, n) = (self.cfg.d_model, acts.batch * self.cfg.n_ctx);
+        let w_e = &self.params[self.layout.w_e.clone()];
+        for (ds, dr) in d_input[..n * D_IN].chunks_exact_mut(D_IN).zip(scratch.d_resid[..n * d].chunks_exact(d)) {
+            for (c, x) in ds.iter_mut().enumerate() {
+                *x = (0..d).map(|j| dr[j] * w_e[c * d + j]).sum();
+            }
+        }
+    }
+}
+
+/// `dW_U += rᵀ d_pred`, `db_U += Σ d_pred`, `d_resid = d_pred W_Uᵀ`.
+#[allow(clippy::too_many_arguments)]
+fn unembed_backward<F: Real>(
+    r: &[F],
+    w_u: &[F],
+    d_pred: &[F],
+    n: usize,
+    d: usize,
+    grads: &mut [F],
+    l: &Layout,
+    d_resid: &mut [F],
+) {
+    for i in 0..n {
+        let (ri, dp) = (&r[i * d..][..d], &d_pred[i * D_IN..][..D_IN]);
+        for c in 0..D_IN {
+            grads[l.b_u.start + c] += dp[c];
+            for j in 0..d {
+                grads[l.w_u.start + j * D_IN + c] += ri[j] * dp[c];
+            }
+        }
+        for j in 0..d {
+            d_resid[i * d + j] = (0..D_IN).map(|c| dp[c] * w_u[j * D_IN + c]).sum();
+        }
+    }
+}
+
+/// `dW_O[h] += z[h]ᵀ d_out`, `d_z[h] = d_out W_O[h]ᵀ`.
+fn head_out_backward<F: Real>(
+    z: &[F],
+    w_o: &[F],
+    d_out: &[F],
+    n: usize,
+    cfg: &ModelConfig,
+    d_w_o: &mut [F],
+    d_z: &mut [F],
+) {
+    let (d, h, k) = (cfg.d_model, cfg.n_heads, cfg.d_head);
+    for i in 0..n {
+        let dout = &d_out[i * d..][..d];
+        for hh in 0..h {
+            for kk in 0..k {
+                let zi = z[(i * h + hh) * k + kk];
+                let w = &w_o[(hh * k + kk) * d..][..d];
+                let dw = &mut d_w_o[(hh * k + kk) * d..][..d];
+                dw.iter_mut().zip(dout).for_each(|(g, x)| *g += zi * *x);
+                d_z[(i * h + hh) * k + kk] = w.iter().zip(dout).map(|(a, b)| *a * *b).sum();
+            }
+        }
+    }
+}
+
+/// Through `z = pattern · v` and the softmax to `d_q`, `d_k`, `d_v` (overwritten).
+#[allow(clippy::too_many_arguments)]
+fn attention_backward<F: Real>(
+    a: &BlockActivations<F>,
+    d_z: &[F],
+    batch: usize,
+    cfg: &ModelConfig,
+    d_pattern: &mut [F],
+    d_q: &mut [F],
+    d_k: &mut [F],
+    d_v: &mut [F],
+) {
+    let (h, k, t) = (cfg.n_heads, cfg.d_head, cfg.n_ctx);
+    let scale = F::of(cfg.scale());
+    let n = batch * t;
+    for buf in [&mut *d_q, &mut *d_k, &mut *d_v] {
+        buf[..n * h * k].iter_mut().for_each(|x| *x = F::zero());
+    }
+    let tok = |b: usize, i: usize, hh: usize| ((b * t + i) * h + hh) * k;
+    for b in 0..batch {
+        for hh in 0..h {
+            for i in 0..t {
+                let row = ((b * h + hh) * t + i) * t;
+                let keys = if cfg.causal { i + 1 } else { t };
+                let dz = &d_z[tok(b, i, hh)..][..k];
+                // d pattern[i, j] = dz[i]·v[j];  d v[j] += pattern[i, j] dz[i]
+                for j in 0..keys {
+                    let vj = &a.v[tok(b, j, hh)..][..k];
+                    d_pattern[j] = dz.iter().zip(vj).map(|(x, y)| *x * *y).sum();
+                    let w = a.pattern[row + j];
+                    d_v[tok(b, j, hh)..][..k].iter_mut().zip(dz).for_each(|(g, x)| *g += w * *x);
+                }
+                // softmax: d s[j] = P[j] (d P[j] − Σ_m P[m] d P[m]), then through the scale
+                let dot: F = (0..keys).map(|j| a.pattern[row + j] * d_pattern[j]).sum();
+                for j in 0..keys {
+                    let ds = a.pattern[row + j] * (d_pattern[j] - dot) * scale;
+                    for kk in 0..k {
+                        d_q[tok(b, i, hh) + kk] += ds * a.k[tok(b, j, hh) + kk];
+                        d_k[tok(b, j, hh) + kk] += ds * a.q[tok(b, i, hh) + kk];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// For `x = r W` with `W` `[H, D, K]`: `dW += rᵀ dx`, `d_resid += dx Wᵀ`.
+fn head_proj_backward<F: Real>(
+    r: &[F],
+    w: &[F],
+    dx: &[F],
+    n: usize,
+    cfg: &ModelConfig,
+    d_w: &mut [F],
+    d_resid: &mut [F],
+) {
+    let (d, h, k) = (cfg.d_model, cfg.n_heads, cfg.d_head);
+    for i in 0..n {
+        let ri = &r[i * d..][..d];
+        let dxi = &dx[i * h * k..][..h * k];
+        let dr = &mut d_resid[i * d..][..d];
+        for hh in 0..h {
+            for dd in 0..d {
+                let wrow = &w[(hh * d + dd) * k..][..k];
+                let gw = &mut d_w[(hh * d + dd) * k..][..k];
+                let g = &dxi[hh * k..][..k];
+                gw.iter_mut().zip(g).for_each(|(a, b)| *a += ri[dd] * *b);
+                dr[dd] += wrow.iter().zip(g).map(|(a, b)| *a * *b).sum::<F>();
+            }
+        }
+    }
+}
+
+/// `dW_E += sᵀ d_r0`, `db_E += Σ d_r0`.
+fn embed_backward<F: Real>(s: &[F], d_r0: &[F], n: usize, d: usize, grads: &mut [F], l: &Layout) {
+    for i in 0..n {
+        let (si, dr) = (&s[i * D_IN..][..D_IN], &d_r0[i * d..][..d]);
+        for j in 0..d {
+            grads[l.b_e.start + j] += dr[j];
+            for c in 0..D_IN {
+                grads[l.w_e.start + c * d + j] += si[c] * dr[j];
+            }
+        }
+    }
+}

@@ -1,0 +1,601 @@
+//! The data behind the report: reading a run folder back (CSV tables,
+//! `summary.json`, `interpret.json`, the checkpoint), the per-sample error
+//! file written at evaluation (`error_vs_energy.csv`), and the small tables
+//! each figure is drawn from (written beside the figure as CSV).
+//!
+//! Maps are in the COLUMN convention of physics, `s' = M s`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::model::checkpoint;
+use crate::config::Config;
+use crate::data::Dataset;
+use crate::util::error::{Error, Result};
+use crate::util::mat2::{Mat2, eigenvalues, sub, transpose};
+use crate::model::{Activations, D_IN, Model};
+use crate::physics::Oscillator;
+use crate::util::real::Real;
+use crate::physics::rules::all_rules;
+
+/// Sequences per forward pass in [`error_vs_energy_csv`].
+const CHUNK: usize = 4096;
+
+/// Trajectories shown in the rollout, phase-portrait and energy figures.
+pub const SHOWN_TRAJECTORIES: usize = 3;
+
+// ---------------------------------------------------------------- tables
+
+/// A CSV table as text cells, with the file it came from (for error messages).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Table {
+    /// Where the table was read from or will be written to.
+    pub source: PathBuf,
+    /// Column names.
+    pub header: Vec<String>,
+    /// `[rows][columns]` cells.
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// An empty table with these columns.
+    pub fn new(header: &[&str]) -> Self {
+        Table { source: PathBuf::new(), header: header.iter().map(|s| s.to_string()).collect(), rows: vec![] }
+    }
+
+    /// Appends a row of numbers (written in a form that reads back exactly).
+    pub fn push(&mut self, row: &[f64]) {
+        self.rows.push(row.iter().map(|v| format!("{v:e}")).collect());
+    }
+
+    /// Appends a row whose first cell is a label.
+    pub fn push_labelled(&mut self, label: &str, row: &[f64]) {
+        let mut cells = vec![label.to_string()];
+        cells.extend(row.iter().map(|v| format!("{v:e}")));
+        self.rows.push(cells);
+    }
+
+    /// Reads a CSV file with a header line; every row must have as many cells as the header.
+    pub fn read(path: &Path) -> Result<Table> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Input { file: path.into(), message: format!("cannot read: {e}") })?;
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        let header: Vec<String> = lines
+            .next()
+            .ok_or_else(|| Error::Input {
+                file: path.into(),
+                message: "empty file: expected a CSV header line".into(),
+            })?
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .collect();
+        let mut rows = vec![];
+        for (i, line) in lines.enumerate() {
+            let cells: Vec<String> = line.split(',').map(|s| s.trim().to_string()).collect();
+            if cells.len() != header.len() {
+                return Err(Error::Input {
+                    file: path.into(),
+                    message: format!(
+                        "line {}: {} cells, but the header has {} columns",
+                        i + 2,
+                        cells.len(),
+                        header.len()
+                    ),
+                });
+            }
+            rows.push(cells);
+        }
+        Ok(Table { source: path.into(), header, rows })
+    }
+
+    /// The table as CSV text.
+    pub fn to_csv(&self) -> String {
+        let mut out = self.header.join(",");
+        out.push('\n');
+        for row in &self.rows {
+            out.push_str(&row.join(","));
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The index of column `name`.
+    fn index(&self, name: &str) -> Result<usize> {
+        self.header.iter().position(|h| h == name).ok_or_else(|| Error::Input {
+            file: self.source.clone(),
+            message: format!("no column `{name}` (the columns are: {})", self.header.join(", ")),
+        })
+    }
+
+    /// Column `name` as text.
+    pub fn text(&self, name: &str) -> Result<Vec<String>> {
+        let i = self.index(name)?;
+        Ok(self.rows.iter().map(|r| r[i].clone()).collect())
+    }
+
+    /// Column `name` as numbers (`NaN` and `inf` accepted).
+    pub fn numbers(&self, name: &str) -> Result<Vec<f64>> {
+        let i = self.index(name)?;
+        self.rows
+            .iter()
+            .enumerate()
+            .map(|(n, r)| {
+                r[i].parse::<f64>().map_err(|_| Error::Input {
+                    file: self.source.clone(),
+                    message: format!("line {}, column `{name}`: `{}` is not a number", n + 2, r[i]),
+                })
+            })
+            .collect()
+    }
+
+    /// The rows whose column `name` equals `value`.
+    pub fn filter(&self, name: &str, value: &str) -> Result<Table> {
+        let i = self.index(name)?;
+        let rows = self.rows.iter().filter(|r| r[i] == value).cloned().collect();
+        Ok(Table { source: self.source.clone(), header: self.header.clone(), rows })
+    }
+}
+
+// ---------------------------------------------------------------- error against energy
+
+/// `error_vs_energy.csv`: for every validation sequence, the energy of the
+/// last input state, and the squared and relative error `‖ŝ − s‖/‖s‖` of the
+/// model's prediction of the state after it.
+pub fn error_vs_energy_csv<F: Real>(model: &Model<F>, valid: &Dataset<F>, osc: &Oscillator) -> String {
+    let t = model.cfg.n_ctx;
+    let w = t * D_IN;
+    let mut acts = Activations::new(&model.cfg, CHUNK.min(valid.len()).max(1));
+    let mut out = String::from("energy,sq_err,rel_err\n");
+    for (inputs, targets) in valid.inputs.chunks(CHUNK * w).zip(valid.targets.chunks(CHUNK * w)) {
+        model.forward(inputs, &mut acts);
+        for ((seq, target), pred) in inputs.chunks_exact(w).zip(targets.chunks_exact(w)).zip(acts.pred.chunks_exact(w))
+        {
+            let last = (t - 1) * D_IN;
+            let s = [seq[last].f64(), seq[last + 1].f64()];
+            let y = [target[last].f64(), target[last + 1].f64()];
+            let sq = (pred[last].f64() - y[0]).powi(2) + (pred[last + 1].f64() - y[1]).powi(2);
+            let rel = sq.sqrt() / y[0].hypot(y[1]);
+            writeln!(out, "{:e},{sq:e},{rel:e}", osc.energy(s)).expect("write to String");
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------- run folder
+
+/// `rollout` of a `summary.json` case.
+#[derive(Clone, Debug, Deserialize)]
+pub struct RolloutNumbers {
+    /// Autoregressive steps.
+    pub steps: usize,
+    /// Median relative error at the last step.
+    pub median_rel_err_final: Option<f64>,
+    /// Largest relative error at the last step.
+    pub max_rel_err_final: Option<f64>,
+    /// Largest relative error over all steps.
+    pub max_rel_err: Option<f64>,
+}
+
+/// `learned` of a `summary.json` case (null for models without one affine map).
+#[derive(Clone, Debug, Deserialize)]
+pub struct LearnedNumbers {
+    /// ω0 read from the eigenvalues.
+    pub omega0: Option<f64>,
+    /// γ read from the eigenvalues.
+    pub gamma: Option<f64>,
+}
+
+/// One case of `summary.json` as read back (SPEC §4; later keys optional).
+#[derive(Clone, Debug, Deserialize)]
+pub struct CaseNumbers {
+    /// Case name (its folder).
+    pub name: String,
+    /// True ω0.
+    pub omega0: f64,
+    /// True γ.
+    pub gamma: f64,
+    /// Δt.
+    pub dt: f64,
+    /// MSE on the training set.
+    pub train_mse: Option<f64>,
+    /// MSE on the validation set.
+    pub valid_mse: Option<f64>,
+    /// Rollout headline numbers.
+    pub rollout: RolloutNumbers,
+    /// Spectral readout.
+    pub learned: LearnedNumbers,
+    /// Nearest candidate rule.
+    pub nearest_method: String,
+    /// `d₂/d₁`.
+    #[serde(default)]
+    pub margin: Option<f64>,
+    /// `‖M − M_exact‖_F`.
+    #[serde(default)]
+    pub error_vs_exact: Option<f64>,
+    /// Training wall time in seconds.
+    #[serde(default)]
+    pub train_seconds: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct SummaryFile {
+    cases: Vec<CaseNumbers>,
+}
+
+/// One eigenvalue in `interpret.json`.
+#[derive(Clone, Copy, Debug, Deserialize)]
+pub struct ComplexNumber {
+    /// Real part.
+    pub re: f64,
+    /// Imaginary part.
+    pub im: f64,
+}
+
+/// `truth` in `interpret.json`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct TruthNumbers {
+    /// ω0.
+    pub omega0: f64,
+    /// γ.
+    pub gamma: f64,
+    /// Δt.
+    pub dt: f64,
+}
+
+/// One entry of `methods` in `interpret.json`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct MethodDistance {
+    /// Rule name (SPEC §1.5).
+    pub name: String,
+    /// `‖M − M_rule‖_F`.
+    pub distance: f64,
+}
+
+/// The parts of `interpret.json` (SPEC §4) the report draws.
+#[derive(Clone, Debug, Deserialize)]
+pub struct MapNumbers {
+    /// `M`, column convention.
+    pub effective_map: Mat2,
+    /// Eigenvalues of `M`.
+    pub eigenvalues: Vec<ComplexNumber>,
+    /// The trained-on system.
+    pub truth: TruthNumbers,
+    /// Distances to the candidate rules, ascending.
+    pub methods: Vec<MethodDistance>,
+    /// How the map was obtained.
+    #[serde(default)]
+    pub map_kind: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct EvalFile {
+    train_mse: Option<f64>,
+    valid_mse: Option<f64>,
+    rollout: RolloutNumbers,
+    interpretation: EvalInterpretation,
+}
+
+#[derive(Deserialize)]
+struct EvalInterpretation {
+    learned: LearnedNumbers,
+    nearest_method: String,
+    margin: Option<f64>,
+    error_vs_exact: Option<f64>,
+}
+
+/// Everything the report reads from one case folder.
+#[derive(Clone, Debug)]
+pub struct CaseData {
+    /// Headline numbers (from `summary.json`, or `eval.json` for a lone run folder).
+    pub numbers: CaseNumbers,
+    /// The case folder.
+    pub dir: PathBuf,
+    /// `config.toml`.
+    pub config: Config,
+    /// `config.toml` as written.
+    pub config_text: String,
+    /// `metrics.csv`.
+    pub metrics: Table,
+    /// `rollout.csv`.
+    pub rollout: Table,
+    /// `trajectories.csv`.
+    pub trajectories: Table,
+    /// `interpret.json`, absent for models without one affine map.
+    pub map: Option<MapNumbers>,
+    /// `model.safetensors` in f64, if present.
+    pub model: Option<Model<f64>>,
+    /// `error_vs_energy.csv`, if present.
+    pub error_vs_energy: Option<Table>,
+    /// `attention.csv` (layer, head, query, key, weight), if present.
+    pub attention: Option<Table>,
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Input { file: path.into(), message: format!("cannot read: {e}") })?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::Input { file: path.into(), message: format!("not the expected JSON: {e}") })
+}
+
+fn optional<T>(path: &Path, read: impl Fn(&Path) -> Result<T>) -> Result<Option<T>> {
+    if path.exists() { read(path).map(Some) } else { Ok(None) }
+}
+
+/// Reads a run folder: the output of `physlens run` (with `summary.json`),
+/// or a single folder of `physlens train` that `physlens eval` has evaluated.
+/// Every missing or malformed file is an [`Error::Input`] naming it.
+pub fn load_run(dir: &Path) -> Result<Vec<CaseData>> {
+    if !dir.is_dir() {
+        return Err(Error::Input { file: dir.into(), message: "no such folder".into() });
+    }
+    let summary = dir.join("summary.json");
+    if summary.exists() {
+        let file: SummaryFile = read_json(&summary)?;
+        if file.cases.is_empty() {
+            return Err(Error::Input { file: summary, message: "`cases` is empty: nothing to report".into() });
+        }
+        return file.cases.into_iter().map(|n| load_case(&dir.join(&n.name), n)).collect();
+    }
+    if dir.join("config.toml").exists() {
+        if !dir.join("eval.json").exists() {
+            return Err(Error::Input {
+                file: dir.join("eval.json"),
+                message: format!(
+                    "missing: evaluate this trained model first with `physlens eval --run {}`",
+                    dir.display()
+                ),
+            });
+        }
+        return Ok(vec![load_case(dir, lone_case_numbers(dir)?)?]);
+    }
+    Err(Error::Input {
+        file: summary,
+        message: "missing: not a run folder (expected the output of `physlens run --out DIR`, or a folder of `physlens train` evaluated with `physlens eval`)".into(),
+    })
+}
+
+/// The headline numbers of a lone run folder, from `eval.json` and `config.toml`.
+fn lone_case_numbers(dir: &Path) -> Result<CaseNumbers> {
+    let config = Config::from_file(&dir.join("config.toml"))?;
+    let eval: EvalFile = read_json(&dir.join("eval.json"))?;
+    let EvalInterpretation { learned, nearest_method, margin, error_vs_exact } = eval.interpretation;
+    let name = dir.canonicalize().ok().and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()));
+    Ok(CaseNumbers {
+        name: name.unwrap_or_else(|| "run".into()),
+        omega0: config.system.omega0,
+        gamma: config.system.gamma,
+        dt: config.system.dt,
+        train_mse: eval.train_mse,
+        valid_mse: eval.valid_mse,
+        rollout: eval.rollout,
+        learned,
+        nearest_method,
+        margin,
+        error_vs_exact,
+        train_seconds: None,
+    })
+}
+
+fn load_case(dir: &Path, numbers: CaseNumbers) -> Result<CaseData> {
+    let config_path = dir.join("config.toml");
+    let config_text = std::fs::read_to_string(&config_path)
+        .map_err(|e| Error::Input { file: config_path.clone(), message: format!("cannot read: {e}") })?;
+    let model = optional(&dir.join("model.safetensors"), |p| Ok(checkpoint::load(p)?.model.to_f64()))?;
+    Ok(CaseData {
+        config: Config::parse(&config_text, &config_path.display().to_string())?,
+        config_text,
+        metrics: Table::read(&dir.join("metrics.csv"))?,
+        rollout: Table::read(&dir.join("rollout.csv"))?,
+        trajectories: Table::read(&dir.join("trajectories.csv"))?,
+        map: optional(&dir.join("interpret.json"), read_json)?,
+        model,
+        error_vs_energy: optional(&dir.join("error_vs_energy.csv"), Table::read)?,
+        attention: optional(&dir.join("attention.csv"), Table::read)?,
+        numbers,
+        dir: dir.into(),
+    })
+}
+
+// ---------------------------------------------------------------- figure tables
+
+/// Columns `names` of `table`, in that order.
+pub fn select(table: &Table, names: &[&str]) -> Result<Table> {
+    let cols: Vec<Vec<String>> = names.iter().map(|n| table.text(n)).collect::<Result<_>>()?;
+    let rows = (0..table.rows.len()).map(|r| cols.iter().map(|c| c[r].clone()).collect()).collect();
+    Ok(Table { source: table.source.clone(), header: names.iter().map(|s| s.to_string()).collect(), rows })
+}
+
+/// The first [`SHOWN_TRAJECTORIES`] trajectories of `trajectories.csv`.
+pub fn shown_trajectories(trajectories: &Table) -> Result<Table> {
+    let ids = trajectories.numbers("trajectory")?;
+    let mut out = select(trajectories, &["trajectory", "step", "t", "x", "p", "x_exact", "p_exact"])?;
+    out.rows =
+        out.rows.into_iter().zip(ids).filter(|(_, id)| *id < SHOWN_TRAJECTORIES as f64).map(|(r, _)| r).collect();
+    Ok(out)
+}
+
+/// Per-component relative errors `|x̂ − x|/|x|`, `|p̂ − p|/|p|` and the
+/// norm-based `‖ŝ − s‖/‖s‖` of trajectory 0, with the exact `x` (to mark its zero crossings).
+pub fn component_errors(trajectories: &Table) -> Result<Table> {
+    let first =
+        trajectories.filter("trajectory", &trajectories.text("trajectory")?.first().cloned().unwrap_or_default())?;
+    let [step, t, x, p, xe, pe] = ["step", "t", "x", "p", "x_exact", "p_exact"].map(|c| first.numbers(c));
+    let (step, t, x, p, xe, pe) = (step?, t?, x?, p?, xe?, pe?);
+    let mut out = Table::new(&["step", "t", "x_exact", "rel_err_x", "rel_err_p", "rel_err_norm"]);
+    for i in 0..step.len() {
+        let norm = (x[i] - xe[i]).hypot(p[i] - pe[i]) / xe[i].hypot(pe[i]);
+        out.push(&[step[i], t[i], xe[i], ((x[i] - xe[i]) / xe[i]).abs(), ((p[i] - pe[i]) / pe[i]).abs(), norm]);
+    }
+    Ok(out)
+}
+
+/// Energy `½(p² + ω0² x²)` of the shown trajectories, model and exact, and
+/// the relative difference `(Ê − E)/E₀`.
+pub fn energies(trajectories: &Table, omega0: f64) -> Result<Table> {
+    let shown = shown_trajectories(trajectories)?;
+    let [id, t, x, p, xe, pe] = ["trajectory", "t", "x", "p", "x_exact", "p_exact"].map(|c| shown.numbers(c));
+    let (id, t, x, p, xe, pe) = (id?, t?, x?, p?, xe?, pe?);
+    let energy = |x: f64, p: f64| 0.5 * (p * p + omega0 * omega0 * x * x);
+    let mut out = Table::new(&["trajectory", "t", "energy", "energy_exact", "rel_diff"]);
+    let mut e0 = f64::NAN;
+    for i in 0..id.len() {
+        if i == 0 || id[i] != id[i - 1] {
+            e0 = energy(xe[i], pe[i]);
+        }
+        let (e, ee) = (energy(x[i], p[i]), energy(xe[i], pe[i]));
+        out.push(&[id[i], t[i], e, ee, (e - ee) / e0]);
+    }
+    Ok(out)
+}
+
+/// Eigenvalues of the learned map, of the exact propagator and of every
+/// candidate rule: columns `source, re, im`.
+pub fn eigenvalue_table(map: &MapNumbers) -> Table {
+    let osc = Oscillator { omega0: map.truth.omega0, gamma: map.truth.gamma };
+    let mut out = Table::new(&["source", "re", "im"]);
+    for z in &map.eigenvalues {
+        out.push_labelled("learned", &[z.re, z.im]);
+    }
+    for (name, m) in all_rules(&osc, map.truth.dt) {
+        for z in eigenvalues(&m) {
+            out.push_labelled(name, &[z.re, z.im]);
+        }
+    }
+    out
+}
+
+/// Distances to the candidate rules: columns `rule, distance`, ascending.
+pub fn distance_table(map: &MapNumbers) -> Table {
+    let mut out = Table::new(&["rule", "distance"]);
+    let mut methods = map.methods.clone();
+    methods.sort_by(|a, b| a.distance.total_cmp(&b.distance));
+    for m in &methods {
+        out.push_labelled(&m.name, &[m.distance]);
+    }
+    out
+}
+
+fn push_matrix(out: &mut Table, term: &str, m: &Mat2) {
+    for (r, row) in m.iter().enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            out.push_labelled(term, &[r as f64, c as f64, *v]);
+        }
+    }
+}
+
+/// The learned map, the exact propagator and their difference: columns `term, row, col, value`.
+pub fn map_table(map: &MapNumbers) -> Table {
+    let osc = Oscillator { omega0: map.truth.omega0, gamma: map.truth.gamma };
+    let exact = osc.propagator(map.truth.dt);
+    let mut out = Table::new(&["term", "row", "col", "value"]);
+    push_matrix(&mut out, "learned", &map.effective_map);
+    push_matrix(&mut out, "exact", &exact);
+    push_matrix(&mut out, "learned - exact", &sub(&map.effective_map, &exact));
+    out
+}
+
+/// The path decomposition of a context-1 model's map (column convention):
+/// the direct path `(W_E W_U)ᵀ`, each head's OV path `(W_E W_V W_O W_U)ᵀ`,
+/// for several layers the rest (compositions of heads), and the total;
+/// `None` for context > 1. Columns `term, row, col, value`.
+pub fn path_table(model: &Model<f64>) -> Option<Table> {
+    let (total, _) = model.affine_map()?;
+    let cfg = &model.cfg;
+    let (d, k) = (cfg.d_model, cfg.d_head);
+    let tensor = |name: &str| model.tensor(name).expect("every layout tensor exists");
+    let (w_e, w_u) = (tensor("embed.W_E"), tensor("unembed.W_U"));
+    // Row convention: `D_IN×D` through `inner` (`D×D`) to `D×D_IN`, transposed to columns.
+    let through = |inner: &dyn Fn(usize, usize) -> f64| -> Mat2 {
+        let mut row_map = [[0.0; 2]; 2];
+        for (i, row) in row_map.iter_mut().enumerate() {
+            for (o, cell) in row.iter_mut().enumerate() {
+                *cell = (0..d)
+                    .flat_map(|a| (0..d).map(move |b| (a, b)))
+                    .map(|(a, b)| w_e[i * d + a] * inner(a, b) * w_u[b * D_IN + o])
+                    .sum();
+            }
+        }
+        transpose(&row_map)
+    };
+    let mut out = Table::new(&["term", "row", "col", "value"]);
+    let direct = through(&|a, b| if a == b { 1.0 } else { 0.0 });
+    push_matrix(&mut out, "direct", &direct);
+    let mut rest = sub(&total, &direct);
+    for l in 0..cfg.n_layers {
+        let (w_v, w_o) = (tensor(&format!("blocks.{l}.attn.W_V")), tensor(&format!("blocks.{l}.attn.W_O")));
+        for h in 0..cfg.n_heads {
+            let ov =
+                |a: usize, b: usize| (0..k).map(|j| w_v[(h * d + a) * k + j] * w_o[(h * k + j) * d + b]).sum::<f64>();
+            let path = through(&ov);
+            rest = sub(&rest, &path);
+            push_matrix(&mut out, &format!("L{l}H{h}"), &path);
+        }
+    }
+    if cfg.n_layers > 1 {
+        push_matrix(&mut out, "compositions", &rest);
+    }
+    push_matrix(&mut out, "total", &total);
+    Some(out)
+}
+
+/// The `term`s of a `term, row, col, value` table, in order, with their 2×2 matrices.
+pub fn matrices(table: &Table) -> Result<Vec<(String, Vec<Vec<f64>>)>> {
+    let (terms, rows, cols, values) =
+        (table.text("term")?, table.numbers("row")?, table.numbers("col")?, table.numbers("value")?);
+    let mut out: Vec<(String, Vec<Vec<f64>>)> = vec![];
+    for i in 0..terms.len() {
+        if out.last().is_none_or(|(t, _)| *t != terms[i]) {
+            out.push((terms[i].clone(), vec![vec![f64::NAN; 2]; 2]));
+        }
+        let (r, c) = (rows[i] as usize, cols[i] as usize);
+        let m = &mut out.last_mut().expect("pushed above").1;
+        if r >= m.len() {
+            m.resize(r + 1, vec![f64::NAN; m[0].len()]);
+        }
+        if c >= m[r].len() {
+            m.iter_mut().for_each(|row| row.resize(c + 1, f64::NAN));
+        }
+        m[r][c] = values[i];
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_round_trip_and_name_the_file_on_errors() {
+        let mut t = Table::new(&["a", "b"]);
+        t.push(&[1.5, -2e-9]);
+        let dir = std::env::temp_dir().join(format!("physlens-table-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.csv");
+        std::fs::write(&path, t.to_csv()).unwrap();
+        let back = Table::read(&path).unwrap();
+        assert_eq!(back.numbers("b").unwrap(), vec![-2e-9]);
+        let err = back.numbers("c").unwrap_err().to_string();
+        assert!(err.contains("t.csv") && err.contains("`c`"), "{err}");
+        std::fs::write(&path, "a,b\n1,2,3\n").unwrap();
+        let err = Table::read(&path).unwrap_err().to_string();
+        assert!(err.contains("t.csv") && err.contains("line 2"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_paths_of_a_one_layer_model_add_up_to_its_map() {
+        let cfg = crate::model::ModelConfig::seed();
+        let model = Model::<f64>::init(&cfg, &mut crate::util::rng::Rng::new(3, crate::util::rng::Stream::Init));
+        let parts = matrices(&path_table(&model).unwrap()).unwrap();
+        let names: Vec<&str> = parts.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["direct", "L0H0", "total"]);
+        for r in 0..2 {
+            for c in 0..2 {
+                let sum = parts[0].1[r][c] + parts[1].1[r][c];
+                assert!((sum - parts[2].1[r][c]).abs() < 1e-12);
+            }
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! The report: figures, tables and pages made from a run folder alone.
+
+pub mod build;
+pub mod data;
+pub mod figures;
+pub mod plot;
+pub mod tables;

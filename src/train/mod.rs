@@ -1,0 +1,10 @@
+//! Training: AdamW, the training loop with its checkpoints and resumable
+//! state, and the speed benchmark of the training step.
+
+pub mod bench;
+pub mod optim;
+pub mod progress;
+pub mod state;
+pub mod trainer;
+
+pub use trainer::{TrainOutcome, Trainer, resume, system_info, train, training_set, validation_set};

@@ -1,0 +1,331 @@
+//! Training: the step (forward, loss, backward, AdamW) and the loop around it
+//! (schedule, metrics, checkpoints, divergence).
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+use crate::model::checkpoint::{self, SystemInfo};
+use crate::config::Config;
+use crate::data::{Batches, Dataset};
+use crate::util::error::{Error, Result};
+use crate::util::io::write_text;
+use crate::kernel::{Batch, Kernel, on_workers};
+use crate::util::mat2::Mat2;
+use crate::model::{Model, mse};
+use crate::train::optim::AdamW;
+use crate::physics::Oscillator;
+use crate::train::progress::Progress;
+use crate::util::cancel::CancelToken;
+use crate::util::real::Real;
+use crate::train::state::{DataState, STATE_FILE, TrainState};
+use crate::util::rng::{Rng, Stream};
+
+/// Where training batches come from.
+#[derive(Clone, Debug)]
+enum Source<F> {
+    /// A fixed set, visited in a shuffled order.
+    Fixed { data: Dataset<F>, batches: Batches },
+    /// Fresh samples every step, drawn into `fresh`.
+    Fresh { rng: Rng, fresh: Dataset<F> },
+}
+
+/// Everything one training run holds between steps.
+#[derive(Clone, Debug)]
+pub struct Trainer<F: Real> {
+    /// The resolved configuration.
+    pub config: Config,
+    /// The model being trained.
+    pub model: Model<F>,
+    /// Optimizer state.
+    pub opt: AdamW<F>,
+    /// Steps taken.
+    pub step: u64,
+    osc: Oscillator,
+    propagator: Mat2,
+    source: Source<F>,
+    kernel: Kernel<F>,
+    grads: Vec<F>, // [P]
+}
+
+impl<F: Real> Trainer<F> {
+    /// A fresh run: weights initialised and training data drawn from `config.train.seed`.
+    pub fn new(config: &Config) -> Self {
+        let cfg = config.model_config();
+        let seed = config.train.seed;
+        let osc = config.oscillator();
+        let propagator = osc.propagator(config.system.dt);
+        let model = Model::init(&cfg, &mut Rng::new(seed, Stream::Init));
+        let source = match config.data.n_train {
+            0 => Source::Fresh { rng: Rng::new(seed, Stream::Train), fresh: Dataset::empty(cfg.n_ctx) },
+            n => {
+                Source::Fixed { data: training_set(config), batches: Batches::new(n, Rng::new(seed, Stream::Shuffle)) }
+            }
+        };
+        let b = config.train.batch_size;
+        Trainer {
+            opt: AdamW::new(config.adamw(), model.params.len()),
+            grads: vec![F::zero(); model.params.len()],
+            kernel: Kernel::new(&model, b),
+            config: config.clone(),
+            model,
+            step: 0,
+            osc,
+            propagator,
+            source,
+        }
+    }
+
+    /// The full state after `self.step` steps, with the loop's bookkeeping.
+    fn snapshot(&self, window: (f64, u64), first_loss: Option<f64>, metrics: String, elapsed: f64) -> TrainState<F> {
+        let data = match &self.source {
+            Source::Fixed { batches, .. } => {
+                let (order, next, rng_position) = batches.state();
+                DataState::Fixed { order: order.to_vec(), next, rng_position }
+            }
+            Source::Fresh { rng, .. } => DataState::Fresh { rng_position: rng.position() },
+        };
+        TrainState {
+            step: self.step,
+            params: self.model.params.clone(),
+            m: self.opt.m.clone(),
+            v: self.opt.v.clone(),
+            adam_t: self.opt.t,
+            data,
+            elapsed,
+            window,
+            first_loss,
+            metrics,
+        }
+    }
+
+    /// The trainer of `config` continued from `state`; an error message when
+    /// the state does not fit the config.
+    fn restore(config: &Config, state: TrainState<F>) -> std::result::Result<Self, String> {
+        let mut trainer = Trainer::new(config);
+        let n = trainer.model.params.len();
+        if state.params.len() != n {
+            return Err(format!("holds {} parameters but the run's config.toml needs {n}", state.params.len()));
+        }
+        let seed = config.train.seed;
+        trainer.source = match (trainer.source, state.data) {
+            (Source::Fixed { data, .. }, DataState::Fixed { order, next, rng_position }) => {
+                if order.len() != data.len() || next > order.len() || order.iter().any(|&i| i as usize >= data.len()) {
+                    return Err(format!("its batch order does not fit the {} training sequences", data.len()));
+                }
+                Source::Fixed {
+                    data,
+                    batches: Batches::restore(order, next, Rng::new(seed, Stream::Shuffle), rng_position),
+                }
+            }
+            (Source::Fresh { mut rng, fresh }, DataState::Fresh { rng_position }) => {
+                rng.set_position(rng_position);
+                Source::Fresh { rng, fresh }
+            }
+            _ => {
+                return Err("its data mode (fixed set or fresh samples) differs from config.toml's data.n_train".into());
+            }
+        };
+        trainer.model.params = state.params;
+        trainer.opt.m = state.m;
+        trainer.opt.v = state.v;
+        trainer.opt.t = state.adam_t;
+        trainer.step = state.step;
+        Ok(trainer)
+    }
+
+    /// The learning rate of the next step.
+    pub fn lr(&self) -> f64 {
+        let t = &self.config.train;
+        t.schedule.lr(self.step, t.steps, t.lr, t.lr_min)
+    }
+
+    /// One optimizer step on the next batch; returns the batch loss before
+    /// the update. A non-finite loss leaves the weights untouched.
+    pub fn step(&mut self) -> f64 {
+        let b = self.config.train.batch_size;
+        let width = self.model.cfg.n_ctx * 2;
+        let batch = match &mut self.source {
+            Source::Fixed { data, batches } => {
+                Batch { inputs: &data.inputs, targets: &data.targets, rows: Some(batches.next_batch(b)), width }
+            }
+            Source::Fresh { rng, fresh } => {
+                fresh.refill(&self.osc, &self.propagator, self.config.data.e_train_max, b, rng);
+                Batch { inputs: &fresh.inputs, targets: &fresh.targets, rows: None, width }
+            }
+        };
+        let loss = self.kernel.loss_and_grad(&self.model, &batch, &mut self.grads);
+        if loss.is_finite() {
+            let lr = self.lr();
+            self.opt.step(&mut self.model.params, &self.grads, lr);
+        }
+        self.step += 1;
+        loss
+    }
+}
+
+/// What a finished training run reports.
+#[derive(Clone, Debug)]
+pub struct TrainOutcome<F: Real> {
+    /// The trained model.
+    pub model: Model<F>,
+    /// The training set ([`training_set`]), to evaluate on without drawing it again.
+    pub train: Dataset<F>,
+    /// Validation set used for the metrics.
+    pub valid: Dataset<F>,
+    /// Wall time of the training loop in seconds.
+    pub seconds: f64,
+}
+
+/// The fixed training set of a config; with `n_train = 0` (fresh samples
+/// every step), the first `n_valid` samples the training stream would draw.
+pub fn training_set<F: Real>(config: &Config) -> Dataset<F> {
+    let osc = config.oscillator();
+    let m = osc.propagator(config.system.dt);
+    let n = match config.data.n_train {
+        0 => config.data.n_valid,
+        n => n,
+    };
+    let mut rng = Rng::new(config.train.seed, Stream::Train);
+    Dataset::generate(&osc, &m, config.data.e_train_max, n, config.data.context, &mut rng)
+}
+
+/// The validation set of a config (its own random stream).
+pub fn validation_set<F: Real>(config: &Config) -> Dataset<F> {
+    let osc = config.oscillator();
+    let m = osc.propagator(config.system.dt);
+    let mut rng = Rng::new(config.train.seed, Stream::Valid);
+    Dataset::generate(&osc, &m, config.data.e_valid_max, config.data.n_valid, config.data.context, &mut rng)
+}
+
+/// The metadata that identifies the system a model was trained on.
+pub fn system_info(config: &Config) -> SystemInfo {
+    SystemInfo::oscillator(config.system.omega0, config.system.gamma, config.system.dt)
+}
+
+/// Bookkeeping of the training loop that is not the optimisation itself.
+#[derive(Clone, Debug, Default)]
+struct LoopLog {
+    metrics: String,
+    window: (f64, u64), // (sum of batch losses, count) since the last metrics row
+    first_loss: Option<f64>,
+    history: Vec<(u64, f64)>,
+    elapsed_before: f64,
+}
+
+/// Trains from scratch to the end of the schedule, writing into `dir`:
+/// `config.toml` (first), `metrics.csv` (one row every `log_every` steps),
+/// `model.safetensors` and the full state `train_state.safetensors` (every
+/// `checkpoint_every` steps and at the end).
+///
+/// # Errors
+/// [`Error::Diverged`] on a non-finite or exploding loss (the last periodic
+/// checkpoint, all finite, is kept); [`Error::Interrupted`] once `cancel` is
+/// cancelled, after the current step is done and the full state saved.
+pub fn train<F: Real>(
+    config: &Config,
+    dir: &Path,
+    progress: &dyn Progress,
+    cancel: &CancelToken,
+) -> Result<TrainOutcome<F>> {
+    write_text(&dir.join("config.toml"), &config.to_toml())?;
+    let log = LoopLog { metrics: String::from("step,lr,train_loss,valid_mse,elapsed_s\n"), ..Default::default() };
+    on_workers(|| train_loop(Trainer::<F>::new(config), log, dir, progress, cancel))
+}
+
+/// Continues the run in `dir` from its `train_state.safetensors`, with the
+/// config saved there; the final weights are bit-identical to a run that was
+/// never stopped.
+pub fn resume<F: Real>(dir: &Path, progress: &dyn Progress, cancel: &CancelToken) -> Result<TrainOutcome<F>> {
+    let config = Config::from_file(&dir.join("config.toml"))?;
+    let path = dir.join(STATE_FILE);
+    let state = TrainState::<F>::load(&path)?;
+    let log = LoopLog {
+        metrics: state.metrics.clone(),
+        window: state.window,
+        first_loss: state.first_loss,
+        history: vec![],
+        elapsed_before: state.elapsed,
+    };
+    let trainer = Trainer::<F>::restore(&config, state).map_err(|message| Error::Checkpoint { file: path, message })?;
+    on_workers(|| train_loop(trainer, log, dir, progress, cancel))
+}
+
+fn train_loop<F: Real>(
+    mut trainer: Trainer<F>,
+    mut log: LoopLog,
+    dir: &Path,
+    progress: &dyn Progress,
+    cancel: &CancelToken,
+) -> Result<TrainOutcome<F>> {
+    let config = trainer.config.clone();
+    let t = &config.train;
+    let valid = validation_set::<F>(&config);
+    let start = Instant::now();
+    let elapsed = |log: &LoopLog| log.elapsed_before + start.elapsed().as_secs_f64();
+    while trainer.step < t.steps {
+        if cancel.is_cancelled() {
+            save_state(&trainer, &log, elapsed(&log), dir)?;
+            return Err(Error::Interrupted(format!(
+                "stopped after step {} of {}; the full state is in {}. Continue with `physlens train --resume {}`",
+                trainer.step,
+                t.steps,
+                dir.join(STATE_FILE).display(),
+                dir.display()
+            )));
+        }
+        let lr = trainer.lr();
+        let loss = trainer.step();
+        let first = *log.first_loss.get_or_insert(loss);
+        if !loss.is_finite() || loss > 1e6 * first.max(1e-12) {
+            log.history.push((trainer.step, loss));
+            return Err(Error::Diverged(diagnosis(&log.history, lr, &dir.join("model.safetensors"))));
+        }
+        log.window = (log.window.0 + loss, log.window.1 + 1);
+        let s = trainer.step;
+        if s.is_multiple_of(t.log_every) || s == t.steps {
+            let (train_loss, valid_mse) = (log.window.0 / log.window.1 as f64, mse(&trainer.model, &valid));
+            let secs = elapsed(&log);
+            writeln!(log.metrics, "{s},{lr:e},{train_loss:e},{valid_mse:e},{secs:.3}").expect("write to String");
+            write_text(&dir.join("metrics.csv"), &log.metrics)?;
+            progress.update(s, train_loss, valid_mse, secs);
+            log.history.push((s, train_loss));
+            log.window = (0.0, 0);
+        }
+        if s.is_multiple_of(t.checkpoint_every) || s == t.steps {
+            save_state(&trainer, &log, elapsed(&log), dir)?;
+        }
+    }
+    let seconds = elapsed(&log);
+    let train = match trainer.source {
+        Source::Fixed { data, .. } => data,
+        Source::Fresh { .. } => training_set(&config),
+    };
+    Ok(TrainOutcome { seconds, model: trainer.model, train, valid })
+}
+
+/// Writes `model.safetensors` and `train_state.safetensors` for the current step.
+fn save_state<F: Real>(trainer: &Trainer<F>, log: &LoopLog, elapsed: f64, dir: &Path) -> Result<()> {
+    let extra = [
+        ("producer", format!("physlens {}", env!("CARGO_PKG_VERSION"))),
+        ("step", trainer.step.to_string()),
+        ("seed", trainer.config.train.seed.to_string()),
+        ("config", trainer.config.to_toml()),
+    ];
+    let extra = extra.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    checkpoint::save(&dir.join("model.safetensors"), &trainer.model, &system_info(&trainer.config), &extra)?;
+    trainer.snapshot(log.window, log.first_loss, log.metrics.clone(), elapsed).save(&dir.join(STATE_FILE))
+}
+
+/// A human-readable account of a divergence with a hint.
+fn diagnosis(history: &[(u64, f64)], lr: f64, checkpoint: &Path) -> String {
+    let (step, loss) = history.last().copied().unwrap_or((0, f64::NAN));
+    let recent: Vec<String> = history.iter().rev().take(6).rev().map(|(s, l)| format!("{s}: {l:.3e}")).collect();
+    format!(
+        "loss became {loss:e} at step {step} (learning rate {lr:e}); recent losses [{}]. \
+         Hint: the learning rate is probably too high — try a lower train.lr or a cosine schedule. \
+         The last periodic checkpoint (finite weights) is {}, if one was written before the divergence",
+        recent.join(", "),
+        checkpoint.display()
+    )
+}

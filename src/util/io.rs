@@ -1,0 +1,59 @@
+//! Atomic file output: every file is written under a temporary name in the
+//! same folder and renamed into place, so a crash never leaves half a file.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use crate::util::error::{Error, Result};
+
+/// Writes `bytes` to `path` atomically (temporary file, fsync, rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let tmp = temp_path(path)?;
+    let result = (|| {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::io(path, e));
+    }
+    Ok(())
+}
+
+/// The temporary name `path` is written under before it is renamed into
+/// place: a hidden file in the same folder (so the rename is atomic).
+pub fn temp_path(path: &Path) -> Result<std::path::PathBuf> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| Error::Input { file: path.into(), message: "not a file name".into() })?;
+    // The extension stays last: some writers (image encoders) choose the format by it.
+    let tmp = match path.extension() {
+        Some(ext) => format!(".{}.tmp{}.{}", name.to_string_lossy(), std::process::id(), ext.to_string_lossy()),
+        None => format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()),
+    };
+    Ok(dir.join(tmp))
+}
+
+/// Renames `tmp` (written in full) to `path`, removing `tmp` on failure.
+pub fn commit_temp(tmp: &Path, path: &Path) -> Result<()> {
+    fs::rename(tmp, path).map_err(|e| {
+        let _ = fs::remove_file(tmp);
+        Error::io(path, e)
+    })
+}
+
+/// [`write_atomic`] for text.
+pub fn write_text(path: &Path, text: &str) -> Result<()> {
+    write_atomic(path, text.as_bytes())
+}
+
+/// [`write_atomic`] for pretty-printed JSON with a trailing newline.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(value).expect("serialising plain data cannot fail");
+    text.push('\n');
+    write_text(path, &text)
+}

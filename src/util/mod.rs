@@ -1,0 +1,10 @@
+//! The bottom layer: what every other layer uses and that knows nothing of
+//! physics or models — errors, atomic file output, the seeded random
+//! streams, the float trait, 2×2 linear algebra.
+
+pub mod cancel;
+pub mod error;
+pub mod io;
+pub mod mat2;
+pub mod real;
+pub mod rng;
