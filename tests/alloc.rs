@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use physlens::train::bench::bench_config;
 use physlens::config::Config;
-use physlens::kernel::on_workers;
+use physlens::train::on_workers;
 use physlens::train::Trainer;
 
 struct Counting;

@@ -14,11 +14,14 @@ pub(crate) mod ctx1;
 pub(crate) mod lanes;
 pub(crate) mod pack;
 pub(crate) mod seq;
+#[cfg(test)]
+mod tests;
 
-pub(crate) use chunks::{Batch, CHUNK, on_workers};
-pub(crate) use ctx1::Ctx1Kernel;
-pub(crate) use lanes::{LANES, Simd};
-pub(crate) use seq::{CHUNK_SEQ, SeqKernel};
+pub(crate) use chunks::{Batch, on_workers};
+pub(crate) use lanes::Simd;
+
+use ctx1::Ctx1Kernel;
+use seq::SeqKernel;
 
 use crate::model::Model;
 use crate::util::real::Real;

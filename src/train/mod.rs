@@ -7,4 +7,5 @@ pub mod progress;
 pub mod state;
 pub mod trainer;
 
+pub use crate::kernel::chunks::on_workers;
 pub use trainer::{TrainOutcome, Trainer, resume, system_info, train, training_set, validation_set};

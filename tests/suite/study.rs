@@ -1,5 +1,7 @@
 //! Training, evaluation and the study pipeline end to end, on short schedules.
 
+use physlens::CancelToken;
+use physlens::train::progress::{Silent, silent};
 use physlens::model::checkpoint::{self, AnyModel};
 use physlens::config::Config;
 use physlens::util::error::Error;
@@ -7,7 +9,6 @@ use physlens::eval::rollout;
 use physlens::util::mat2::{self, Mat2};
 use physlens::model::{Activations, Model, ModelConfig};
 use physlens::physics::Oscillator;
-use physlens::progress::ProgressGroup;
 use physlens::run::study::run_study;
 use physlens::train::{Trainer, train};
 
@@ -120,8 +121,7 @@ fn divergence_stops_with_a_diagnosis_and_no_nan_on_disk() {
     config.train.checkpoint_every = 1;
     config.train.log_every = 10;
     let dir = tempfile::tempdir().unwrap();
-    let group = ProgressGroup::new(true);
-    let err = train::<f32>(&config, dir.path(), &group.add("diverge", config.train.steps)).unwrap_err();
+    let err = train::<f32>(&config, dir.path(), &Silent, &CancelToken::new()).unwrap_err();
     let Error::Diverged(message) = &err else { panic!("expected divergence, got {err:?}") };
     assert!(message.contains("learning rate"), "{message}");
     assert_eq!(err.exit_code(), 1);
@@ -134,7 +134,7 @@ fn divergence_stops_with_a_diagnosis_and_no_nan_on_disk() {
 #[test]
 fn short_seed_study_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
-    let summary = run_study(&short_config(), dir.path(), true).unwrap();
+    let summary = run_study(&short_config(), dir.path(), &silent, &CancelToken::new()).unwrap();
     assert_eq!(summary.cases.len(), 2);
     for case in &summary.cases {
         let folder = dir.path().join(&case.name);
@@ -197,7 +197,7 @@ fn a_context_3_study_reads_its_map_from_the_jacobian_and_saves_attention() {
     )
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let summary = run_study(&config, dir.path(), true).unwrap();
+    let summary = run_study(&config, dir.path(), &silent, &CancelToken::new()).unwrap();
     let case = dir.path().join("ctx3");
     let interpret: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(case.join("interpret.json")).unwrap()).unwrap();

@@ -3,9 +3,7 @@
 //! and its headline table, summary.md and summary.tex hold exactly the
 //! numbers of summary.json.
 
-mod common;
-
-use common::{physlens, stderr};
+use crate::common::{physlens, stderr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

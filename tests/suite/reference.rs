@@ -2,9 +2,7 @@
 //! (`tools/reference/reference.py`): forward activations, loss, every gradient,
 //! and the weights after five AdamW steps.
 
-mod common;
-
-use common::{Fixture, load_fixture, max_rel_diff, model_from, to};
+use crate::common::{Fixture, load_fixture, max_rel_diff, model_from, to};
 use physlens::model::{Activations, Model, Scratch, mse_loss};
 use physlens::train::optim::{AdamW, AdamWConfig};
 use physlens::util::real::Real;

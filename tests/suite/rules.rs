@@ -1,9 +1,7 @@
 //! Candidate update rules: orders of accuracy, structure, and agreement with
 //! the SPEC's step-by-step formulas.
 
-mod common;
-
-use common::{M, mm, mv};
+use crate::common::{M, mm, mv};
 use physlens::physics::Oscillator;
 use physlens::physics::rules::{RULES, all_rules, rule_map};
 

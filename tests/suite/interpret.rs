@@ -2,12 +2,10 @@
 //! the effective map, readouts, rule verdicts, Jacobians, circuits, probes,
 //! attention patterns, dumps and the truncation order.
 
-mod handbuilt;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use handbuilt::{gauge, to_f32, two_head_model, two_step_model, write_like_numpy};
+use crate::handbuilt::{gauge, to_f32, two_head_model, two_step_model, write_like_numpy};
 use physlens::model::checkpoint::{self, Checkpoint, SystemInfo};
 use physlens::interpret::dump::{DumpFormat, dump_activations};
 use physlens::interpret::explain::render;
@@ -169,7 +167,7 @@ fn context3_two_step_rule_shows_jacobians_on_the_right_tokens() {
     assert!(heads.iter().all(|h| h.entropy_last <= 1e-30 && h.valid_entropy_last.unwrap() <= 1e-30));
     // The positional scores of the circuits say the same, without running the model.
     let scores = r.circuits.heads[1].positional_scores.as_ref().unwrap();
-    assert!((scores[2][1] - handbuilt::LOGIT).abs() <= 1e-9 && scores[2][2].abs() <= 1e-9);
+    assert!((scores[2][1] - crate::handbuilt::LOGIT).abs() <= 1e-9 && scores[2][2].abs() <= 1e-9);
 }
 
 #[test]

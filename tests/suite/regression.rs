@@ -1,5 +1,7 @@
 //! One test per bug found, named for what broke.
 
+use physlens::CancelToken;
+use physlens::train::progress::silent;
 use physlens::config::Config;
 use physlens::run::study::run_study;
 
@@ -13,7 +15,7 @@ fn png_figures_written_through_a_temporary_name_are_real_pngs_and_leave_no_tempo
     )
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    run_study(&config, dir.path(), true).unwrap();
+    run_study(&config, dir.path(), &silent, &CancelToken::new()).unwrap();
     physlens::report::build::build_report(dir.path()).unwrap();
     let figures = dir.path().join("one/figures");
     let mut pngs = 0;

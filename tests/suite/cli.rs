@@ -1,8 +1,6 @@
 //! The `physlens` binary: commands, outputs and exit codes (SPEC §6).
 
-mod common;
-
-use common::{SPEC_INTERPRET_KEYS, physlens, stderr};
+use crate::common::{SPEC_INTERPRET_KEYS, physlens, stderr};
 
 const SMALL: &str = "[system]\ngamma = 0.05\n[data]\nn_train = 5000\nn_valid = 256\n[train]\nsteps = 1500\nlr = 1e-2\nbatch_size = 64\nlog_every = 500\n[eval]\nrollout_steps = 50\nn_rollouts = 8\n";
 

@@ -1,9 +1,7 @@
 //! The hand-written backward pass against central finite differences in f64,
 //! for every switch of the model family.
 
-mod common;
-
-use common::config;
+use crate::common::config;
 use physlens::model::{Activations, AttnScale, Model, ModelConfig, Scratch, mse_loss};
 use physlens::util::rng::{Rng, Stream};
 

@@ -1,15 +1,11 @@
 //! The `physlens interpret` command: `--json`, `--dump … --out`, several
 //! `--model`s, and bad flags (exit code 2).
 
-mod handbuilt;
-
-mod common;
-
-use common::{SPEC_INTERPRET_KEYS, physlens, stderr, stdout};
+use crate::common::{SPEC_INTERPRET_KEYS, physlens, stderr, stdout};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use handbuilt::{gauge, two_head_model, two_step_model, write_like_numpy};
+use crate::handbuilt::{gauge, two_head_model, two_step_model, write_like_numpy};
 use physlens::model::checkpoint::{self, SystemInfo};
 use physlens::physics::rules::rule_map;
 

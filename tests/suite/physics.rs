@@ -1,9 +1,7 @@
 //! The oscillator's propagator against an independent matrix exponential, and
 //! the physics it must obey (composition, determinant, energy).
 
-mod common;
-
-use common::{M, mm, mv};
+use crate::common::{M, mm, mv};
 use physlens::physics::{Oscillator, Regime};
 
 // ------------------------------------------------ independent reference

@@ -1,0 +1,22 @@
+//! The integration tests, in one binary (one link instead of fifteen): each
+//! module is one concern, named for what it checks. `common` and `handbuilt`
+//! are shared helpers (models built by hand whose answer is known).
+
+mod common;
+mod handbuilt;
+
+mod checkpoint;
+mod cli;
+mod config;
+mod fuzz;
+mod gradcheck;
+mod interpret;
+mod interpret_cli;
+mod physics;
+mod readout;
+mod reference;
+mod regression;
+mod reliability;
+mod report;
+mod rules;
+mod study;
