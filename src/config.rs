@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::util::error::{Error, Result};
 use crate::model::{AttnScale, ModelConfig};
-use crate::train::optim::{AdamWConfig, Schedule};
 use crate::physics::Oscillator;
 use crate::util::real::Dtype;
 
@@ -100,6 +99,29 @@ pub struct EvalConfig {
     pub rollout_steps: usize,
     /// Trajectories rolled out (initial energies uniform on `[0, e_valid_max]`).
     pub n_rollouts: usize,
+}
+
+/// How the learning rate moves from `lr` over the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// `lr` throughout.
+    Constant,
+    /// Half a cosine from `lr` at step 0 to `lr_min` at the last step.
+    Cosine,
+}
+
+impl Schedule {
+    /// The learning rate for step `step` (0-based) of `steps`.
+    pub fn lr(self, step: u64, steps: u64, lr: f64, lr_min: f64) -> f64 {
+        match self {
+            Schedule::Constant => lr,
+            Schedule::Cosine => {
+                let frac = step as f64 / steps.max(1) as f64;
+                lr_min + (lr - lr_min) * 0.5 * (1.0 + (std::f64::consts::PI * frac).cos())
+            }
+        }
+    }
 }
 
 /// One case of `physlens run`: a name and the damping it uses.
@@ -243,12 +265,6 @@ impl Config {
     /// The oscillator this config describes.
     pub fn oscillator(&self) -> Oscillator {
         Oscillator { omega0: self.system.omega0, gamma: self.system.gamma }
-    }
-
-    /// AdamW hyper-parameters.
-    pub fn adamw(&self) -> AdamWConfig {
-        let t = &self.train;
-        AdamWConfig { beta1: t.beta1, beta2: t.beta2, eps: t.eps, weight_decay: t.weight_decay }
     }
 
     /// Warnings that do not stop a run (e.g. validation energies inside the training range).

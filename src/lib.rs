@@ -1,11 +1,32 @@
 //! physlens: train small attention-only transformers on physical systems and
 //! open them up to see how they solve the problem.
 //!
-//! The crate is a library with a thin binary (`physlens`, in `main.rs`).
-//! Conventions used throughout:
-//! - physics uses column vectors, `s' = M s` with `s = (x, p)`;
+//! The crate is a library with a thin binary (`src/bin/physlens/`: flags,
+//! printing, progress bars, Ctrl-C, exit codes). The user reference (config
+//! keys, run-folder files, checkpoint layout, JSON keys, command line) is in
+//! `docs/` of the repository.
+//!
+//! # Layers
+//! The folders are the path a number takes. Lowest first; a module uses only
+//! modules of its own layer or of layers before it, and no two modules use
+//! each other (`tests/suite/architecture.rs` reads the `crate::` paths and
+//! fails otherwise):
+//! 1. `util` — errors, atomic files, seeded random streams, floats, 2×2 algebra
+//! 2. `physics` — the oscillator, its exact propagator, update rules, readouts
+//! 3. `data` — training and validation sequences
+//! 4. `model` — the transformer (forward, backward), its circuits, its checkpoint
+//! 5. `kernel` — the fast fused training kernels (crate-private)
+//! 6. `config` — the typed TOML configuration
+//! 7. `train` — AdamW, the training loop, resumable state, the speed benchmark
+//! 8. `eval` — MSE, rollouts and their statistics
+//! 9. `interpret` — effective maps, Jacobians, circuits, probes, patterns, dumps
+//! 10. `run` — the run folder (reads and writes its records) and the study
+//! 11. `report` — figures and pages from a run folder alone (feature `report`)
+//!
+//! # Conventions
+//! - physics uses column vectors, `s' = M s + c` with `s = (x, p)`;
 //! - the model uses row vectors (a token is a row), as in TransformerLens;
-//! - the two meet in exactly one place, [`model::Model::affine_map`].
+//! - the two meet in one function, [`model::circuits::to_physics`].
 
 pub mod config;
 pub mod data;

@@ -44,7 +44,7 @@ pub fn bench_config(name: &str, batch: usize) -> Option<Config> {
         _ => return None,
     }
     c.train.batch_size = batch;
-    c.train.schedule = crate::train::optim::Schedule::Constant;
+    c.train.schedule = crate::config::Schedule::Constant;
     c.train.steps = u64::MAX;
     c.train.dtype = Dtype::F32;
     c.data.n_train = c.data.n_train.max(batch); // the SPEC default, 100 000, as the PyTorch side uses

@@ -1,12 +1,11 @@
 //! AdamW with decoupled weight decay and bias correction, computed exactly as
-//! `torch.optim.AdamW` (single-tensor path) computes it, and the learning-rate
-//! schedules.
+//! `torch.optim.AdamW` (single-tensor path) computes it. The learning-rate
+//! schedule is [`crate::config::Schedule`].
 
-use serde::{Deserialize, Serialize};
-
+use crate::config::TrainConfig;
 use crate::util::real::Real;
 
-/// AdamW hyper-parameters (the learning rate comes per step from a [`Schedule`]).
+/// AdamW hyper-parameters (the learning rate comes per step from a [`crate::config::Schedule`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamWConfig {
     /// Exponential decay of the first moment.
@@ -30,6 +29,12 @@ pub struct AdamW<F> {
     pub v: Vec<F>,
     /// Steps taken so far.
     pub t: u64,
+}
+
+impl From<&TrainConfig> for AdamWConfig {
+    fn from(t: &TrainConfig) -> Self {
+        AdamWConfig { beta1: t.beta1, beta2: t.beta2, eps: t.eps, weight_decay: t.weight_decay }
+    }
 }
 
 impl<F: Real> AdamW<F> {
@@ -59,29 +64,6 @@ impl<F: Real> AdamW<F> {
             *m += w1 * (*g - *m);
             *v = *v * b2 + w2 * *g * *g;
             *w -= step_size * (*m / (v.sqrt() / bias2_sqrt + eps));
-        }
-    }
-}
-
-/// How the learning rate moves from `lr` over the run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Schedule {
-    /// `lr` throughout.
-    Constant,
-    /// Half a cosine from `lr` at step 0 to `lr_min` at the last step.
-    Cosine,
-}
-
-impl Schedule {
-    /// The learning rate for step `step` (0-based) of `steps`.
-    pub fn lr(self, step: u64, steps: u64, lr: f64, lr_min: f64) -> f64 {
-        match self {
-            Schedule::Constant => lr,
-            Schedule::Cosine => {
-                let frac = step as f64 / steps.max(1) as f64;
-                lr_min + (lr - lr_min) * 0.5 * (1.0 + (std::f64::consts::PI * frac).cos())
-            }
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::util::io::write_text;
 use crate::kernel::{Batch, Kernel, on_workers};
 use crate::util::mat2::Mat2;
 use crate::model::{Model, mse};
-use crate::train::optim::AdamW;
+use crate::train::optim::{AdamW, AdamWConfig};
 use crate::physics::Oscillator;
 use crate::train::progress::Progress;
 use crate::util::cancel::CancelToken;
@@ -64,7 +64,7 @@ impl<F: Real> Trainer<F> {
         };
         let b = config.train.batch_size;
         Trainer {
-            opt: AdamW::new(config.adamw(), model.params.len()),
+            opt: AdamW::new(AdamWConfig::from(&config.train), model.params.len()),
             grads: vec![F::zero(); model.params.len()],
             kernel: Kernel::new(&model, b),
             config: config.clone(),

@@ -3,7 +3,7 @@
 use physlens::config::Config;
 use physlens::util::error::Error;
 use physlens::model::AttnScale;
-use physlens::train::optim::Schedule;
+use physlens::config::Schedule;
 use physlens::util::real::Dtype;
 
 /// The key and message of a config error (panics on anything else).

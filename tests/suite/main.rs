@@ -5,6 +5,7 @@
 mod common;
 mod handbuilt;
 
+mod architecture;
 mod checkpoint;
 mod cli;
 mod config;

@@ -116,7 +116,7 @@ fn fresh_samples_every_step_also_train() {
 fn divergence_stops_with_a_diagnosis_and_no_nan_on_disk() {
     let mut config = short_config();
     config.train.lr = 1e4;
-    config.train.schedule = physlens::train::optim::Schedule::Constant;
+    config.train.schedule = physlens::config::Schedule::Constant;
     // A checkpoint after every step, so one exists from before the blow-up.
     config.train.checkpoint_every = 1;
     config.train.log_every = 10;
