@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use physlens::train::bench::bench_config;
-use physlens::model::checkpoint::SystemInfo;
+use physlens::System;
 use physlens::eval::rollout;
 use physlens::interpret::map::interpret_affine;
 use physlens::kernel::on_workers;
@@ -64,7 +64,7 @@ fn rollouts(c: &mut Criterion) {
 /// The interpretation of a context-1 model: map, readouts, best fit, rule distances.
 fn interpret(c: &mut Criterion) {
     let model = Model::<f64>::init(&ModelConfig::seed(), &mut Rng::new(0, Stream::Init));
-    let system = SystemInfo::oscillator(2.0, 0.1, 0.1);
+    let system = System { omega0: 2.0, gamma: 0.1, dt: 0.1 };
     c.bench_function("interpret/seed affine", |b| b.iter(|| interpret_affine(black_box(&model), &system)));
 }
 

@@ -8,20 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::util::error::{Error, Result};
 use crate::model::{AttnScale, ModelConfig};
-use crate::physics::Oscillator;
+use crate::physics::{Oscillator, System};
 use crate::util::real::Dtype;
-
-/// `[system]`: the physics.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SystemConfig {
-    /// Natural angular frequency ω0 (> 0).
-    pub omega0: f64,
-    /// Damping rate γ (≥ 0; any regime).
-    pub gamma: f64,
-    /// Time step Δt between tokens (> 0).
-    pub dt: f64,
-}
 
 /// `[data]`: how states are sampled.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -147,7 +135,7 @@ pub struct RunConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// `[system]`.
-    pub system: SystemConfig,
+    pub system: System,
     /// `[data]`.
     pub data: DataConfig,
     /// `[model]`.
@@ -158,12 +146,6 @@ pub struct Config {
     pub eval: EvalConfig,
     /// `[run]`.
     pub run: RunConfig,
-}
-
-impl Default for SystemConfig {
-    fn default() -> Self {
-        SystemConfig { omega0: 2.0, gamma: 0.1, dt: 0.1 }
-    }
 }
 
 impl Default for DataConfig {
@@ -264,7 +246,7 @@ impl Config {
 
     /// The oscillator this config describes.
     pub fn oscillator(&self) -> Oscillator {
-        Oscillator { omega0: self.system.omega0, gamma: self.system.gamma }
+        self.system.oscillator()
     }
 
     /// Warnings that do not stop a run (e.g. validation energies inside the training range).
@@ -282,9 +264,10 @@ impl Config {
     /// Checks every value; the error names the key and what is accepted.
     pub fn validate(&self, file: &str) -> Result<()> {
         let err = |key: &str, message: String| Err(Error::Config { file: file.into(), key: key.into(), message });
+        if let Some(bad) = self.system.invalid() {
+            return err(&format!("system.{}", bad.field), format!("must be {}, got {}", bad.accepted, bad.value));
+        }
         let positive = [
-            ("system.omega0", self.system.omega0),
-            ("system.dt", self.system.dt),
             ("data.e_train_max", self.data.e_train_max),
             ("data.e_valid_max", self.data.e_valid_max),
             ("train.lr", self.train.lr),
@@ -296,7 +279,6 @@ impl Config {
             }
         }
         let non_negative = [
-            ("system.gamma", self.system.gamma),
             ("train.lr_min", self.train.lr_min),
             ("train.weight_decay", self.train.weight_decay),
         ];

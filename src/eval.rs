@@ -3,9 +3,9 @@
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::data::sample_state;
+use crate::data::{Dataset, sample_state};
 use crate::util::mat2::{Vec2, apply};
 use crate::model::{Activations, D_IN, Model};
 use crate::physics::Oscillator;
@@ -32,15 +32,18 @@ pub struct StepStats {
 }
 
 /// The headline rollout numbers (SPEC §4 `rollout`).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RolloutSummary {
     /// Autoregressive steps.
     pub steps: usize,
     /// Median relative error at the last step.
+    #[serde(deserialize_with = "crate::util::json::nan_if_null")]
     pub median_rel_err_final: f64,
     /// Largest relative error at the last step.
+    #[serde(deserialize_with = "crate::util::json::nan_if_null")]
     pub max_rel_err_final: f64,
     /// Largest relative error over all steps and trajectories.
+    #[serde(deserialize_with = "crate::util::json::nan_if_null")]
     pub max_rel_err: f64,
 }
 
@@ -168,4 +171,30 @@ impl Rollout {
         }
         out
     }
+}
+
+/// Sequences per forward pass in [`error_vs_energy_csv`].
+const CHUNK: usize = 4096;
+
+/// `error_vs_energy.csv`: for every validation sequence, the energy of the
+/// last input state, and the squared and relative error `‖ŝ − s‖/‖s‖` of the
+/// model's prediction of the state after it.
+pub fn error_vs_energy_csv<F: Real>(model: &Model<F>, valid: &Dataset<F>, osc: &Oscillator) -> String {
+    let t = model.cfg.n_ctx;
+    let w = t * D_IN;
+    let mut acts = Activations::new(&model.cfg, CHUNK.min(valid.len()).max(1));
+    let mut out = String::from("energy,sq_err,rel_err\n");
+    for (inputs, targets) in valid.inputs.chunks(CHUNK * w).zip(valid.targets.chunks(CHUNK * w)) {
+        model.forward(inputs, &mut acts);
+        for ((seq, target), pred) in inputs.chunks_exact(w).zip(targets.chunks_exact(w)).zip(acts.pred.chunks_exact(w))
+        {
+            let last = (t - 1) * D_IN;
+            let s = [seq[last].f64(), seq[last + 1].f64()];
+            let y = [target[last].f64(), target[last + 1].f64()];
+            let sq = (pred[last].f64() - y[0]).powi(2) + (pred[last + 1].f64() - y[1]).powi(2);
+            let rel = sq.sqrt() / y[0].hypot(y[1]);
+            writeln!(out, "{:e},{sq:e},{rel:e}", osc.energy(s)).expect("write to String");
+        }
+    }
+    out
 }

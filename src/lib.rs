@@ -41,3 +41,4 @@ pub mod train;
 pub mod util;
 
 pub use util::cancel::CancelToken;
+pub use physics::System;

@@ -35,7 +35,7 @@ pub struct OmegaIdentifiability {
 
 /// Reads [`OmegaIdentifiability`] off a report.
 pub fn omega_identifiability(r: &MapReport) -> OmegaIdentifiability {
-    let dt = r.truth.dt;
+    let dt = r.truth.system.dt;
     let (learned, truth) = (r.learned.omega * dt, r.truth.omega * dt);
     let mut statement = if !r.learned.oscillatory {
         "ω is not identifiable: the eigenvalues are real, so the map does not rotate and has no frequency to read \
@@ -184,11 +184,11 @@ pub fn render(r: &FullReport) -> String {
     let _ = writeln!(
         s,
         "system: ω0 = {}, γ = {}, Δt = {} (true ω = {:.6}, ωΔt = {:.4})",
-        t.omega0,
-        t.gamma,
-        t.dt,
+        t.system.omega0,
+        t.system.gamma,
+        t.system.dt,
         t.omega,
-        t.omega * t.dt
+        t.omega * t.system.dt
     );
     let _ = writeln!(s);
     let _ = writeln!(s, "effective map — {}", m.map_kind);
@@ -209,7 +209,7 @@ pub fn render(r: &FullReport) -> String {
     let _ = writeln!(
         s,
         "  spectral : ω0 = {:.9} (truth {}, rel. err. {:.2e})  γ = {:.9} (truth {}, abs. err. {:.2e})  ω = {:.9}",
-        m.learned.omega0, t.omega0, m.errors.omega0_rel, m.learned.gamma, t.gamma, m.errors.gamma_abs, m.learned.omega
+        m.learned.omega0, t.system.omega0, m.errors.omega0_rel, m.learned.gamma, t.system.gamma, m.errors.gamma_abs, m.learned.omega
     );
     let _ = writeln!(
         s,
@@ -239,7 +239,7 @@ pub fn render(r: &FullReport) -> String {
     }
     let _ = writeln!(s, "  {}", r.omega_identifiability.statement);
     let _ = writeln!(s);
-    let _ = writeln!(s, "which rule does it run? (Frobenius distance ‖M − M_rule‖ at Δt = {})", t.dt);
+    let _ = writeln!(s, "which rule does it run? (Frobenius distance ‖M − M_rule‖ at Δt = {})", t.system.dt);
     for d in &m.methods {
         let _ = writeln!(s, "  {:<17} {:.3e}", d.name, d.distance);
     }

@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::model::checkpoint::{AnyModel, Checkpoint, SystemInfo};
+use crate::model::checkpoint::{AnyModel, Checkpoint};
+use crate::physics::System;
 use crate::model::circuits::{Circuits, circuits};
 use crate::data::Dataset;
 use crate::interpret::dump::{DumpFormat, dump_activations};
@@ -150,8 +151,8 @@ pub struct MultiReport {
 ///
 /// # Shapes
 /// Returns `[n, n_ctx, 2]`, row-major `(x, p)` pairs.
-pub fn validation_inputs<F: Real>(system: &SystemInfo, n_ctx: usize, opts: &InterpretOptions) -> Vec<F> {
-    let osc = system.osc();
+pub fn validation_inputs<F: Real>(system: &System, n_ctx: usize, opts: &InterpretOptions) -> Vec<F> {
+    let osc = system.oscillator();
     let mut rng = Rng::new(opts.seed, Stream::Valid);
     Dataset::<F>::generate(&osc, &osc.propagator(system.dt), opts.e_valid_max, opts.n_valid, n_ctx, &mut rng).inputs
 }
@@ -184,7 +185,7 @@ pub fn interpret_checkpoint(ckpt: &Checkpoint, file: &str, opts: &InterpretOptio
     }
     let model = ckpt.model.to_f64();
     let system = &ckpt.system;
-    let (osc, dt) = (system.osc(), system.dt);
+    let (osc, dt) = (system.oscillator(), system.dt);
     let inputs = validation_inputs::<f64>(system, model.cfg.n_ctx, opts);
     let jac = last_prediction_jacobians(&model, &inputs);
     let jacobians = summarize(&jac, &inputs);
@@ -230,10 +231,10 @@ pub fn interpret_many(ckpts: &[Checkpoint], files: &[String], opts: &InterpretOp
         .iter()
         .map(|r| OrderPoint {
             model: r.model.file.clone(),
-            dt: r.map.truth.dt,
+            dt: r.map.truth.system.dt,
             error_vs_exact: r.map.error_vs_exact,
-            omega0: r.map.truth.omega0,
-            gamma: r.map.truth.gamma,
+            omega0: r.map.truth.system.omega0,
+            gamma: r.map.truth.system.gamma,
         })
         .collect();
     let (truncation_order, truncation_order_unavailable) = match fit_order(points) {
@@ -257,7 +258,7 @@ pub fn dump_checkpoint(
 ) -> Result<Vec<PathBuf>> {
     fn run<F: Real>(
         m: &Model<F>,
-        s: &SystemInfo,
+        s: &System,
         n: &[String],
         d: &Path,
         f: DumpFormat,

@@ -5,65 +5,77 @@
 //! `s' = M s + c`. The row-convention model is converted once, in
 //! [`crate::model::Model::affine_map`].
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::model::checkpoint::SystemInfo;
+use crate::physics::System;
 use crate::util::mat2::{Complex, Mat2, Vec2, eigenvalues};
 use crate::model::Model;
 use crate::physics::readout::{BestFit, RuleDistance, best_fit, ratio_omega0_sq, rule_distances, spectral, verdict};
 use crate::util::real::Real;
 
 /// `learned`: the spectral reading of the map (SPEC §1.3 (a)).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Learned {
     /// ω0 from the eigenvalues.
+    #[serde(deserialize_with = "crate::util::json::nan_if_null")]
     pub omega0: f64,
     /// γ = −ln(det M)/(2Δt).
+    #[serde(deserialize_with = "crate::util::json::nan_if_null")]
     pub gamma: f64,
     /// ω = |arg λ|/Δt.
+    #[serde(default = "crate::util::json::nan", deserialize_with = "crate::util::json::nan_if_null")]
     pub omega: f64,
     /// Eigenvalues are complex (the map rotates).
+    #[serde(default)]
     pub oscillatory: bool,
     /// ω is identifiable at this Δt (ωΔt < π).
+    #[serde(default)]
     pub identifiable: bool,
 }
 
-/// `truth`: the system the model was trained on (from the checkpoint metadata).
-#[derive(Clone, Debug, Serialize)]
+/// `truth`: the system the model was trained on (from the checkpoint
+/// metadata), with its damped frequency.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Truth {
-    /// ω0.
-    pub omega0: f64,
-    /// γ.
-    pub gamma: f64,
+    /// ω0, γ and Δt.
+    #[serde(flatten)]
+    pub system: System,
     /// Damped frequency `sqrt(ω0² − γ²)` (0 unless underdamped).
+    #[serde(default = "crate::util::json::nan", deserialize_with = "crate::util::json::nan_if_null")]
     pub omega: f64,
-    /// Δt.
-    pub dt: f64,
 }
 
 /// Relative errors of the readouts against the truth (absolute for γ = 0).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ReadoutErrors {
     /// `|ω0_learned − ω0| / ω0`.
+    #[serde(deserialize_with = "crate::util::json::nan_if_null")]
     pub omega0_rel: f64,
     /// `|γ_learned − γ| / γ`, or the absolute error when γ = 0.
+    #[serde(deserialize_with = "crate::util::json::nan_if_null")]
     pub gamma_rel: f64,
     /// `|ω0_fit − ω0| / ω0` for the best fit.
+    #[serde(deserialize_with = "crate::util::json::nan_if_null")]
     pub best_fit_omega0_rel: f64,
     /// Same as `gamma_rel` for the best fit.
+    #[serde(deserialize_with = "crate::util::json::nan_if_null")]
     pub best_fit_gamma_rel: f64,
     /// `|ω0_learned − ω0|`.
+    #[serde(deserialize_with = "crate::util::json::nan_if_null")]
     pub omega0_abs: f64,
     /// `|γ_learned − γ|`.
+    #[serde(deserialize_with = "crate::util::json::nan_if_null")]
     pub gamma_abs: f64,
 }
 
 /// The SPEC §4 interpretation of an affine map (`physlens interpret --json`).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MapReport {
     /// `M`, column convention.
+    #[serde(deserialize_with = "crate::util::json::mat2_nan_if_null")]
     pub effective_map: Mat2,
     /// `c`.
+    #[serde(deserialize_with = "crate::util::json::vec2_nan_if_null")]
     pub offset: Vec2,
     /// Eigenvalues of `M`.
     pub eigenvalues: [Complex; 2],
@@ -72,6 +84,7 @@ pub struct MapReport {
     /// Nearest exact propagator.
     pub best_fit: BestFit,
     /// `−M21/M12`, a second estimate of ω0².
+    #[serde(deserialize_with = "crate::util::json::nan_if_null")]
     pub omega0_sq_ratio: f64,
     /// From the checkpoint metadata.
     pub truth: Truth,
@@ -82,18 +95,21 @@ pub struct MapReport {
     /// The candidate at the smallest distance.
     pub nearest_method: String,
     /// `d₂/d₁`.
+    #[serde(deserialize_with = "crate::util::json::nan_if_null")]
     pub margin: f64,
     /// `margin ≥ 10`.
     pub identifiable: bool,
     /// `‖M − M_exact‖_F`.
+    #[serde(deserialize_with = "crate::util::json::nan_if_null")]
     pub error_vs_exact: f64,
     /// How the map was obtained.
+    #[serde(default)]
     pub map_kind: String,
 }
 
 /// Reads the affine map `s' = M s + c` of a model trained on `system`.
-pub fn analyze_map(m: Mat2, c: Vec2, system: &SystemInfo, map_kind: &str) -> MapReport {
-    let osc = system.osc();
+pub fn analyze_map(m: Mat2, c: Vec2, system: &System, map_kind: &str) -> MapReport {
+    let osc = system.oscillator();
     let dt = system.dt;
     let s = spectral(&m, dt);
     let fit = best_fit(&m, dt);
@@ -121,7 +137,7 @@ pub fn analyze_map(m: Mat2, c: Vec2, system: &SystemInfo, map_kind: &str) -> Map
         },
         best_fit: fit,
         omega0_sq_ratio: ratio_omega0_sq(&m),
-        truth: Truth { omega0: osc.omega0, gamma: osc.gamma, omega: osc.omega(), dt },
+        truth: Truth { system: *system, omega: system.omega() },
         methods,
         nearest_method: v.nearest_method,
         margin: v.margin,
@@ -133,7 +149,7 @@ pub fn analyze_map(m: Mat2, c: Vec2, system: &SystemInfo, map_kind: &str) -> Map
 
 /// The interpretation of a context-1 model (exact affine map); `None` for
 /// models whose map depends on the input (context > 1).
-pub fn interpret_affine<F: Real>(model: &Model<F>, system: &SystemInfo) -> Option<MapReport> {
+pub fn interpret_affine<F: Real>(model: &Model<F>, system: &System) -> Option<MapReport> {
     let (m, c) = model.affine_map()?;
     Some(analyze_map(m, c, system, "exact affine map of a context-1 model"))
 }
@@ -146,7 +162,7 @@ pub fn interpret_affine<F: Real>(model: &Model<F>, system: &SystemInfo) -> Optio
 /// circuits, probes…) is [`crate::interpret::full::interpret_checkpoint`].
 pub fn interpret_with_jacobians<F: Real>(
     model: &Model<F>,
-    system: &SystemInfo,
+    system: &System,
     jacobians: &crate::interpret::jacobian::JacobianReport,
 ) -> MapReport {
     if let Some(report) = interpret_affine(model, system) {

@@ -51,14 +51,15 @@
 //! # Example
 //! ```
 //! use std::collections::BTreeMap;
-//! use physlens::model::checkpoint::{self, AnyModel, SystemInfo};
+//! use physlens::System;
+//! use physlens::model::checkpoint::{self, AnyModel};
 //! use physlens::model::{Model, ModelConfig};
 //! use physlens::util::rng::{Rng, Stream};
 //!
 //! let dir = tempfile::tempdir().unwrap();
 //! let path = dir.path().join("model.safetensors");
 //! let model = Model::<f32>::init(&ModelConfig::seed(), &mut Rng::new(0, Stream::Init));
-//! let system = SystemInfo::oscillator(2.0, 0.1, 0.1);
+//! let system = System { omega0: 2.0, gamma: 0.1, dt: 0.1 };
 //! let extra = BTreeMap::from([("step".to_string(), "40000".to_string())]);
 //! checkpoint::save(&path, &model, &system, &extra).unwrap();
 //!
@@ -79,7 +80,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::util::error::{Error, Result};
 use crate::model::{Layout, Model, ModelConfig, TensorInfo};
-use crate::physics::Oscillator;
+use crate::physics::System;
 use crate::util::real::{Dtype, Real};
 
 /// The value of the `format` metadata key this version writes and reads.
@@ -96,51 +97,29 @@ const MAX_LISTED: usize = 12;
 
 // ---------------------------------------------------------------- types
 
-/// The physical system a model was trained on (the `system` metadata key).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SystemInfo {
+/// The `system` metadata value: `{"kind": "damped_oscillator", "omega0": .., "gamma": .., "dt": ..}`.
+#[derive(Serialize, Deserialize)]
+struct SystemMetadata {
     /// Always `"damped_oscillator"` for now.
-    pub kind: String,
-    /// Natural angular frequency ω0 (> 0).
-    pub omega0: f64,
-    /// Damping rate γ (≥ 0).
-    pub gamma: f64,
-    /// Time step Δt between tokens (> 0).
-    pub dt: f64,
+    kind: String,
+    #[serde(flatten)]
+    system: System,
 }
 
-impl SystemInfo {
-    /// A damped harmonic oscillator `x'' + 2γ x' + ω0² x = 0` sampled every `dt`.
-    pub fn oscillator(omega0: f64, gamma: f64, dt: f64) -> Self {
-        SystemInfo { kind: OSCILLATOR.to_string(), omega0, gamma, dt }
+/// `Err(what is wrong)` unless `meta` is a valid oscillator.
+fn check_system(meta: &SystemMetadata) -> std::result::Result<(), String> {
+    if meta.kind != OSCILLATOR {
+        return Err(format!(
+            "`system`: kind = {:?} is not supported; the only accepted kind is {OSCILLATOR:?}",
+            meta.kind
+        ));
     }
-
-    /// The oscillator (without Δt) for the physics routines.
-    pub fn osc(&self) -> Oscillator {
-        Oscillator { omega0: self.omega0, gamma: self.gamma }
-    }
-
-    /// `Err(what is wrong)` unless this is a valid oscillator.
-    fn check(&self) -> std::result::Result<(), String> {
-        if self.kind != OSCILLATOR {
-            return Err(format!(
-                "`system`: kind = {:?} is not supported; the only accepted kind is {OSCILLATOR:?}",
-                self.kind
-            ));
-        }
-        let positive = |name: &str, v: f64| {
-            if v.is_finite() && v > 0.0 {
-                Ok(())
-            } else {
-                Err(format!("`system`: {name} = {v} is not accepted; {name} must be finite and > 0"))
-            }
-        };
-        positive("omega0", self.omega0)?;
-        positive("dt", self.dt)?;
-        if !(self.gamma.is_finite() && self.gamma >= 0.0) {
-            return Err(format!("`system`: gamma = {} is not accepted; gamma must be finite and ≥ 0", self.gamma));
-        }
-        Ok(())
+    match meta.system.invalid() {
+        Some(bad) => Err(format!(
+            "`system`: {} = {} is not accepted; {} must be {}",
+            bad.field, bad.value, bad.field, bad.accepted
+        )),
+        None => Ok(()),
     }
 }
 
@@ -185,7 +164,7 @@ pub struct Checkpoint {
     /// Architecture and weights.
     pub model: AnyModel,
     /// The physical system the model was trained on.
-    pub system: SystemInfo,
+    pub system: System,
     /// The full `__metadata__` of the file, including `format`, `model` and
     /// `system` as the raw strings found.
     pub metadata: BTreeMap<String, String>,
@@ -210,7 +189,7 @@ pub struct Checkpoint {
 pub fn save<F: Real>(
     path: &Path,
     model: &Model<F>,
-    system: &SystemInfo,
+    system: &System,
     extra: &BTreeMap<String, String>,
 ) -> Result<()> {
     let fail = |message: String| Error::Checkpoint { file: path.to_path_buf(), message };
@@ -220,7 +199,8 @@ pub fn save<F: Real>(
         )));
     }
     check_dims(&model.cfg).map_err(fail)?;
-    system.check().map_err(fail)?;
+    let system = SystemMetadata { kind: OSCILLATOR.to_string(), system: *system };
+    check_system(&system).map_err(fail)?;
     if model.layout != Layout::new(&model.cfg) || model.params.len() != model.layout.len {
         return Err(fail(format!(
             "the model's layout ({} parameters) does not match its config (which needs {})",
@@ -251,7 +231,7 @@ pub fn save<F: Real>(
     let json = |what: &str, r: serde_json::Result<String>| r.map_err(|e| fail(format!("cannot encode `{what}`: {e}")));
     metadata.insert("format".into(), FORMAT.into());
     metadata.insert("model".into(), json("model", serde_json::to_string(&model.cfg))?);
-    metadata.insert("system".into(), json("system", serde_json::to_string(system))?);
+    metadata.insert("system".into(), json("system", serde_json::to_string(&system))?);
 
     // The safetensors header, written here rather than by
     // `safetensors::serialize` so that the file is byte-for-byte
@@ -447,8 +427,8 @@ fn check_dims(cfg: &ModelConfig) -> std::result::Result<(), String> {
 }
 
 /// Parses and validates the `system` metadata value.
-fn parse_system(raw: &str) -> std::result::Result<SystemInfo, String> {
-    let system: SystemInfo = serde_json::from_str(raw).map_err(|e| {
+fn parse_system(raw: &str) -> std::result::Result<System, String> {
+    let meta: SystemMetadata = serde_json::from_str(raw).map_err(|e| {
         format!(
             "`system` metadata: {e}{}; found {}; expected a JSON object {{\"kind\": \"{OSCILLATOR}\", \
              \"omega0\": number > 0, \"gamma\": number ≥ 0, \"dt\": number > 0}}",
@@ -456,8 +436,8 @@ fn parse_system(raw: &str) -> std::result::Result<SystemInfo, String> {
             shown(raw)
         )
     })?;
-    system.check().map_err(|why| format!("{why}; found {}", shown(raw)))?;
-    Ok(system)
+    check_system(&meta).map_err(|why| format!("{why}; found {}", shown(raw)))?;
+    Ok(meta.system)
 }
 
 /// A hint when a JSON parse failed on a non-JSON number such as Python's `NaN`.

@@ -6,5 +6,7 @@ pub mod generator;
 pub mod oscillator;
 pub mod readout;
 pub mod rules;
+pub mod system;
 
 pub use oscillator::{Oscillator, Regime};
+pub use system::System;

@@ -16,7 +16,7 @@
 
 use std::f64::consts::PI;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::util::mat2::{Mat2, det, eigenvalues, frobenius, sub};
 use crate::physics::Oscillator;
@@ -90,13 +90,16 @@ pub fn ratio_omega0_sq(m: &Mat2) -> f64 {
 }
 
 /// The exact propagator nearest to a map (SPEC §1.3 (b)).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BestFit {
     /// Fitted natural frequency ω0 (> 0).
+    #[serde(deserialize_with = "crate::util::json::nan_if_null")]
     pub omega0: f64,
     /// Fitted damping rate γ (≥ 0).
+    #[serde(deserialize_with = "crate::util::json::nan_if_null")]
     pub gamma: f64,
     /// `‖M − M(ω0, γ, Δt)‖_F` at the fit.
+    #[serde(deserialize_with = "crate::util::json::nan_if_null")]
     pub residual: f64,
 }
 
@@ -117,11 +120,12 @@ pub fn best_fit(m: &Mat2, dt: f64) -> BestFit {
 }
 
 /// The distance from a map to one candidate rule.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RuleDistance {
     /// Rule name, one of [`crate::physics::rules::RULES`].
     pub name: String,
     /// `‖M − M_rule‖_F`.
+    #[serde(deserialize_with = "crate::util::json::nan_if_null")]
     pub distance: f64,
 }
 

@@ -5,23 +5,17 @@
 //!
 //! Maps are in the COLUMN convention of physics, `s' = M s`.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use crate::model::checkpoint;
 use crate::config::Config;
-use crate::data::Dataset;
 use crate::util::error::{Error, Result};
 use crate::util::mat2::{Mat2, eigenvalues, sub, transpose};
-use crate::model::{Activations, D_IN, Model};
+use crate::model::{D_IN, Model};
 use crate::physics::Oscillator;
-use crate::util::real::Real;
 use crate::physics::rules::all_rules;
-
-/// Sequences per forward pass in [`error_vs_energy_csv`].
-const CHUNK: usize = 4096;
 
 /// Trajectories shown in the rollout, phase-portrait and energy figures.
 pub const SHOWN_TRAJECTORIES: usize = 3;
@@ -136,31 +130,6 @@ impl Table {
         let rows = self.rows.iter().filter(|r| r[i] == value).cloned().collect();
         Ok(Table { source: self.source.clone(), header: self.header.clone(), rows })
     }
-}
-
-// ---------------------------------------------------------------- error against energy
-
-/// `error_vs_energy.csv`: for every validation sequence, the energy of the
-/// last input state, and the squared and relative error `‖ŝ − s‖/‖s‖` of the
-/// model's prediction of the state after it.
-pub fn error_vs_energy_csv<F: Real>(model: &Model<F>, valid: &Dataset<F>, osc: &Oscillator) -> String {
-    let t = model.cfg.n_ctx;
-    let w = t * D_IN;
-    let mut acts = Activations::new(&model.cfg, CHUNK.min(valid.len()).max(1));
-    let mut out = String::from("energy,sq_err,rel_err\n");
-    for (inputs, targets) in valid.inputs.chunks(CHUNK * w).zip(valid.targets.chunks(CHUNK * w)) {
-        model.forward(inputs, &mut acts);
-        for ((seq, target), pred) in inputs.chunks_exact(w).zip(targets.chunks_exact(w)).zip(acts.pred.chunks_exact(w))
-        {
-            let last = (t - 1) * D_IN;
-            let s = [seq[last].f64(), seq[last + 1].f64()];
-            let y = [target[last].f64(), target[last + 1].f64()];
-            let sq = (pred[last].f64() - y[0]).powi(2) + (pred[last + 1].f64() - y[1]).powi(2);
-            let rel = sq.sqrt() / y[0].hypot(y[1]);
-            writeln!(out, "{:e},{sq:e},{rel:e}", osc.energy(s)).expect("write to String");
-        }
-    }
-    out
 }
 
 // ---------------------------------------------------------------- run folder

@@ -1,3 +1,14 @@
-//! The run folder and the whole study of `physlens run`.
+//! The run folder and the whole study of `physlens run`: evaluating a trained
+//! model (computation only), the records of the folder (one type per file,
+//! written and read back), the folder itself (the one writer of evaluation
+//! files), and the study that trains every case.
 
+pub mod evaluate;
+pub mod folder;
+pub mod records;
 pub mod study;
+
+pub use evaluate::{CaseResults, evaluate};
+pub use folder::RunDir;
+pub use records::{CaseSummary, Evaluation, Summary};
+pub use study::run_study;

@@ -8,4 +8,4 @@ pub mod state;
 pub mod trainer;
 
 pub use crate::kernel::chunks::on_workers;
-pub use trainer::{TrainOutcome, Trainer, resume, system_info, train, training_set, validation_set};
+pub use trainer::{TrainOutcome, Trainer, resume, train, training_set, validation_set};

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
-use crate::model::checkpoint::{self, SystemInfo};
+use crate::model::checkpoint;
 use crate::config::Config;
 use crate::data::{Batches, Dataset};
 use crate::util::error::{Error, Result};
@@ -198,11 +198,6 @@ pub fn validation_set<F: Real>(config: &Config) -> Dataset<F> {
     Dataset::generate(&osc, &m, config.data.e_valid_max, config.data.n_valid, config.data.context, &mut rng)
 }
 
-/// The metadata that identifies the system a model was trained on.
-pub fn system_info(config: &Config) -> SystemInfo {
-    SystemInfo::oscillator(config.system.omega0, config.system.gamma, config.system.dt)
-}
-
 /// Bookkeeping of the training loop that is not the optimisation itself.
 #[derive(Clone, Debug, Default)]
 struct LoopLog {
@@ -313,7 +308,7 @@ fn save_state<F: Real>(trainer: &Trainer<F>, log: &LoopLog, elapsed: f64, dir: &
         ("config", trainer.config.to_toml()),
     ];
     let extra = extra.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-    checkpoint::save(&dir.join("model.safetensors"), &trainer.model, &system_info(&trainer.config), &extra)?;
+    checkpoint::save(&dir.join("model.safetensors"), &trainer.model, &trainer.config.system, &extra)?;
     trainer.snapshot(log.window, log.first_loss, log.metrics.clone(), elapsed).save(&dir.join(STATE_FILE))
 }
 

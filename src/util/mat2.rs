@@ -15,7 +15,7 @@
 //! assert_eq!(identity(), [[1.0, 0.0], [0.0, 1.0]]);
 //! ```
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A 2×2 matrix stored row-major, `m[row][col]`.
 pub type Mat2 = [[f64; 2]; 2];
@@ -24,11 +24,13 @@ pub type Mat2 = [[f64; 2]; 2];
 pub type Vec2 = [f64; 2];
 
 /// A complex number, as returned by [`eigenvalues`].
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Complex {
     /// Real part.
+    #[serde(deserialize_with = "crate::util::json::nan_if_null")]
     pub re: f64,
     /// Imaginary part.
+    #[serde(deserialize_with = "crate::util::json::nan_if_null")]
     pub im: f64,
 }
 

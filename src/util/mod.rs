@@ -5,6 +5,7 @@
 pub mod cancel;
 pub mod error;
 pub mod io;
+pub mod json;
 pub mod mat2;
 pub mod real;
 pub mod rng;

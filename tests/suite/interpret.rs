@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::handbuilt::{gauge, to_f32, two_head_model, two_step_model, write_like_numpy};
-use physlens::model::checkpoint::{self, Checkpoint, SystemInfo};
+use physlens::System;
+use physlens::model::checkpoint::{self, Checkpoint};
 use physlens::interpret::dump::{DumpFormat, dump_activations};
 use physlens::interpret::explain::render;
 use physlens::interpret::full::{FullReport, InterpretOptions, interpret_checkpoint, interpret_many};
@@ -27,7 +28,7 @@ fn dist(a: &Mat2, b: &Mat2) -> f64 {
     mat2::frobenius(&mat2::sub(a, b))
 }
 
-fn save_and_interpret(dir: &Path, name: &str, model: &Model<f64>, system: &SystemInfo) -> (Checkpoint, FullReport) {
+fn save_and_interpret(dir: &Path, name: &str, model: &Model<f64>, system: &System) -> (Checkpoint, FullReport) {
     let path = dir.join(name);
     checkpoint::save(&path, model, system, &BTreeMap::new()).unwrap();
     let ckpt = checkpoint::load(&path).unwrap();
@@ -37,7 +38,7 @@ fn save_and_interpret(dir: &Path, name: &str, model: &Model<f64>, system: &Syste
 
 /// The eigenvalues `e^{(−γ ± iω)Δt}` the spectral readout implies.
 fn implied_eigenvalue(r: &FullReport) -> (f64, f64) {
-    let dt = r.map.truth.dt;
+    let dt = r.map.truth.system.dt;
     let modulus = (-r.map.learned.gamma * dt).exp();
     (modulus * (r.map.learned.omega * dt).cos(), modulus * (r.map.learned.omega * dt).sin())
 }
@@ -75,8 +76,8 @@ fn check_rule_report(r: &FullReport, rule: &str, want: &Mat2, offset: [f64; 2], 
 fn every_rule_built_by_hand_in_f64_is_recovered_and_named() {
     let dir = tempfile::tempdir().unwrap();
     for gamma in [0.0, 0.1] {
-        let system = SystemInfo::oscillator(2.0, gamma, 0.1);
-        let osc = system.osc();
+        let system = System { omega0: 2.0, gamma: gamma, dt: 0.1 };
+        let osc = system.oscillator();
         for (i, rule) in RULES.iter().enumerate() {
             let want = rule_map(rule, &osc, 0.1).unwrap();
             let c = [1e-3 * (i as f64 - 4.0), -2e-3];
@@ -100,8 +101,8 @@ fn every_rule_built_by_hand_in_f64_is_recovered_and_named() {
 fn rules_written_with_numpy_layout_in_f32_and_f64_are_recovered() {
     let dir = tempfile::tempdir().unwrap();
     // A larger step so that f32 rounding (1e-7) stays far below the gaps between rules.
-    let system = SystemInfo::oscillator(2.0, 0.1, 0.25);
-    let osc = system.osc();
+    let system = System { omega0: 2.0, gamma: 0.1, dt: 0.25 };
+    let osc = system.oscillator();
     for (i, rule) in ["exact", "euler", "rk4", "leapfrog", "symplectic_euler", "crank_nicolson"].iter().enumerate() {
         let want = rule_map(rule, &osc, system.dt).unwrap();
         let c = [0.01, -0.02];
@@ -128,8 +129,8 @@ fn rules_written_with_numpy_layout_in_f32_and_f64_are_recovered() {
 #[test]
 fn context3_two_step_rule_shows_jacobians_on_the_right_tokens() {
     let dir = tempfile::tempdir().unwrap();
-    let system = SystemInfo::oscillator(2.0, 0.1, 0.1);
-    let m = system.osc().propagator(0.1);
+    let system = System { omega0: 2.0, gamma: 0.1, dt: 0.1 };
+    let m = system.oscillator().propagator(0.1);
     let m2 = mat2::mul(&m, &m);
     let (model, offset) = two_step_model(m, [0.01, -0.005], gauge(3), [0.2, -0.1]);
     let (_, r) = save_and_interpret(dir.path(), "two-step.safetensors", &model, &system);
@@ -251,8 +252,8 @@ fn probes_find_linear_targets_and_not_noise() {
     assert!(r2_nonlinear < 0.9, "a nonlinear target must not look linear: R² {r2_nonlinear}");
 
     // On the hand-built exact model: x, p and every rule output decode; the energy (quadratic) does not.
-    let system = SystemInfo::oscillator(2.0, 0.1, 0.1);
-    let osc = system.osc();
+    let system = System { omega0: 2.0, gamma: 0.1, dt: 0.1 };
+    let osc = system.oscillator();
     let model = two_head_model(osc.propagator(0.1), [0.0, 0.0], gauge(2), 1);
     let mut vrng = Rng::new(0, Stream::Valid);
     let data = physlens::data::Dataset::<f64>::generate(&osc, &osc.propagator(0.1), 4.0, 1000, 1, &mut vrng);
@@ -274,8 +275,8 @@ fn probes_find_linear_targets_and_not_noise() {
 fn margin_explanation_names_rules_it_cannot_tell_apart() {
     // Halfway between exact and RK4: equally near both.
     let dir = tempfile::tempdir().unwrap();
-    let system = SystemInfo::oscillator(2.0, 0.1, 0.1);
-    let osc = system.osc();
+    let system = System { omega0: 2.0, gamma: 0.1, dt: 0.1 };
+    let osc = system.oscillator();
     let (exact, rk4) = (rule_map("exact", &osc, 0.1).unwrap(), rule_map("rk4", &osc, 0.1).unwrap());
     let halfway = mat2::scale(&mat2::add(&exact, &rk4), 0.5);
     let (_, r) = save_and_interpret(
@@ -297,19 +298,19 @@ fn margin_explanation_names_rules_it_cannot_tell_apart() {
 fn omega_beyond_nyquist_is_reported_not_identifiable() {
     // ω0 = 40, Δt = 0.1: ωΔt ≈ 4 > π. The exact map aliases.
     let dir = tempfile::tempdir().unwrap();
-    let system = SystemInfo::oscillator(40.0, 0.0, 0.1);
-    let m = system.osc().propagator(0.1);
+    let system = System { omega0: 40.0, gamma: 0.0, dt: 0.1 };
+    let m = system.oscillator().propagator(0.1);
     let (_, r) =
         save_and_interpret(dir.path(), "alias.safetensors", &two_head_model(m, [0.0, 0.0], gauge(4), 1), &system);
     assert!(!r.omega_identifiability.identifiable);
     assert!(r.omega_identifiability.statement.contains("not identifiable"), "{}", r.omega_identifiability.statement);
     assert!(render(&r).contains("no map at this Δt can identify ω"));
     // An identifiable one says so.
-    let ok = SystemInfo::oscillator(2.0, 0.0, 0.1);
+    let ok = System { omega0: 2.0, gamma: 0.0, dt: 0.1 };
     let (_, r) = save_and_interpret(
         dir.path(),
         "ok.safetensors",
-        &two_head_model(ok.osc().propagator(0.1), [0.0, 0.0], gauge(4), 1),
+        &two_head_model(ok.oscillator().propagator(0.1), [0.0, 0.0], gauge(4), 1),
         &ok,
     );
     assert!(r.omega_identifiability.identifiable && r.omega_identifiability.statement.starts_with("ω is identifiable"));
@@ -344,8 +345,8 @@ fn truncation_order_across_step_sizes() {
         let mut ckpts = Vec::new();
         let mut files = Vec::new();
         for dt in [0.02, 0.04, 0.08] {
-            let system = SystemInfo::oscillator(2.0, 0.0, dt);
-            let m = rule_map(rule, &system.osc(), dt).unwrap();
+            let system = System { omega0: 2.0, gamma: 0.0, dt: dt };
+            let m = rule_map(rule, &system.oscillator(), dt).unwrap();
             let path = dir.path().join(format!("{rule}-{dt}.safetensors"));
             checkpoint::save(&path, &two_head_model(m, [0.0, 0.0], gauge(5), 1), &system, &BTreeMap::new()).unwrap();
             ckpts.push(checkpoint::load(&path).unwrap());
@@ -358,11 +359,11 @@ fn truncation_order_across_step_sizes() {
         assert!(physlens::interpret::explain::render_many(&multi).contains("truncation order"));
     }
     // One Δt only: no fit, and a reason.
-    let system = SystemInfo::oscillator(2.0, 0.1, 0.1);
+    let system = System { omega0: 2.0, gamma: 0.1, dt: 0.1 };
     let path = dir.path().join("one.safetensors");
     checkpoint::save(
         &path,
-        &two_head_model(rule_map("euler", &system.osc(), 0.1).unwrap(), [0.0; 2], gauge(5), 1),
+        &two_head_model(rule_map("euler", &system.oscillator(), 0.1).unwrap(), [0.0; 2], gauge(5), 1),
         &system,
         &BTreeMap::new(),
     )

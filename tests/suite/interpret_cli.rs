@@ -6,14 +6,15 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::handbuilt::{gauge, two_head_model, two_step_model, write_like_numpy};
-use physlens::model::checkpoint::{self, SystemInfo};
+use physlens::System;
+use physlens::model::checkpoint;
 use physlens::physics::rules::rule_map;
 
 #[test]
 fn interpret_json_has_every_spec_key_and_the_new_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let system = SystemInfo::oscillator(2.0, 0.1, 0.1);
-    let m = rule_map("leapfrog", &system.osc(), 0.1).unwrap();
+    let system = System { omega0: 2.0, gamma: 0.1, dt: 0.1 };
+    let m = rule_map("leapfrog", &system.oscillator(), 0.1).unwrap();
     write_like_numpy(
         &dir.path().join("leapfrog.safetensors"),
         &two_head_model(m, [0.0, 0.0], gauge(1), 1),
@@ -61,8 +62,8 @@ fn interpret_json_has_every_spec_key_and_the_new_ones() {
 #[test]
 fn interpret_dump_writes_arrays_patterns_and_probes() {
     let dir = tempfile::tempdir().unwrap();
-    let system = SystemInfo::oscillator(2.0, 0.1, 0.1);
-    let (model, _) = two_step_model(system.osc().propagator(0.1), [0.0, 0.0], gauge(3), [0.0, 0.0]);
+    let system = System { omega0: 2.0, gamma: 0.1, dt: 0.1 };
+    let (model, _) = two_step_model(system.oscillator().propagator(0.1), [0.0, 0.0], gauge(3), [0.0, 0.0]);
     checkpoint::save(&dir.path().join("two-step.safetensors"), &model, &system, &BTreeMap::new()).unwrap();
     let out = physlens(
         &[
@@ -119,9 +120,9 @@ fn interpret_several_models_fits_the_truncation_order() {
     let dir = tempfile::tempdir().unwrap();
     let mut args = vec!["interpret".to_string(), "--json".into(), "--n-valid".into(), "64".into()];
     for dt in [0.02, 0.04, 0.08] {
-        let system = SystemInfo::oscillator(2.0, 0.0, dt);
+        let system = System { omega0: 2.0, gamma: 0.0, dt: dt };
         let name = format!("euler-{dt}.safetensors");
-        let m = rule_map("euler", &system.osc(), dt).unwrap();
+        let m = rule_map("euler", &system.oscillator(), dt).unwrap();
         checkpoint::save(
             &dir.path().join(&name),
             &two_head_model(m, [0.0, 0.0], gauge(2), 1),
@@ -146,8 +147,8 @@ fn interpret_several_models_fits_the_truncation_order() {
 #[test]
 fn interpret_bad_flags_exit_2() {
     let dir = tempfile::tempdir().unwrap();
-    let system = SystemInfo::oscillator(2.0, 0.1, 0.1);
-    let m = system.osc().propagator(0.1);
+    let system = System { omega0: 2.0, gamma: 0.1, dt: 0.1 };
+    let m = system.oscillator().propagator(0.1);
     checkpoint::save(
         &dir.path().join("m.safetensors"),
         &two_head_model(m, [0.0, 0.0], gauge(1), 1),

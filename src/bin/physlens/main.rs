@@ -18,7 +18,7 @@ use physlens::interpret::map::MapReport;
 use physlens::train::progress::Progress;
 use progress::ProgressGroup;
 use physlens::util::real::Dtype;
-use physlens::run::study::{RunDir, Summary, run_study};
+use physlens::run::{RunDir, Summary, run_study};
 use physlens::train::{resume as resume_training, train};
 
 /// Train small transformers on physical systems and open them up.
@@ -64,7 +64,8 @@ enum Command {
         #[arg(long)]
         run: PathBuf,
     },
-    /// Roll a trained model out autoregressively; writes rollout.csv and trajectories.csv.
+    /// Roll a trained model out autoregressively; writes rollout_<N>.csv and trajectories_<N>.csv (the
+    /// evaluation's own rollout.csv, and the report made from it, stay as they are).
     Rollout {
         /// A folder written by `train` (or one case folder of `run`).
         #[arg(long)]
@@ -170,7 +171,7 @@ fn execute(command: Command) -> Result<()> {
         }
         Command::Eval { run } => {
             let run = RunDir::open(&run)?;
-            let eval = run.evaluate(run.config.eval.rollout_steps)?;
+            let eval = run.evaluate()?.evaluation;
             println!("train MSE {:.3e}   valid MSE {:.3e}", eval.train_mse, eval.valid_mse);
             print_rollout(&eval.rollout);
             print_map_report(&eval.interpretation);
@@ -180,8 +181,9 @@ fn execute(command: Command) -> Result<()> {
         Command::Rollout { run, steps } => {
             let run = RunDir::open(&run)?;
             let steps = steps.unwrap_or(run.config.eval.rollout_steps);
-            print_rollout(&run.evaluate(steps)?.rollout);
-            println!("wrote {}", run.dir.join("rollout.csv").display());
+            let (rollout, files) = run.rollout(steps)?;
+            print_rollout(&rollout.summary());
+            println!("wrote {} and {}", files[0].display(), files[1].display());
         }
         Command::Bench { json, seconds } => {
             if !(seconds.is_finite() && seconds > 0.0) {
@@ -277,7 +279,7 @@ fn print_map_report(r: &MapReport) {
     let t = &r.truth;
     println!(
         "  learned ω0 = {:.9} (truth {}, rel. err. {:.2e})   γ = {:.9} (truth {}, err. {:.2e})",
-        r.learned.omega0, t.omega0, r.errors.omega0_rel, r.learned.gamma, t.gamma, r.errors.gamma_abs
+        r.learned.omega0, t.system.omega0, r.errors.omega0_rel, r.learned.gamma, t.system.gamma, r.errors.gamma_abs
     );
     println!(
         "  best fit ω0 = {:.9}, γ = {:.9}, residual {:.2e}",

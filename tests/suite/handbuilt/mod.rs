@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use physlens::model::checkpoint::SystemInfo;
+use physlens::System;
 use physlens::util::mat2::{self, Mat2, Vec2};
 use physlens::model::{AttnScale, Model, ModelConfig};
 use physlens::util::rng::{Rng, Stream};
@@ -160,7 +160,7 @@ pub fn to_f32(model: &Model<f64>) -> Model<f32> {
 /// Writes `model` the way a person with numpy would: the safetensors crate's
 /// own `serialize_to_file`, TransformerLens names, metadata as JSON strings,
 /// in `f32` (`single = true`) or `f64`.
-pub fn write_like_numpy(path: &Path, model: &Model<f64>, system: &SystemInfo, single: bool) {
+pub fn write_like_numpy(path: &Path, model: &Model<f64>, system: &System, single: bool) {
     let cfg = &model.cfg;
     let tensors = model.layout.tensors(cfg);
     let bytes: Vec<Vec<u8>> = tensors

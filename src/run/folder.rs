@@ -1,0 +1,103 @@
+//! A run folder: what `physlens train` made (`config.toml`,
+//! `model.safetensors`, …) and the evaluation files written beside it.
+//! This is the one place that writes evaluation results to disk.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::eval::Rollout;
+use crate::interpret::patterns::patterns_csv;
+use crate::model::checkpoint::{self, AnyModel};
+use crate::run::evaluate::{CaseResults, evaluate, rollout_of};
+use crate::train::{training_set, validation_set};
+use crate::util::error::{Error, Result};
+use crate::util::io::{write_json, write_text};
+use crate::util::real::Real;
+
+/// Trajectories written to `trajectories.csv` for plotting.
+const SAVED_TRAJECTORIES: usize = 8;
+
+/// A trained run folder: its resolved config and its checkpoint.
+pub struct RunDir {
+    /// The folder.
+    pub dir: PathBuf,
+    /// `config.toml` as resolved at training time.
+    pub config: Config,
+    /// `model.safetensors`.
+    pub model: AnyModel,
+}
+
+impl RunDir {
+    /// Opens a folder written by `physlens train` (or one case of `physlens run`).
+    pub fn open(dir: &Path) -> Result<RunDir> {
+        let config = Self::config_of(dir)?;
+        let model = checkpoint::load(&dir.join("model.safetensors"))?.model;
+        Ok(RunDir { dir: dir.into(), config, model })
+    }
+
+    /// The resolved config a run folder was trained with (`config.toml`).
+    pub fn config_of(dir: &Path) -> Result<Config> {
+        let config_path = dir.join("config.toml");
+        if !config_path.is_file() {
+            return Err(Error::Input {
+                file: dir.into(),
+                message: "not a run folder: it has no config.toml (expected a folder written by `physlens train --out DIR`, or a case folder such as runs/blog/undamped)".into(),
+            });
+        }
+        Config::from_file(&config_path)
+    }
+
+    /// Evaluates the model (rollouts of `eval.rollout_steps`) and writes the
+    /// evaluation files ([`write_results`]).
+    pub fn evaluate(&self) -> Result<CaseResults> {
+        let steps = self.config.eval.rollout_steps;
+        let results = match &self.model {
+            AnyModel::F32(m) => evaluate(&self.config, m, (&training_set(&self.config), &validation_set(&self.config)), steps),
+            AnyModel::F64(m) => evaluate(&self.config, m, (&training_set(&self.config), &validation_set(&self.config)), steps),
+        };
+        write_results(&self.dir, &results)?;
+        Ok(results)
+    }
+
+    /// Rolls the model out for `steps` steps from the evaluation's starts and
+    /// writes `rollout_<steps>.csv` and `trajectories_<steps>.csv` only: the
+    /// files of the evaluation (and the report made from them) stay as they are.
+    pub fn rollout(&self, steps: usize) -> Result<(Rollout, [PathBuf; 2])> {
+        let rollout = match &self.model {
+            AnyModel::F32(m) => rollout_of(&self.config, m, steps),
+            AnyModel::F64(m) => rollout_of(&self.config, m, steps),
+        };
+        let files = [self.dir.join(format!("rollout_{steps}.csv")), self.dir.join(format!("trajectories_{steps}.csv"))];
+        write_text(&files[0], &rollout.stats_csv())?;
+        write_text(&files[1], &rollout.trajectories_csv(SAVED_TRAJECTORIES, self.config.system.dt))?;
+        Ok((rollout, files))
+    }
+}
+
+/// Writes a case's evaluation into `dir`: `rollout.csv`, `trajectories.csv`,
+/// `error_vs_energy.csv`, `interpret.json`, `eval.json`, and for context > 1
+/// `attention.csv`.
+pub fn write_results(dir: &Path, r: &CaseResults) -> Result<()> {
+    let dt = r.evaluation.interpretation.truth.system.dt;
+    write_text(&dir.join("rollout.csv"), &r.rollout.stats_csv())?;
+    write_text(&dir.join("trajectories.csv"), &r.rollout.trajectories_csv(SAVED_TRAJECTORIES, dt))?;
+    write_text(&dir.join("error_vs_energy.csv"), &r.error_vs_energy)?;
+    if let Some(patterns) = &r.attention {
+        write_text(&dir.join("attention.csv"), &patterns_csv(patterns))?;
+    }
+    write_json(&dir.join("interpret.json"), &r.evaluation.interpretation)?;
+    write_json(&dir.join("eval.json"), &r.evaluation)
+}
+
+/// Evaluates a freshly trained `model` (with the sets training already drew)
+/// and writes the results into `dir`.
+pub fn evaluate_into<F: Real>(
+    config: &Config,
+    model: &crate::model::Model<F>,
+    sets: (&crate::data::Dataset<F>, &crate::data::Dataset<F>),
+    dir: &Path,
+) -> Result<CaseResults> {
+    let results = evaluate(config, model, sets, config.eval.rollout_steps);
+    write_results(dir, &results)?;
+    Ok(results)
+}
