@@ -67,16 +67,15 @@ pub struct Collected<F> {
 /// otherwise each must be one of [`Activations::names`].
 ///
 /// # Errors
-/// [`Error::Config`] (flag `--dump`) naming the first unknown name.
+/// [`Error::Option`] (`dump`) naming the first unknown name.
 pub fn resolve_names(model_names: &[String], requested: &[String]) -> Result<Vec<String>> {
     if requested.iter().any(|n| n == "all") {
         return Ok(model_names.to_vec());
     }
     if let Some(bad) = requested.iter().find(|n| !model_names.contains(n)) {
-        return Err(Error::Config {
-            file: "--dump".into(),
-            key: bad.clone(),
-            message: format!("not an activation of this model; available: all, {}", model_names.join(", ")),
+        return Err(Error::Option {
+            name: "dump".into(),
+            message: format!("`{bad}` is not an activation of this model; available: all, {}", model_names.join(", ")),
         });
     }
     Ok(requested.to_vec())

@@ -282,3 +282,16 @@ fn mean_std(all: &[Mat2]) -> (Mat2, Mat2) {
 fn frob_diff(a: &Mat2, b: &Mat2) -> f64 {
     crate::util::mat2::frobenius(&crate::util::mat2::sub(a, b))
 }
+
+/// Per-token Jacobians as CSV (column convention, `j_ij = ∂ŝ_i/∂s_j`).
+pub fn jacobians_csv(j: &JacobianReport) -> String {
+    let mut s = String::from("token,lag,j11,j12,j21,j22,std11,std12,std21,std22,norm,max_dev\n");
+    for t in &j.tokens {
+        let (m, d) = (t.mean, t.std);
+        s.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            t.token, t.lag, m[0][0], m[0][1], m[1][0], m[1][1], d[0][0], d[0][1], d[1][0], d[1][1], t.norm, t.max_dev
+        ));
+    }
+    s
+}

@@ -10,3 +10,4 @@ pub mod map;
 pub mod order;
 pub mod patterns;
 pub mod probe;
+pub mod text;

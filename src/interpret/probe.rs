@@ -242,7 +242,7 @@ pub fn last_position_features<F: Real>(
 /// `inputs` `[B, T, 2]`, row-major `(x, p)` pairs.
 ///
 /// # Errors
-/// [`Error::Config`] (flag `--probe`) naming an activation that is not one
+/// [`Error::Option`] (`probe_names`) naming an activation that is not one
 /// of [`Activations::names`].
 pub fn probe_table<F: Real>(
     model: &Model<F>,
@@ -255,10 +255,9 @@ pub fn probe_table<F: Real>(
     let cfg = &model.cfg;
     let valid = Activations::<F>::names(cfg);
     if let Some(bad) = names.iter().find(|n| !valid.contains(n)) {
-        return Err(Error::Config {
-            file: "--probe".into(),
-            key: bad.clone(),
-            message: format!("not an activation of this model; available: {}", valid.join(", ")),
+        return Err(Error::Option {
+            name: "probe_names".into(),
+            message: format!("`{bad}` is not an activation of this model; available: {}", valid.join(", ")),
         });
     }
     let w = cfg.n_ctx * D_IN;

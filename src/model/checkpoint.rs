@@ -428,7 +428,13 @@ fn check_dims(cfg: &ModelConfig) -> std::result::Result<(), String> {
 
 /// Parses and validates the `system` metadata value.
 fn parse_system(raw: &str) -> std::result::Result<System, String> {
-    let meta: SystemMetadata = serde_json::from_str(raw).map_err(|e| {
+    let fields: serde_json::Map<String, serde_json::Value> = serde_json::from_str(raw).unwrap_or_default();
+    let missing = ["kind", "omega0", "gamma", "dt"].into_iter().find(|k| !fields.is_empty() && !fields.contains_key(*k));
+    let parsed = match missing {
+        Some(key) => Err(format!("missing field `{key}`")),
+        None => serde_json::from_str::<SystemMetadata>(raw).map_err(|e| e.to_string()),
+    };
+    let meta = parsed.map_err(|e| {
         format!(
             "`system` metadata: {e}{}; found {}; expected a JSON object {{\"kind\": \"{OSCILLATOR}\", \
              \"omega0\": number > 0, \"gamma\": number ≥ 0, \"dt\": number > 0}}",

@@ -30,7 +30,7 @@ const FD_STEP: f64 = 6e-6;
 const MAX_ITERATIONS: usize = 200;
 
 /// Margin `d₂/d₁` from which the nearest rule counts as identified.
-const MARGIN_IDENTIFIABLE: f64 = 10.0;
+pub const MARGIN_IDENTIFIABLE: f64 = 10.0;
 
 /// The spectral reading of a map (SPEC §1.3 (a)).
 #[derive(Clone, Debug, Serialize)]

@@ -5,6 +5,7 @@
 
 pub mod evaluate;
 pub mod folder;
+pub mod interpret;
 pub mod records;
 pub mod study;
 

@@ -9,10 +9,18 @@ pub enum Error {
     /// A config file or flag value is invalid.
     #[error("{file}: `{key}`: {message}")]
     Config {
-        /// The file (or `--flag`) the value came from.
+        /// The file the value came from.
         file: String,
         /// The offending key, e.g. `train.lr`.
         key: String,
+        /// What was wrong and what is accepted.
+        message: String,
+    },
+    /// An option of a library call is invalid (the binary names the flag it came from).
+    #[error("option `{name}`: {message}")]
+    Option {
+        /// The option, as the field of the options struct names it (e.g. `n_valid`).
+        name: String,
         /// What was wrong and what is accepted.
         message: String,
     },
@@ -52,7 +60,7 @@ impl Error {
     /// The process exit code for this error (SPEC §6).
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config { .. } | Error::Checkpoint { .. } | Error::Input { .. } => 2,
+            Error::Config { .. } | Error::Option { .. } | Error::Checkpoint { .. } | Error::Input { .. } => 2,
             Error::Io { .. } | Error::Diverged(_) => 1,
             Error::Interrupted(_) => 130,
         }

@@ -28,10 +28,14 @@ fn train_eval_rollout_interpret_round_trip() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("valid MSE"));
     assert!(run.join("eval.json").is_file());
 
+    // A rollout of another length writes its own files; the evaluation's stay as they were.
+    let evaluated = std::fs::read(run.join("rollout.csv")).unwrap();
     let out = physlens(&["rollout", "--run", "runs/small", "--steps", "30"], dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
-    let csv = std::fs::read_to_string(run.join("rollout.csv")).unwrap();
+    let csv = std::fs::read_to_string(run.join("rollout_30.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 31, "header and steps 0..=30");
+    assert!(run.join("trajectories_30.csv").is_file());
+    assert_eq!(std::fs::read(run.join("rollout.csv")).unwrap(), evaluated, "rollout rewrote eval's rollout.csv");
 
     let out = physlens(&["interpret", "--model", "runs/small/model.safetensors", "--json"], dir.path());
     assert!(out.status.success(), "{}", stderr(&out));

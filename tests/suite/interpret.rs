@@ -9,7 +9,7 @@ use crate::handbuilt::{gauge, to_f32, two_head_model, two_step_model, write_like
 use physlens::System;
 use physlens::model::checkpoint::{self, Checkpoint};
 use physlens::interpret::dump::{DumpFormat, dump_activations};
-use physlens::interpret::explain::render;
+use physlens::interpret::text::render;
 use physlens::interpret::full::{FullReport, InterpretOptions, interpret_checkpoint, interpret_many};
 use physlens::interpret::jacobian::last_prediction_jacobians;
 use physlens::util::mat2::{self, Mat2};
@@ -86,7 +86,7 @@ fn every_rule_built_by_hand_in_f64_is_recovered_and_named() {
             check_rule_report(&r, rule, &want, c, 1e-9);
             if *rule == "exact" {
                 let (l, t) = (&r.map.learned, &r.map.truth);
-                assert!((l.omega0 - t.omega0).abs() <= 1e-9 && (l.gamma - t.gamma).abs() <= 1e-9, "{l:?}");
+                assert!((l.omega0 - t.system.omega0).abs() <= 1e-9 && (l.gamma - t.system.gamma).abs() <= 1e-9, "{l:?}");
                 assert!((r.map.best_fit.omega0 - 2.0).abs() <= 1e-9 && r.map.error_vs_exact <= 1e-12);
                 let g = r.generator.as_ref().unwrap();
                 assert!(
@@ -356,7 +356,7 @@ fn truncation_order_across_step_sizes() {
         let fit = multi.truncation_order.as_ref().unwrap();
         assert!((fit.slope - slope).abs() < 0.1, "{rule}: slope {}", fit.slope);
         assert!((fit.method_order - (slope - 1.0)).abs() < 0.1 && fit.r2 > 0.999 && fit.note.is_empty());
-        assert!(physlens::interpret::explain::render_many(&multi).contains("truncation order"));
+        assert!(physlens::interpret::text::render_many(&multi).contains("truncation order"));
     }
     // One Δt only: no fit, and a reason.
     let system = System { omega0: 2.0, gamma: 0.1, dt: 0.1 };

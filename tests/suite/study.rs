@@ -152,7 +152,7 @@ fn short_seed_study_end_to_end() {
         assert!(case.valid_mse < 1e-6, "{}: valid MSE {}", case.name, case.valid_mse);
         assert!(case.rollout.median_rel_err_final < 1e-2, "{}: {:?}", case.name, case.rollout);
         assert!((case.learned.omega0 - 2.0).abs() < 1e-3, "{}: ω0 {}", case.name, case.learned.omega0);
-        assert!((case.learned.gamma - case.gamma).abs() < 1e-3, "{}: γ {}", case.name, case.learned.gamma);
+        assert!((case.learned.gamma - case.system.gamma).abs() < 1e-3, "{}: γ {}", case.name, case.learned.gamma);
         // The metrics file has a header and one row per log interval.
         let metrics = std::fs::read_to_string(folder.join("metrics.csv")).unwrap();
         assert_eq!(metrics.lines().next().unwrap(), "step,lr,train_loss,valid_mse,elapsed_s");

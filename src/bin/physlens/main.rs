@@ -13,7 +13,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use physlens::config::Config;
-use physlens::interpret::full::{InterpretOptions, InterpretRequest, parse_state, run_interpret};
+use physlens::interpret::full::InterpretOptions;
+use physlens::run::interpret::{InterpretRequest, OutputRequest, run_interpret};
+use physlens::util::error::Error;
 use physlens::interpret::map::MapReport;
 use physlens::train::progress::Progress;
 use progress::ProgressGroup;
@@ -100,7 +102,7 @@ enum Command {
         json: bool,
         /// Write these activations (comma-separated cache names, e.g. blocks.0.attn.pattern, or `all`) on the
         /// validation states into --out, with the inputs.
-        #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+        #[arg(long, value_delimiter = ',', value_name = "NAMES", requires = "out")]
         dump: Vec<String>,
         /// Dump files: npy (one per activation), safetensors (activations.safetensors) or both.
         #[arg(long, default_value = "both", value_name = "FORMAT")]
@@ -131,8 +133,11 @@ fn main() -> ExitCode {
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            let code = e.downcast_ref::<physlens::util::error::Error>().map_or(1, physlens::util::error::Error::exit_code);
+            match e.downcast_ref::<Error>() {
+                Some(Error::Option { name, message }) => eprintln!("error: {}: {message}", flag_of(name)),
+                _ => eprintln!("error: {e:#}"),
+            }
+            let code = e.downcast_ref::<Error>().map_or(1, Error::exit_code);
             ExitCode::from(code as u8)
         }
     }
@@ -219,7 +224,8 @@ fn execute(command: Command) -> Result<()> {
                 trajectory_start: trajectory.as_deref().map(parse_state).transpose()?,
                 ..InterpretOptions::default()
             };
-            print!("{}", run_interpret(&InterpretRequest { models: model, json, dump, dump_format, out, options })?);
+            let out = out.map(|dir| OutputRequest { dir, dump, dump_format });
+            print!("{}", run_interpret(&InterpretRequest { models: model, json, out, options })?);
         }
     }
     Ok(())
@@ -308,4 +314,32 @@ fn print_report(r: &physlens::report::build::ReportOutcome) {
         println!("figure left out: {skipped}");
     }
     println!("wrote {} ({} figures), {} and {}", r.html.display(), r.figures, r.markdown.display(), r.latex.display());
+}
+
+/// The command-line flag each library option comes from.
+fn flag_of(option: &str) -> &str {
+    match option {
+        "n_valid" => "--n-valid",
+        "e_valid_max" => "--e-max",
+        "dump" => "--dump",
+        "probe_names" => "--probe",
+        "trajectory_start" => "--trajectory",
+        other => other,
+    }
+}
+
+/// Parses `--trajectory X,P`.
+///
+/// # Errors
+/// [`Error::Option`] `trajectory_start` unless the value is two finite numbers.
+fn parse_state(text: &str) -> Result<[f64; 2], Error> {
+    let parts: Vec<Option<f64>> =
+        text.split(',').map(|v| v.trim().parse::<f64>().ok().filter(|x| x.is_finite())).collect();
+    match parts.as_slice() {
+        [Some(x), Some(p)] => Ok([*x, *p]),
+        _ => Err(Error::Option {
+            name: "trajectory_start".into(),
+            message: format!("`{text}`: expected two finite numbers X,P (the start state x, p)"),
+        }),
+    }
 }
