@@ -8,15 +8,15 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::util::error::Result;
-use crate::util::io::write_text;
+use crate::report::data::{CaseData, load_run};
 use crate::report::plot::{render, sci};
-use crate::report::figures::{Figure, Titled};
-use crate::report::data::{
-    CaseData, SHOWN_TRAJECTORIES, Table, component_errors, distance_table, eigenvalue_table, energies, load_run,
-    map_table, path_table, select, shown_trajectories,
+use crate::report::sections::{
+    Content, Entry, attention, component_error, energy, error_vs_energy, map_figures, paths, phase, rollout_error,
+    rollouts, training,
 };
 use crate::report::tables::{headline_html, headline_latex, headline_markdown, headline_rows, html_escape, setup_html};
+use crate::util::error::Result;
+use crate::util::io::write_text;
 
 /// The figure sections of the report, in order: id (file stem) and heading.
 pub const SECTIONS: [(&str, &str); 12] = [
@@ -47,12 +47,6 @@ pub struct ReportOutcome {
     pub figures: usize,
     /// `case: figure: why` for every figure left out.
     pub skipped: Vec<String>,
-}
-
-/// One figure of one case, or why it is left out.
-enum Content {
-    Figure { figure: Titled, data: Table, caption: String },
-    Skipped(String),
 }
 
 /// A rendered slot of the page.
@@ -113,302 +107,12 @@ fn run_name(run: &Path) -> String {
 
 // ---------------------------------------------------------------- what each figure shows
 
-fn titled(case: &CaseData, what: &str, figure: Figure) -> Titled {
-    Titled { title: format!("{} — {what}", case.numbers.name), figure }
-}
-
-/// The figures of one case with their data and captions.
-fn plan(c: &CaseData) -> Result<Vec<(&'static str, Content)>> {
-    let cfg = &c.config;
-    let n = &c.numbers;
-    let steps = n.rollout.steps;
-    let omega0 = cfg.system.omega0;
-    let fig = |figure: Titled, data: Table, caption: String| Content::Figure { figure, data, caption };
-    let mut out: Vec<(&'static str, Content)> = vec![];
-
-    let training = select(&c.metrics, &["step", "train_loss", "valid_mse", "lr"])?;
-    let last_valid = training.numbers("valid_mse")?.last().copied().unwrap_or(f64::NAN);
-    out.push((
-        "training",
-        fig(
-            titled(c, "training", Figure::Training(training.clone())),
-            training,
-            format!(
-                "Train loss and validation MSE against step (log scale); validation energies reach {}, beyond the training range \
-                 E ≤ {}, and its MSE ends at {}. Below: the learning rate.",
-                cfg.data.e_valid_max,
-                cfg.data.e_train_max,
-                sci(last_valid, 3)
-            ),
-        ),
-    ));
-
-    let shown = shown_trajectories(&c.trajectories)?;
-    out.push((
-        "rollouts",
-        fig(
-            titled(c, "rollouts", Figure::Rollout(shown.clone(), omega0)),
-            shown.clone(),
-            format!(
-                "{SHOWN_TRAJECTORIES} of the {} rollouts over {steps} steps, the model fed its own predictions: wherever a thin \
-                 model line leaves its wide exact line the model has drifted (median error after {steps} steps: {}).",
-                cfg.eval.n_rollouts,
-                n.rollout.median_rel_err_final.map_or("n/a".into(), |v| sci(v, 3))
-            ),
-        ),
-    ));
-    let orbit = if cfg.system.gamma == 0.0 {
-        "the exact orbits are closed ellipses (γ = 0 conserves energy)".to_string()
-    } else {
-        format!("the exact orbits spiral inwards (γ = {} dissipates energy)", cfg.system.gamma)
-    };
-    out.push((
-        "phase",
-        fig(
-            titled(c, "phase portrait", Figure::Phase(shown.clone(), omega0)),
-            shown,
-            format!(
-                "Phase portrait p against x of the same rollouts (dots: starting states): {orbit}; a model that adds or \
-                 removes energy would spiral off them."
-            ),
-        ),
-    ));
-
-    let errors = select(&c.rollout, &["step", "median_rel_err", "q05_rel_err", "q95_rel_err", "max_rel_err"])?;
-    let median = errors.numbers("median_rel_err")?;
-    out.push((
-        "rollout_error",
-        fig(
-            titled(c, "rollout error", Figure::RolloutError(errors.clone())),
-            errors,
-            format!(
-                "Norm-based relative error ‖ŝₙ − sₙ‖/‖sₙ‖ over {} rollouts (median, 5–95 % band, maximum): the median goes \
-                 from {} at step 0 to {} at step {steps}.",
-                cfg.eval.n_rollouts,
-                sci(median.first().copied().unwrap_or(f64::NAN), 3),
-                sci(median.last().copied().unwrap_or(f64::NAN), 3)
-            ),
-        ),
-    ));
-    let components = component_errors(&c.trajectories)?;
-    out.push((
-        "component_error",
-        fig(
-            titled(c, "per-component error", Figure::ComponentError(components.clone())),
-            components,
-            "The seed's per-component error |Δx|/|x| (and |Δp|/|p|, Δ = model − exact) of one trajectory spikes wherever \
-             x (or p) crosses zero (dashed lines for x) because its denominator vanishes there, not because the model \
-             errs; the norm-based ‖Δs‖/‖s‖ (black) has no spikes, which is why it is the headline."
-                .into(),
-        ),
-    ));
-    let energy = energies(&c.trajectories, omega0)?;
-    let drift = energy.numbers("rel_diff")?.iter().fold(0.0, |m: f64, v| m.max(v.abs()));
-    let trend = if cfg.system.gamma == 0.0 { "exactly conserved" } else { "decaying on average as e^(−2γt)" };
-    out.push((
-        "energy",
-        fig(
-            titled(c, "energy", Figure::Energy(energy.clone())),
-            energy,
-            format!(
-                "Energy E = ½(p² + ω0² x²) along the rollouts, model against exact ({trend}), and below their difference \
-                 relative to the starting energy, ΔE/E₀ with ΔE = E_model − E_exact: at most {} here.",
-                sci(drift, 3)
-            ),
-        ),
-    ));
-
-    match &c.map {
-        Some(map) => {
-            let kind = map.map_kind.clone().unwrap_or_else(|| "effective map".into());
-            let eig = eigenvalue_table(map);
-            let gap = map
-                .eigenvalues
-                .iter()
-                .map(|z| {
-                    let exact = crate::util::mat2::eigenvalues(
-                        &crate::physics::Oscillator { omega0: map.truth.omega0, gamma: map.truth.gamma }
-                            .propagator(map.truth.dt),
-                    );
-                    exact.iter().map(|e| (e.re - z.re).hypot(e.im - z.im)).fold(f64::INFINITY, f64::min)
-                })
-                .fold(0.0, f64::max);
-            out.push((
-                "eigenvalues",
-                fig(
-                    titled(c, "eigenvalues", Figure::Eigenvalues(eig.clone())),
-                    eig,
-                    format!(
-                        "Eigenvalues of the learned map ({kind}; filled orange dots) on the exact e^((−γ ± iω)Δt) (black rings), at \
-                         most {} apart, and those of every candidate rule: in the zoom, rules outside the unit circle add \
-                         energy (Euler), rules inside remove it (implicit Euler).",
-                        sci(gap, 2)
-                    ),
-                ),
-            ));
-            let distances = distance_table(map);
-            let d = distances.numbers("distance")?;
-            let names = distances.text("rule")?;
-            let verdict = match (d.first(), d.get(1)) {
-                (Some(&d1), Some(&d2)) if d2 >= 10.0 * d1 => format!(
-                    "the nearest is {} at {}, and the runner-up {} is {}× farther, beyond the factor 10 (dashed line) \
-                     needed to name it",
-                    names[0],
-                    sci(d1, 3),
-                    names[1],
-                    sci(d2 / d1, 3)
-                ),
-                (Some(&d1), Some(&d2)) => format!(
-                    "{} and {} are within a factor {} < 10 of each other, so at Δt = {} the model cannot be said to run \
-                     one rather than the other",
-                    names[0],
-                    names[1],
-                    sci(d2 / d1, 3),
-                    map.truth.dt
-                ),
-                _ => "there are fewer than two rules to compare".into(),
-            };
-            out.push((
-                "rule_distances",
-                fig(
-                    titled(c, "distance to each rule", Figure::Distances(distances.clone())),
-                    distances,
-                    format!(
-                        "Frobenius distance ‖M − M_rule‖ from the learned map to each candidate update rule: {verdict}."
-                    ),
-                ),
-            ));
-            let entries = map_table(map);
-            let diff = entries
-                .filter("term", "learned - exact")?
-                .numbers("value")?
-                .iter()
-                .fold(0.0, |m: f64, v| m.max(v.abs()));
-            out.push((
-                "map",
-                fig(
-                    titled(c, "learned map", Figure::Matrices(entries.clone(), false)),
-                    entries,
-                    format!(
-                        "Entries of the learned map M (column convention s′ = M s + c; rows: output, columns: input) beside \
-                         the exact propagator e^(AΔt); the difference has its own colour scale (largest entry {}).",
-                        sci(diff, 2)
-                    ),
-                ),
-            ));
-        }
-        None => {
-            let why = format!(
-                "No interpret.json in {}: this model (context {}) is not one affine map, so there is no map to read \
-                 eigenvalues and rule distances from.",
-                c.dir.display(),
-                cfg.data.context
-            );
-            for id in ["eigenvalues", "rule_distances", "map"] {
-                out.push((id, Content::Skipped(why.clone())));
-            }
-        }
-    }
-
-    match (&c.model, c.model.as_ref().and_then(path_table)) {
-        (_, Some(paths)) => {
-            let heads = paths.text("term")?.iter().filter(|t| t.starts_with('L')).count() / 4;
-            let heads = if heads == 1 { "the head".to_string() } else { format!("each of the {heads} heads") };
-            out.push((
-                "paths",
-                fig(
-                    titled(c, "path decomposition", Figure::Matrices(paths.clone(), true)),
-                    paths,
-                    format!(
-                        "The map split into the direct path (W_E W_U)ᵀ and the OV path (W_E W_V W_O W_U)ᵀ of {heads}, \
-                         on one colour scale; they add up to M (last panel). Only the sum is fixed by the \
-                         task: how it is shared between the paths is the model's choice."
-                    ),
-                ),
-            ));
-        }
-        (None, _) => out.push(("paths", Content::Skipped(format!("No model.safetensors in {}.", c.dir.display())))),
-        (Some(_), None) => out.push((
-            "paths",
-            Content::Skipped(format!(
-                "Context {}: the map depends on the input through the attention pattern, so it has no fixed path decomposition.",
-                cfg.data.context
-            )),
-        )),
-    }
-
-    match &c.attention {
-        Some(t) => {
-            let data = select(t, &["layer", "head", "query", "key", "weight"])?;
-            out.push((
-                "attention",
-                fig(
-                    titled(c, "attention patterns", Figure::Attention(data.clone())),
-                    data,
-                    "Attention weights of each layer and head (rows: query position, columns: key position), from \
-                     attention.csv; a causal mask leaves the upper triangle empty."
-                        .into(),
-                ),
-            ));
-        }
-        None if cfg.data.context == 1 => out.push((
-            "attention",
-            Content::Skipped(
-                "Context 1: a single token can only attend to itself (weight 1), so there is no pattern to show."
-                    .into(),
-            ),
-        )),
-        None => out.push((
-            "attention",
-            Content::Skipped(format!(
-                "No attention.csv in {}: the attention patterns of this context-{} model were not saved.",
-                c.dir.display(),
-                cfg.data.context
-            )),
-        )),
-    }
-
-    match &c.error_vs_energy {
-        Some(t) => {
-            let data = select(t, &["energy", "sq_err", "rel_err"])?;
-            let (e, r) = (data.numbers("energy")?, data.numbers("rel_err")?);
-            let med = |inside: bool| {
-                let mut v: Vec<f64> = e
-                    .iter()
-                    .zip(&r)
-                    .filter(|(e, r)| (**e <= cfg.data.e_train_max) == inside && r.is_finite())
-                    .map(|(_, r)| *r)
-                    .collect();
-                v.sort_by(f64::total_cmp);
-                v.get(v.len() / 2).copied()
-            };
-            let compare = match (med(true), med(false)) {
-                (Some(a), Some(b)) => format!("the median error is {} inside and {} beyond it", sci(a, 3), sci(b, 3)),
-                _ => "all samples lie on one side of it".into(),
-            };
-            out.push((
-                "error_vs_energy",
-                fig(
-                    titled(c, "error against energy", Figure::ErrorVsEnergy(data.clone(), cfg.data.e_train_max)),
-                    data,
-                    format!(
-                        "Relative one-step error of the {} validation samples against their energy: training covered \
-                         E ≤ {} (shaded), to the right the model extrapolates; {compare}.",
-                        e.len(),
-                        cfg.data.e_train_max
-                    ),
-                ),
-            ));
-        }
-        None => out.push((
-            "error_vs_energy",
-            Content::Skipped(format!(
-                "No error_vs_energy.csv in {} (a run folder from before it was written): `physlens eval --run {}` writes it.",
-                c.dir.display(),
-                c.dir.display()
-            )),
-        )),
-    }
+/// The figures of one case with their data and captions, in the order of
+/// [`SECTIONS`] (each made in [`crate::report::sections`]).
+fn plan(c: &CaseData) -> Result<Vec<Entry>> {
+    let mut out = vec![training(c)?, rollouts(c)?, phase(c)?, rollout_error(c)?, component_error(c)?, energy(c)?];
+    out.extend(map_figures(c)?);
+    out.extend([paths(c)?, attention(c)?, error_vs_energy(c)?]);
     Ok(out)
 }
 

@@ -4,4 +4,5 @@ pub mod build;
 pub mod data;
 pub mod figures;
 pub mod plot;
+pub(crate) mod sections;
 pub mod tables;

@@ -1,0 +1,326 @@
+//! What each figure of a case shows: one function per figure or section of the
+//! report, each turning the case's files into its entry, the figure id (file
+//! stem) and its [`Content`] (the figure, the table written beside it as CSV
+//! and the caption, or why the figure is left out). The order of the page and
+//! the page itself are in [`crate::report::build`].
+
+use crate::report::data::{
+    CaseData, MapNumbers, SHOWN_TRAJECTORIES, Table, component_errors, distance_table, eigenvalue_table, energies,
+    map_table, path_table, select, shown_trajectories,
+};
+use crate::report::figures::{Figure, Titled};
+use crate::report::plot::sci;
+use crate::util::error::Result;
+
+/// One figure of one case, or why it is left out.
+pub(crate) enum Content {
+    /// A figure to draw, the table written beside it as CSV, and its caption.
+    Figure { figure: Titled, data: Table, caption: String },
+    /// Why the figure is left out.
+    Skipped(String),
+}
+
+/// One slot of a case: figure id (file stem) and what goes there.
+pub(crate) type Entry = (&'static str, Content);
+
+// ---------------------------------------------------------------- shared shapes
+
+/// `figure` titled `<case> — what`.
+fn titled(case: &CaseData, what: &str, figure: Figure) -> Titled {
+    Titled { title: format!("{} — {what}", case.numbers.name), figure }
+}
+
+/// The figure `id`, titled `<case> — what`, drawn by `draw` from `data`,
+/// which is also the CSV written beside it.
+fn drawn(
+    c: &CaseData,
+    id: &'static str,
+    what: &str,
+    draw: impl FnOnce(Table) -> Figure,
+    data: Table,
+    caption: String,
+) -> Entry {
+    let figure = titled(c, what, draw(data.clone()));
+    (id, Content::Figure { figure, data, caption })
+}
+
+/// The figure `id` left out, and why.
+fn skipped(id: &'static str, why: String) -> Entry {
+    (id, Content::Skipped(why))
+}
+
+/// A value for a caption, NaN where the column is empty.
+fn or_nan(v: Option<&f64>) -> f64 {
+    v.copied().unwrap_or(f64::NAN)
+}
+
+/// The largest absolute value, 0 for none.
+fn max_abs(values: &[f64]) -> f64 {
+    values.iter().fold(0.0, |m: f64, v| m.max(v.abs()))
+}
+
+// ---------------------------------------------------------------- the figures
+
+/// `training`: train loss and validation MSE (log) and the learning rate
+/// against step, from `metrics.csv`.
+pub(crate) fn training(c: &CaseData) -> Result<Entry> {
+    let cfg = &c.config;
+    let training = select(&c.metrics, &["step", "train_loss", "valid_mse", "lr"])?;
+    let last_valid = or_nan(training.numbers("valid_mse")?.last());
+    let caption = format!(
+        "Train loss and validation MSE against step (log scale); validation energies reach {}, beyond the training range \
+         E ≤ {}, and its MSE ends at {}. Below: the learning rate.",
+        cfg.data.e_valid_max,
+        cfg.data.e_train_max,
+        sci(last_valid, 3)
+    );
+    Ok(drawn(c, "training", "training", Figure::Training, training, caption))
+}
+
+/// `rollouts`: x(t) and p(t) of the first [`SHOWN_TRAJECTORIES`] rollouts,
+/// model against exact, from `trajectories.csv`.
+pub(crate) fn rollouts(c: &CaseData) -> Result<Entry> {
+    let (cfg, steps) = (&c.config, c.numbers.rollout.steps);
+    let caption = format!(
+        "{SHOWN_TRAJECTORIES} of the {} rollouts over {steps} steps, the model fed its own predictions: wherever a thin \
+         model line leaves its wide exact line the model has drifted (median error after {steps} steps: {}).",
+        cfg.eval.n_rollouts,
+        c.numbers.rollout.median_rel_err_final.map_or("n/a".into(), |v| sci(v, 3))
+    );
+    let omega0 = cfg.system.omega0;
+    Ok(drawn(c, "rollouts", "rollouts", |t| Figure::Rollout(t, omega0), shown_trajectories(&c.trajectories)?, caption))
+}
+
+/// `phase`: the phase portrait, p against x of the same rollouts as
+/// [`rollouts`], from `trajectories.csv`.
+pub(crate) fn phase(c: &CaseData) -> Result<Entry> {
+    let system = &c.config.system;
+    let orbit = if system.gamma == 0.0 {
+        "the exact orbits are closed ellipses (γ = 0 conserves energy)".to_string()
+    } else {
+        format!("the exact orbits spiral inwards (γ = {} dissipates energy)", system.gamma)
+    };
+    let caption = format!(
+        "Phase portrait p against x of the same rollouts (dots: starting states): {orbit}; a model that adds or \
+         removes energy would spiral off them."
+    );
+    let omega0 = system.omega0;
+    Ok(drawn(c, "phase", "phase portrait", |t| Figure::Phase(t, omega0), shown_trajectories(&c.trajectories)?, caption))
+}
+
+/// `rollout_error`: median, 5–95 % band and maximum of the norm-based
+/// relative error against step, from `rollout.csv`.
+pub(crate) fn rollout_error(c: &CaseData) -> Result<Entry> {
+    let errors = select(&c.rollout, &["step", "median_rel_err", "q05_rel_err", "q95_rel_err", "max_rel_err"])?;
+    let median = errors.numbers("median_rel_err")?;
+    let caption = format!(
+        "Norm-based relative error ‖ŝₙ − sₙ‖/‖sₙ‖ over {} rollouts (median, 5–95 % band, maximum): the median goes \
+         from {} at step 0 to {} at step {}.",
+        c.config.eval.n_rollouts,
+        sci(or_nan(median.first()), 3),
+        sci(or_nan(median.last()), 3),
+        c.numbers.rollout.steps
+    );
+    Ok(drawn(c, "rollout_error", "rollout error", Figure::RolloutError, errors, caption))
+}
+
+/// `component_error`: the seed's per-component relative errors of one
+/// trajectory beside the norm-based one, from `trajectories.csv`.
+pub(crate) fn component_error(c: &CaseData) -> Result<Entry> {
+    let caption = "The seed's per-component error |Δx|/|x| (and |Δp|/|p|, Δ = model − exact) of one trajectory spikes wherever \
+         x (or p) crosses zero (dashed lines for x) because its denominator vanishes there, not because the model \
+         errs; the norm-based ‖Δs‖/‖s‖ (black) has no spikes, which is why it is the headline.";
+    let components = component_errors(&c.trajectories)?;
+    Ok(drawn(c, "component_error", "per-component error", Figure::ComponentError, components, caption.into()))
+}
+
+/// `energy`: energy of the shown rollouts, model against exact, and their
+/// relative difference, from `trajectories.csv`.
+pub(crate) fn energy(c: &CaseData) -> Result<Entry> {
+    let energy = energies(&c.trajectories, c.config.system.omega0)?;
+    let drift = max_abs(&energy.numbers("rel_diff")?);
+    let trend = if c.config.system.gamma == 0.0 { "exactly conserved" } else { "decaying on average as e^(−2γt)" };
+    let caption = format!(
+        "Energy E = ½(p² + ω0² x²) along the rollouts, model against exact ({trend}), and below their difference \
+         relative to the starting energy, ΔE/E₀ with ΔE = E_model − E_exact: at most {} here.",
+        sci(drift, 3)
+    );
+    Ok(drawn(c, "energy", "energy", Figure::Energy, energy, caption))
+}
+
+/// The three figures of the learned map from `interpret.json`
+/// ([`eigenvalues`], [`rule_distances`], [`learned_map`]), or for each of
+/// them why there is none.
+pub(crate) fn map_figures(c: &CaseData) -> Result<Vec<Entry>> {
+    match &c.map {
+        Some(map) => Ok(vec![eigenvalues(c, map), rule_distances(c, map)?, learned_map(c, map)?]),
+        None => {
+            let why = format!(
+                "No interpret.json in {}: this model (context {}) is not one affine map, so there is no map to read \
+                 eigenvalues and rule distances from.",
+                c.dir.display(),
+                c.config.data.context
+            );
+            Ok(["eigenvalues", "rule_distances", "map"].into_iter().map(|id| skipped(id, why.clone())).collect())
+        }
+    }
+}
+
+/// `eigenvalues`: eigenvalues of the learned map, of the exact propagator and
+/// of every candidate rule on the complex plane, from `interpret.json`.
+pub(crate) fn eigenvalues(c: &CaseData, map: &MapNumbers) -> Entry {
+    let kind = map.map_kind.clone().unwrap_or_else(|| "effective map".into());
+    let gap = map
+        .eigenvalues
+        .iter()
+        .map(|z| {
+            let exact = crate::util::mat2::eigenvalues(
+                &crate::physics::Oscillator { omega0: map.truth.omega0, gamma: map.truth.gamma }
+                    .propagator(map.truth.dt),
+            );
+            exact.iter().map(|e| (e.re - z.re).hypot(e.im - z.im)).fold(f64::INFINITY, f64::min)
+        })
+        .fold(0.0, f64::max);
+    let caption = format!(
+        "Eigenvalues of the learned map ({kind}; filled orange dots) on the exact e^((−γ ± iω)Δt) (black rings), at \
+         most {} apart, and those of every candidate rule: in the zoom, rules outside the unit circle add \
+         energy (Euler), rules inside remove it (implicit Euler).",
+        sci(gap, 2)
+    );
+    drawn(c, "eigenvalues", "eigenvalues", Figure::Eigenvalues, eigenvalue_table(map), caption)
+}
+
+/// `rule_distances`: Frobenius distance from the learned map to each
+/// candidate update rule, and whether the nearest can be named, from
+/// `interpret.json`.
+pub(crate) fn rule_distances(c: &CaseData, map: &MapNumbers) -> Result<Entry> {
+    let distances = distance_table(map);
+    let d = distances.numbers("distance")?;
+    let names = distances.text("rule")?;
+    let verdict = match (d.first(), d.get(1)) {
+        (Some(&d1), Some(&d2)) if d2 >= 10.0 * d1 => format!(
+            "the nearest is {} at {}, and the runner-up {} is {}× farther, beyond the factor 10 (dashed line) \
+             needed to name it",
+            names[0],
+            sci(d1, 3),
+            names[1],
+            sci(d2 / d1, 3)
+        ),
+        (Some(&d1), Some(&d2)) => format!(
+            "{} and {} are within a factor {} < 10 of each other, so at Δt = {} the model cannot be said to run \
+             one rather than the other",
+            names[0],
+            names[1],
+            sci(d2 / d1, 3),
+            map.truth.dt
+        ),
+        _ => "there are fewer than two rules to compare".into(),
+    };
+    let caption =
+        format!("Frobenius distance ‖M − M_rule‖ from the learned map to each candidate update rule: {verdict}.");
+    Ok(drawn(c, "rule_distances", "distance to each rule", Figure::Distances, distances, caption))
+}
+
+/// `map`: entries of the learned map beside the exact propagator and their
+/// difference, from `interpret.json`.
+pub(crate) fn learned_map(c: &CaseData, map: &MapNumbers) -> Result<Entry> {
+    let entries = map_table(map);
+    let diff = max_abs(&entries.filter("term", "learned - exact")?.numbers("value")?);
+    let caption = format!(
+        "Entries of the learned map M (column convention s′ = M s + c; rows: output, columns: input) beside \
+         the exact propagator e^(AΔt); the difference has its own colour scale (largest entry {}).",
+        sci(diff, 2)
+    );
+    Ok(drawn(c, "map", "learned map", |t| Figure::Matrices(t, false), entries, caption))
+}
+
+/// `paths`: the map split into the direct and the OV paths of each head,
+/// from `model.safetensors`; left out without the file, or when the model
+/// (context above 1) has no fixed map.
+pub(crate) fn paths(c: &CaseData) -> Result<Entry> {
+    Ok(match (&c.model, c.model.as_ref().and_then(path_table)) {
+        (_, Some(paths)) => {
+            let heads = paths.text("term")?.iter().filter(|t| t.starts_with('L')).count() / 4;
+            let heads = if heads == 1 { "the head".to_string() } else { format!("each of the {heads} heads") };
+            let caption = format!(
+                "The map split into the direct path (W_E W_U)ᵀ and the OV path (W_E W_V W_O W_U)ᵀ of {heads}, \
+                 on one colour scale; they add up to M (last panel). Only the sum is fixed by the \
+                 task: how it is shared between the paths is the model's choice."
+            );
+            drawn(c, "paths", "path decomposition", |t| Figure::Matrices(t, true), paths, caption)
+        }
+        (None, _) => skipped("paths", format!("No model.safetensors in {}.", c.dir.display())),
+        (Some(_), None) => skipped(
+            "paths",
+            format!(
+                "Context {}: the map depends on the input through the attention pattern, so it has no fixed path decomposition.",
+                c.config.data.context
+            ),
+        ),
+    })
+}
+
+/// `attention`: attention weights of each layer and head, from
+/// `attention.csv`; left out at context 1 or without the file.
+pub(crate) fn attention(c: &CaseData) -> Result<Entry> {
+    let context = c.config.data.context;
+    Ok(match &c.attention {
+        Some(t) => {
+            let caption = "Attention weights of each layer and head (rows: query position, columns: key position), from \
+                 attention.csv; a causal mask leaves the upper triangle empty.";
+            let data = select(t, &["layer", "head", "query", "key", "weight"])?;
+            drawn(c, "attention", "attention patterns", Figure::Attention, data, caption.into())
+        }
+        None if context == 1 => skipped(
+            "attention",
+            "Context 1: a single token can only attend to itself (weight 1), so there is no pattern to show.".into(),
+        ),
+        None => skipped(
+            "attention",
+            format!(
+                "No attention.csv in {}: the attention patterns of this context-{context} model were not saved.",
+                c.dir.display()
+            ),
+        ),
+    })
+}
+
+/// `error_vs_energy`: relative one-step error of the validation samples
+/// against their energy, inside and beyond the training range, from
+/// `error_vs_energy.csv`; left out without the file.
+pub(crate) fn error_vs_energy(c: &CaseData) -> Result<Entry> {
+    let e_train_max = c.config.data.e_train_max;
+    let Some(t) = &c.error_vs_energy else {
+        return Ok(skipped(
+            "error_vs_energy",
+            format!(
+                "No error_vs_energy.csv in {} (a run folder from before it was written): `physlens eval --run {}` writes it.",
+                c.dir.display(),
+                c.dir.display()
+            ),
+        ));
+    };
+    let data = select(t, &["energy", "sq_err", "rel_err"])?;
+    let (e, r) = (data.numbers("energy")?, data.numbers("rel_err")?);
+    let med = |inside: bool| {
+        let mut v: Vec<f64> = e
+            .iter()
+            .zip(&r)
+            .filter(|(e, r)| (**e <= e_train_max) == inside && r.is_finite())
+            .map(|(_, r)| *r)
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    };
+    let compare = match (med(true), med(false)) {
+        (Some(a), Some(b)) => format!("the median error is {} inside and {} beyond it", sci(a, 3), sci(b, 3)),
+        _ => "all samples lie on one side of it".into(),
+    };
+    let caption = format!(
+        "Relative one-step error of the {} validation samples against their energy: training covered \
+         E ≤ {e_train_max} (shaded), to the right the model extrapolates; {compare}.",
+        e.len()
+    );
+    let what = "error against energy";
+    Ok(drawn(c, "error_vs_energy", what, |t| Figure::ErrorVsEnergy(t, e_train_max), data, caption))
+}
