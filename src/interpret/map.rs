@@ -105,6 +105,12 @@ pub struct MapReport {
     /// How the map was obtained.
     #[serde(default)]
     pub map_kind: String,
+    /// The exact propagator `exp(AΔt)` of the true system.
+    #[serde(default = "crate::util::json::nan_mat2", deserialize_with = "crate::util::json::mat2_nan_if_null")]
+    pub exact_map: Mat2,
+    /// Its eigenvalues `e^{(−γ ± iω)Δt}`.
+    #[serde(default)]
+    pub exact_eigenvalues: [Complex; 2],
 }
 
 /// Reads the affine map `s' = M s + c` of a model trained on `system`.
@@ -143,6 +149,8 @@ pub fn analyze_map(m: Mat2, c: Vec2, system: &System, map_kind: &str) -> MapRepo
         margin: v.margin,
         identifiable: v.identifiable,
         error_vs_exact: v.error_vs_exact,
+        exact_map: system.step(),
+        exact_eigenvalues: eigenvalues(&system.step()),
         map_kind: map_kind.into(),
     }
 }

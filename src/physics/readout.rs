@@ -18,7 +18,7 @@ use std::f64::consts::PI;
 
 use serde::{Deserialize, Serialize};
 
-use crate::util::mat2::{Mat2, det, eigenvalues, frobenius, sub};
+use crate::util::mat2::{Complex, Mat2, det, eigenvalues, frobenius, sub};
 use crate::physics::Oscillator;
 use crate::physics::rules::all_rules;
 
@@ -127,6 +127,9 @@ pub struct RuleDistance {
     /// `‖M − M_rule‖_F`.
     #[serde(deserialize_with = "crate::util::json::nan_if_null")]
     pub distance: f64,
+    /// Eigenvalues of the rule's map.
+    #[serde(default)]
+    pub eigenvalues: [Complex; 2],
 }
 
 /// Frobenius distance from `m` to every rule of [`crate::physics::rules::RULES`] for
@@ -134,7 +137,11 @@ pub struct RuleDistance {
 pub fn rule_distances(m: &Mat2, osc: &Oscillator, dt: f64) -> Vec<RuleDistance> {
     let mut distances: Vec<RuleDistance> = all_rules(osc, dt)
         .into_iter()
-        .map(|(name, rule)| RuleDistance { name: name.to_string(), distance: frobenius(&sub(m, &rule)) })
+        .map(|(name, rule)| RuleDistance {
+            name: name.to_string(),
+            distance: frobenius(&sub(m, &rule)),
+            eigenvalues: eigenvalues(&rule),
+        })
         .collect();
     distances.sort_by(|a, b| a.distance.total_cmp(&b.distance));
     distances

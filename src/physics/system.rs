@@ -16,7 +16,8 @@ use crate::util::mat2::Mat2;
 /// let system = System { omega0: 2.0, gamma: 0.1, dt: 0.1 };
 /// assert!(system.invalid().is_none());
 /// let m = system.step();
-/// assert!((m[0][0] - 0.9753).abs() < 1e-3);
+/// let det = m[0][0] * m[1][1] - m[0][1] * m[1][0];
+/// assert!((det - (-2.0 * 0.1 * 0.1f64).exp()).abs() < 1e-12); // det = e^(−2γΔt)
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

@@ -232,30 +232,34 @@ fn svg_width(svg: &str) -> u32 {
 /// One sentence per case: what it learned and how well it rolls out.
 fn glance(c: &CaseData) -> String {
     let n = &c.numbers;
-    let f = |v: Option<f64>, sig: usize| v.map_or("n/a".into(), |v| sci(v, sig));
-    let physics = match (n.learned.omega0, n.learned.gamma) {
-        (Some(w), Some(g)) => format!(
+    let f = sci;
+    let (w, g) = (n.learned.omega0, n.learned.gamma);
+    let physics = match w.is_finite() && g.is_finite() {
+        true => format!(
             "learned ω0 = {} (relative error {}) and γ = {} (absolute error {}); nearest rule <code>{}</code>{}",
             sci(w, 9),
-            sci(((w - n.omega0) / n.omega0).abs(), 2),
+            sci(((w - n.system.omega0) / n.system.omega0).abs(), 2),
             sci(g, 6),
-            sci((g - n.gamma).abs(), 2),
+            sci((g - n.system.gamma).abs(), 2),
             html_escape(&n.nearest_method),
-            n.margin.map_or(String::new(), |m| format!(
-                " (margin {}, {})",
-                sci(m, 3),
-                if m >= 10.0 { "identifiable" } else { "not identifiable" }
-            )),
+            match n.margin {
+                m if m.is_finite() => format!(
+                    " (margin {}, {})",
+                    sci(m, 3),
+                    if m >= 10.0 { "identifiable" } else { "not identifiable" }
+                ),
+                _ => String::new(),
+            },
         ),
-        _ => format!("no single affine map to read ω0 and γ from (context {})", c.config.data.context),
+        false => format!("no single affine map to read ω0 and γ from (context {})", c.config.data.context),
     };
     format!(
         "<b>{}</b> (ω0 = {}, γ = {}, Δt = {}): {physics}; rollout median relative error {} after {} steps (max over all \
          steps {}); validation MSE {}.",
         html_escape(&n.name),
-        n.omega0,
-        n.gamma,
-        n.dt,
+        n.system.omega0,
+        n.system.gamma,
+        n.system.dt,
         f(n.rollout.median_rel_err_final, 3),
         n.rollout.steps,
         f(n.rollout.max_rel_err, 3),

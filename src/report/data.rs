@@ -1,21 +1,19 @@
-//! The data behind the report: reading a run folder back (CSV tables,
-//! `summary.json`, `interpret.json`, the checkpoint), the per-sample error
-//! file written at evaluation (`error_vs_energy.csv`), and the small tables
+//! The data behind the report: reading a run folder back (CSV tables, the
+//! records of [`crate::run::records`], the checkpoint) and the small tables
 //! each figure is drawn from (written beside the figure as CSV).
 //!
 //! Maps are in the COLUMN convention of physics, `s' = M s`.
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
-use crate::model::checkpoint;
 use crate::config::Config;
-use crate::util::error::{Error, Result};
-use crate::util::mat2::{Mat2, eigenvalues, sub, transpose};
+use crate::interpret::map::MapReport;
+use crate::model::checkpoint;
 use crate::model::{D_IN, Model};
-use crate::physics::Oscillator;
-use crate::physics::rules::all_rules;
+use crate::physics::rules::RULES;
+use crate::run::records::{CaseSummary, Evaluation, Summary, read_json};
+use crate::util::error::{Error, Result};
+use crate::util::mat2::{Mat2, sub, transpose};
 
 /// Trajectories shown in the rollout, phase-portrait and energy figures.
 pub const SHOWN_TRAJECTORIES: usize = 3;
@@ -134,131 +132,11 @@ impl Table {
 
 // ---------------------------------------------------------------- run folder
 
-/// `rollout` of a `summary.json` case.
-#[derive(Clone, Debug, Deserialize)]
-pub struct RolloutNumbers {
-    /// Autoregressive steps.
-    pub steps: usize,
-    /// Median relative error at the last step.
-    pub median_rel_err_final: Option<f64>,
-    /// Largest relative error at the last step.
-    pub max_rel_err_final: Option<f64>,
-    /// Largest relative error over all steps.
-    pub max_rel_err: Option<f64>,
-}
-
-/// `learned` of a `summary.json` case (null for models without one affine map).
-#[derive(Clone, Debug, Deserialize)]
-pub struct LearnedNumbers {
-    /// ω0 read from the eigenvalues.
-    pub omega0: Option<f64>,
-    /// γ read from the eigenvalues.
-    pub gamma: Option<f64>,
-}
-
-/// One case of `summary.json` as read back (SPEC §4; later keys optional).
-#[derive(Clone, Debug, Deserialize)]
-pub struct CaseNumbers {
-    /// Case name (its folder).
-    pub name: String,
-    /// True ω0.
-    pub omega0: f64,
-    /// True γ.
-    pub gamma: f64,
-    /// Δt.
-    pub dt: f64,
-    /// MSE on the training set.
-    pub train_mse: Option<f64>,
-    /// MSE on the validation set.
-    pub valid_mse: Option<f64>,
-    /// Rollout headline numbers.
-    pub rollout: RolloutNumbers,
-    /// Spectral readout.
-    pub learned: LearnedNumbers,
-    /// Nearest candidate rule.
-    pub nearest_method: String,
-    /// `d₂/d₁`.
-    #[serde(default)]
-    pub margin: Option<f64>,
-    /// `‖M − M_exact‖_F`.
-    #[serde(default)]
-    pub error_vs_exact: Option<f64>,
-    /// Training wall time in seconds.
-    #[serde(default)]
-    pub train_seconds: Option<f64>,
-}
-
-#[derive(Deserialize)]
-struct SummaryFile {
-    cases: Vec<CaseNumbers>,
-}
-
-/// One eigenvalue in `interpret.json`.
-#[derive(Clone, Copy, Debug, Deserialize)]
-pub struct ComplexNumber {
-    /// Real part.
-    pub re: f64,
-    /// Imaginary part.
-    pub im: f64,
-}
-
-/// `truth` in `interpret.json`.
-#[derive(Clone, Debug, Deserialize)]
-pub struct TruthNumbers {
-    /// ω0.
-    pub omega0: f64,
-    /// γ.
-    pub gamma: f64,
-    /// Δt.
-    pub dt: f64,
-}
-
-/// One entry of `methods` in `interpret.json`.
-#[derive(Clone, Debug, Deserialize)]
-pub struct MethodDistance {
-    /// Rule name (SPEC §1.5).
-    pub name: String,
-    /// `‖M − M_rule‖_F`.
-    pub distance: f64,
-}
-
-/// The parts of `interpret.json` (SPEC §4) the report draws.
-#[derive(Clone, Debug, Deserialize)]
-pub struct MapNumbers {
-    /// `M`, column convention.
-    pub effective_map: Mat2,
-    /// Eigenvalues of `M`.
-    pub eigenvalues: Vec<ComplexNumber>,
-    /// The trained-on system.
-    pub truth: TruthNumbers,
-    /// Distances to the candidate rules, ascending.
-    pub methods: Vec<MethodDistance>,
-    /// How the map was obtained.
-    #[serde(default)]
-    pub map_kind: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct EvalFile {
-    train_mse: Option<f64>,
-    valid_mse: Option<f64>,
-    rollout: RolloutNumbers,
-    interpretation: EvalInterpretation,
-}
-
-#[derive(Deserialize)]
-struct EvalInterpretation {
-    learned: LearnedNumbers,
-    nearest_method: String,
-    margin: Option<f64>,
-    error_vs_exact: Option<f64>,
-}
-
 /// Everything the report reads from one case folder.
 #[derive(Clone, Debug)]
 pub struct CaseData {
     /// Headline numbers (from `summary.json`, or `eval.json` for a lone run folder).
-    pub numbers: CaseNumbers,
+    pub numbers: CaseSummary,
     /// The case folder.
     pub dir: PathBuf,
     /// `config.toml`.
@@ -271,21 +149,14 @@ pub struct CaseData {
     pub rollout: Table,
     /// `trajectories.csv`.
     pub trajectories: Table,
-    /// `interpret.json`, absent for models without one affine map.
-    pub map: Option<MapNumbers>,
+    /// `interpret.json`, if present.
+    pub map: Option<MapReport>,
     /// `model.safetensors` in f64, if present.
     pub model: Option<Model<f64>>,
     /// `error_vs_energy.csv`, if present.
     pub error_vs_energy: Option<Table>,
     /// `attention.csv` (layer, head, query, key, weight), if present.
     pub attention: Option<Table>,
-}
-
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Input { file: path.into(), message: format!("cannot read: {e}") })?;
-    serde_json::from_str(&text)
-        .map_err(|e| Error::Input { file: path.into(), message: format!("not the expected JSON: {e}") })
 }
 
 fn optional<T>(path: &Path, read: impl Fn(&Path) -> Result<T>) -> Result<Option<T>> {
@@ -301,7 +172,7 @@ pub fn load_run(dir: &Path) -> Result<Vec<CaseData>> {
     }
     let summary = dir.join("summary.json");
     if summary.exists() {
-        let file: SummaryFile = read_json(&summary)?;
+        let file: Summary = read_json(&summary)?;
         if file.cases.is_empty() {
             return Err(Error::Input { file: summary, message: "`cases` is empty: nothing to report".into() });
         }
@@ -326,28 +197,14 @@ pub fn load_run(dir: &Path) -> Result<Vec<CaseData>> {
 }
 
 /// The headline numbers of a lone run folder, from `eval.json` and `config.toml`.
-fn lone_case_numbers(dir: &Path) -> Result<CaseNumbers> {
+fn lone_case_numbers(dir: &Path) -> Result<CaseSummary> {
     let config = Config::from_file(&dir.join("config.toml"))?;
-    let eval: EvalFile = read_json(&dir.join("eval.json"))?;
-    let EvalInterpretation { learned, nearest_method, margin, error_vs_exact } = eval.interpretation;
+    let eval: Evaluation = read_json(&dir.join("eval.json"))?;
     let name = dir.canonicalize().ok().and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()));
-    Ok(CaseNumbers {
-        name: name.unwrap_or_else(|| "run".into()),
-        omega0: config.system.omega0,
-        gamma: config.system.gamma,
-        dt: config.system.dt,
-        train_mse: eval.train_mse,
-        valid_mse: eval.valid_mse,
-        rollout: eval.rollout,
-        learned,
-        nearest_method,
-        margin,
-        error_vs_exact,
-        train_seconds: None,
-    })
+    Ok(CaseSummary::new(&name.unwrap_or_else(|| "run".into()), config.system, &eval, f64::NAN))
 }
 
-fn load_case(dir: &Path, numbers: CaseNumbers) -> Result<CaseData> {
+fn load_case(dir: &Path, numbers: CaseSummary) -> Result<CaseData> {
     let config_path = dir.join("config.toml");
     let config_text = std::fs::read_to_string(&config_path)
         .map_err(|e| Error::Input { file: config_path.clone(), message: format!("cannot read: {e}") })?;
@@ -419,24 +276,26 @@ pub fn energies(trajectories: &Table, omega0: f64) -> Result<Table> {
     Ok(out)
 }
 
-/// Eigenvalues of the learned map, of the exact propagator and of every
-/// candidate rule: columns `source, re, im`.
-pub fn eigenvalue_table(map: &MapNumbers) -> Table {
-    let osc = Oscillator { omega0: map.truth.omega0, gamma: map.truth.gamma };
+/// Eigenvalues of the learned map and of every candidate rule (`exact`
+/// among them), in the order of [`RULES`], as `interpret.json` holds them:
+/// columns `source, re, im`.
+pub fn eigenvalue_table(map: &MapReport) -> Table {
     let mut out = Table::new(&["source", "re", "im"]);
     for z in &map.eigenvalues {
         out.push_labelled("learned", &[z.re, z.im]);
     }
-    for (name, m) in all_rules(&osc, map.truth.dt) {
-        for z in eigenvalues(&m) {
-            out.push_labelled(name, &[z.re, z.im]);
+    for name in RULES {
+        for m in map.methods.iter().filter(|m| m.name == name) {
+            for z in &m.eigenvalues {
+                out.push_labelled(name, &[z.re, z.im]);
+            }
         }
     }
     out
 }
 
 /// Distances to the candidate rules: columns `rule, distance`, ascending.
-pub fn distance_table(map: &MapNumbers) -> Table {
+pub fn distance_table(map: &MapReport) -> Table {
     let mut out = Table::new(&["rule", "distance"]);
     let mut methods = map.methods.clone();
     methods.sort_by(|a, b| a.distance.total_cmp(&b.distance));
@@ -455,9 +314,8 @@ fn push_matrix(out: &mut Table, term: &str, m: &Mat2) {
 }
 
 /// The learned map, the exact propagator and their difference: columns `term, row, col, value`.
-pub fn map_table(map: &MapNumbers) -> Table {
-    let osc = Oscillator { omega0: map.truth.omega0, gamma: map.truth.gamma };
-    let exact = osc.propagator(map.truth.dt);
+pub fn map_table(map: &MapReport) -> Table {
+    let exact = map.exact_map;
     let mut out = Table::new(&["term", "row", "col", "value"]);
     push_matrix(&mut out, "learned", &map.effective_map);
     push_matrix(&mut out, "exact", &exact);

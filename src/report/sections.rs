@@ -4,8 +4,9 @@
 //! and the caption, or why the figure is left out). The order of the page and
 //! the page itself are in [`crate::report::build`].
 
+use crate::interpret::map::MapReport;
 use crate::report::data::{
-    CaseData, MapNumbers, SHOWN_TRAJECTORIES, Table, component_errors, distance_table, eigenvalue_table, energies,
+    CaseData, SHOWN_TRAJECTORIES, Table, component_errors, distance_table, eigenvalue_table, energies,
     map_table, path_table, select, shown_trajectories,
 };
 use crate::report::figures::{Figure, Titled};
@@ -85,7 +86,7 @@ pub(crate) fn rollouts(c: &CaseData) -> Result<Entry> {
         "{SHOWN_TRAJECTORIES} of the {} rollouts over {steps} steps, the model fed its own predictions: wherever a thin \
          model line leaves its wide exact line the model has drifted (median error after {steps} steps: {}).",
         cfg.eval.n_rollouts,
-        c.numbers.rollout.median_rel_err_final.map_or("n/a".into(), |v| sci(v, 3))
+        sci(c.numbers.rollout.median_rel_err_final, 3)
     );
     let omega0 = cfg.system.omega0;
     Ok(drawn(c, "rollouts", "rollouts", |t| Figure::Rollout(t, omega0), shown_trajectories(&c.trajectories)?, caption))
@@ -168,16 +169,13 @@ pub(crate) fn map_figures(c: &CaseData) -> Result<Vec<Entry>> {
 
 /// `eigenvalues`: eigenvalues of the learned map, of the exact propagator and
 /// of every candidate rule on the complex plane, from `interpret.json`.
-pub(crate) fn eigenvalues(c: &CaseData, map: &MapNumbers) -> Entry {
-    let kind = map.map_kind.clone().unwrap_or_else(|| "effective map".into());
+pub(crate) fn eigenvalues(c: &CaseData, map: &MapReport) -> Entry {
+    let kind = if map.map_kind.is_empty() { "effective map".to_string() } else { map.map_kind.clone() };
     let gap = map
         .eigenvalues
         .iter()
         .map(|z| {
-            let exact = crate::util::mat2::eigenvalues(
-                &crate::physics::Oscillator { omega0: map.truth.omega0, gamma: map.truth.gamma }
-                    .propagator(map.truth.dt),
-            );
+            let exact = map.exact_eigenvalues;
             exact.iter().map(|e| (e.re - z.re).hypot(e.im - z.im)).fold(f64::INFINITY, f64::min)
         })
         .fold(0.0, f64::max);
@@ -193,7 +191,7 @@ pub(crate) fn eigenvalues(c: &CaseData, map: &MapNumbers) -> Entry {
 /// `rule_distances`: Frobenius distance from the learned map to each
 /// candidate update rule, and whether the nearest can be named, from
 /// `interpret.json`.
-pub(crate) fn rule_distances(c: &CaseData, map: &MapNumbers) -> Result<Entry> {
+pub(crate) fn rule_distances(c: &CaseData, map: &MapReport) -> Result<Entry> {
     let distances = distance_table(map);
     let d = distances.numbers("distance")?;
     let names = distances.text("rule")?;
@@ -212,7 +210,7 @@ pub(crate) fn rule_distances(c: &CaseData, map: &MapNumbers) -> Result<Entry> {
             names[0],
             names[1],
             sci(d2 / d1, 3),
-            map.truth.dt
+            map.truth.system.dt
         ),
         _ => "there are fewer than two rules to compare".into(),
     };
@@ -223,7 +221,7 @@ pub(crate) fn rule_distances(c: &CaseData, map: &MapNumbers) -> Result<Entry> {
 
 /// `map`: entries of the learned map beside the exact propagator and their
 /// difference, from `interpret.json`.
-pub(crate) fn learned_map(c: &CaseData, map: &MapNumbers) -> Result<Entry> {
+pub(crate) fn learned_map(c: &CaseData, map: &MapReport) -> Result<Entry> {
     let entries = map_table(map);
     let diff = max_abs(&entries.filter("term", "learned - exact")?.numbers("value")?);
     let caption = format!(

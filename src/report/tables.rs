@@ -9,7 +9,8 @@
 use std::fmt::Write as _;
 
 use crate::report::plot::sci;
-use crate::report::data::{CaseData, CaseNumbers};
+use crate::report::data::CaseData;
+use crate::run::records::CaseSummary;
 
 /// One cell of a table.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,25 +39,25 @@ pub struct Row {
     pub cells: Vec<Cell>,
 }
 
-fn num(v: Option<f64>, sig: usize) -> Cell {
-    v.filter(|v| v.is_finite()).map_or(Cell::Missing, |v| Cell::Num(v, sig))
+fn num(v: f64, sig: usize) -> Cell {
+    if v.is_finite() { Cell::Num(v, sig) } else { Cell::Missing }
 }
 
 /// The headline rows for `cases`, in display order.
-pub fn headline_rows(cases: &[CaseNumbers]) -> Vec<Row> {
+pub fn headline_rows(cases: &[CaseSummary]) -> Vec<Row> {
     let steps = cases.first().map_or(0, |c| c.rollout.steps);
     let same_steps = cases.iter().all(|c| c.rollout.steps == steps);
     let at = if same_steps { format!("at step {steps}") } else { "at the last step".to_string() };
-    let row = |key, label: &str, tex: &str, f: &dyn Fn(&CaseNumbers) -> Cell| Row {
+    let row = |key, label: &str, tex: &str, f: &dyn Fn(&CaseSummary) -> Cell| Row {
         key,
         label: label.to_string(),
         tex: tex.to_string(),
         cells: cases.iter().map(f).collect(),
     };
     vec![
-        row("omega0", "ω0 (true)", r"$\omega_0$ (true)", &|c| Cell::Exact(c.omega0)),
-        row("gamma", "γ (true)", r"$\gamma$ (true)", &|c| Cell::Exact(c.gamma)),
-        row("dt", "Δt", r"$\Delta t$", &|c| Cell::Exact(c.dt)),
+        row("omega0", "ω0 (true)", r"$\omega_0$ (true)", &|c| Cell::Exact(c.system.omega0)),
+        row("gamma", "γ (true)", r"$\gamma$ (true)", &|c| Cell::Exact(c.system.gamma)),
+        row("dt", "Δt", r"$\Delta t$", &|c| Cell::Exact(c.system.dt)),
         row("train_mse", "train MSE", "train MSE", &|c| num(c.train_mse, 3)),
         row(
             "valid_mse",
@@ -84,11 +85,11 @@ pub fn headline_rows(cases: &[CaseNumbers]) -> Vec<Row> {
         ),
         row("learned.omega0", "learned ω0", r"learned $\omega_0$", &|c| num(c.learned.omega0, 9)),
         row("omega0_rel_err", "ω0: relative error", r"$\omega_0$: relative error", &|c| {
-            num(c.learned.omega0.map(|w| ((w - c.omega0) / c.omega0).abs()), 2)
+            num(((c.learned.omega0 - c.system.omega0) / c.system.omega0).abs(), 2)
         }),
         row("learned.gamma", "learned γ", r"learned $\gamma$", &|c| num(c.learned.gamma, 6)),
         row("gamma_abs_err", "γ: absolute error", r"$\gamma$: absolute error", &|c| {
-            num(c.learned.gamma.map(|g| (g - c.gamma).abs()), 2)
+            num((c.learned.gamma - c.system.gamma).abs(), 2)
         }),
         row("nearest_method", "nearest update rule", "nearest update rule", &|c| Cell::Code(c.nearest_method.clone())),
         row("margin", "margin d₂/d₁ (≥ 10: identifiable)", r"margin $d_2/d_1$ ($\geq 10$: identifiable)", &|c| {
@@ -184,7 +185,7 @@ fn tex_cell(c: &Cell) -> String {
 // ---------------------------------------------------------------- the three forms
 
 /// The headline table as HTML (`<table id="headline">`, one `data-key` per row).
-pub fn headline_html(cases: &[CaseNumbers], rows: &[Row]) -> String {
+pub fn headline_html(cases: &[CaseSummary], rows: &[Row]) -> String {
     let mut out = String::from("<table id=\"headline\">\n<thead><tr><th>quantity</th>");
     for c in cases {
         write!(out, "<th data-case=\"{0}\">{0}</th>", html_escape(&c.name)).expect("write to String");
@@ -202,7 +203,7 @@ pub fn headline_html(cases: &[CaseNumbers], rows: &[Row]) -> String {
 }
 
 /// `summary.md`: the headline table in Markdown.
-pub fn headline_markdown(title: &str, cases: &[CaseNumbers], rows: &[Row]) -> String {
+pub fn headline_markdown(title: &str, cases: &[CaseSummary], rows: &[Row]) -> String {
     let mut out =
         format!("# {title}\n\nHeadline numbers of every case, from `summary.json` (written by `physlens report`).\n\n");
     out.push_str("| quantity |");
@@ -223,17 +224,17 @@ pub fn headline_markdown(title: &str, cases: &[CaseNumbers], rows: &[Row]) -> St
 }
 
 /// `summary.tex`: the headline table as a LaTeX `table` (needs `booktabs`).
-pub fn headline_latex(cases: &[CaseNumbers], rows: &[Row]) -> String {
+pub fn headline_latex(cases: &[CaseSummary], rows: &[Row]) -> String {
     let mut out = String::from(
         "% Headline numbers of a physlens run, from summary.json (written by `physlens report`).\n\
          % Needs \\usepackage{booktabs}.\n\\begin{table}[htbp]\n  \\centering\n",
     );
-    let systems: Vec<String> = cases.iter().map(|c| format!("{}", c.omega0)).collect();
-    let caption = if systems.iter().all(|s| *s == systems[0]) && cases.iter().all(|c| c.dt == cases[0].dt) {
+    let systems: Vec<String> = cases.iter().map(|c| format!("{}", c.system.omega0)).collect();
+    let caption = if systems.iter().all(|s| *s == systems[0]) && cases.iter().all(|c| c.system.dt == cases[0].system.dt) {
         format!(
             "Attention-only transformers trained on the damped harmonic oscillator ($\\omega_0 = {}$, $\\Delta t = {}$): \
              errors, the physics read back from the learned map, and the nearest update rule.",
-            systems[0], cases[0].dt
+            systems[0], cases[0].system.dt
         )
     } else {
         "Attention-only transformers trained on the damped harmonic oscillator: errors, the physics read back from \

@@ -24,3 +24,8 @@ pub fn vec2_nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<[f64; 2], D::
 pub fn nan() -> f64 {
     f64::NAN
 }
+
+/// A NaN matrix, the default of a matrix key that older files lack.
+pub fn nan_mat2() -> [[f64; 2]; 2] {
+    [[f64::NAN; 2]; 2]
+}

@@ -24,7 +24,7 @@ pub type Mat2 = [[f64; 2]; 2];
 pub type Vec2 = [f64; 2];
 
 /// A complex number, as returned by [`eigenvalues`].
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Complex {
     /// Real part.
     #[serde(deserialize_with = "crate::util::json::nan_if_null")]

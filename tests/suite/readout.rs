@@ -284,7 +284,7 @@ fn verdict_margin_separates_close_and_far_runner_up() {
 fn verdict_margin_edge_cases() {
     let osc = Oscillator { omega0: 1.0, gamma: 0.0 };
     let m = osc.propagator(0.1);
-    let rd = |name: &str, distance: f64| RuleDistance { name: name.to_string(), distance };
+    let rd = |name: &str, distance: f64| RuleDistance { name: name.to_string(), distance, eigenvalues: Default::default() };
     let v = verdict(&[rd("a", 1.0), rd("b", 10.0)], &m, &osc, 0.1);
     assert_eq!((v.margin, v.identifiable), (10.0, true));
     let v = verdict(&[rd("a", 1.0), rd("b", 9.99)], &m, &osc, 0.1);
