@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::model::checkpoint::{AnyModel, Checkpoint};
 use crate::physics::System;
-use crate::model::circuits::{Circuits, circuits};
+use crate::interpret::circuits::{Circuits, circuits};
 use crate::data::Dataset;
 use crate::util::error::Result;
 use crate::interpret::explain::{MarginExplanation, OmegaIdentifiability, margin_explanation, omega_identifiability};

@@ -2,6 +2,7 @@
 //! effective map and its readouts, Jacobians, circuits, probes, attention
 //! patterns, activation dumps, and the truncation order across models.
 
+pub mod circuits;
 pub mod dump;
 pub mod explain;
 pub mod full;

@@ -164,7 +164,7 @@ fn render_circuits(s: &mut String, r: &FullReport) {
         s,
         "circuits (path maps: column convention, gauge-invariant; OV/QK: row convention, see the gauge notes):"
     );
-    let path = |s: &mut String, p: &crate::model::circuits::PathMap| {
+    let path = |s: &mut String, p: &crate::interpret::circuits::PathMap| {
         let _ =
             writeln!(s, "  {:<22} {}  eig {}", format!("{} path", p.name), fmt_mat(&p.map), fmt_eig(&p.eigenvalues));
     };

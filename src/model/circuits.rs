@@ -1,278 +1,161 @@
-//! Circuits of an attention-only model, in the spirit of "A Mathematical
-//! Framework for Transformer Circuits" (issue 3, item 5).
+//! Circuits as methods of the model, in the spirit of "A Mathematical
+//! Framework for Transformer Circuits": per head `OV = W_V W_O` and
+//! `QK = W_Q W_Kᵀ`, the input-to-output path maps built on them, and the
+//! affine map of a context-1 model built on the paths.
 //!
 //! # Conventions
-//! The weights are in the model's ROW convention (a token is a row vector,
-//! `r = s W_E + b_E`). Per head:
-//! - `OV = W_V W_O` `[D, D]`: what the head writes, `result = (pattern · r) OV`;
-//! - `QK = W_Q W_Kᵀ` `[D, D]`: the bilinear form of the scores,
-//!   `score(i, j) = r_i QK r_jᵀ · scale`.
+//! `D×D` circuit matrices are in the model's ROW convention, as stored (a
+//! token is a row vector: a head writes `(pattern · r) OV`, and scores are
+//! `r_i QK r_jᵀ · scale`); they are flat row-major `[D, D]` vectors. The 2×2
+//! maps of physics are in the COLUMN convention (`s' = M s`): a row-convention
+//! 2×2 map becomes one through [`to_physics`], the one place the two meet.
 //!
-//! These `D×D` matrices are reported in the row convention, as stored. The
-//! 2×2 maps of physics are reported in the COLUMN convention (`s' = P s`),
-//! converted here and only here by one transpose (in the private `path_map`):
-//! - the direct path `(W_E W_U)ᵀ`,
-//! - each head's path `(W_E W_V W_O W_U)ᵀ` (what the head contributes when it
-//!   attends to the token itself, the only choice at context 1),
-//! - for several layers, the composition paths (virtual heads) as the
-//!   remainder `(W_E Π_l (I + Σ_h OV) W_U)ᵀ − direct − Σ heads`.
-//!
-//! For a one-layer context-1 model the direct and head paths add up to the
-//! effective map `M` exactly.
-//!
-//! # Gauge
-//! The residual basis is not observable: for any invertible `G` `[D, D]`,
-//! `W_E → W_E G`, `b_E → b_E G`, `W_pos → W_pos G`, `W_U → G⁻¹ W_U`,
-//! `W_V → G⁻¹ W_V`, `W_O → W_O G`, `W_Q → G⁻¹ W_Q`, `W_K → G⁻¹ W_K` gives
-//! the same function. So W_E alone (or any single weight) means nothing;
-//! `OV → G⁻¹ OV G` (a similarity: its eigenvalues are invariant, its entries
-//! and singular values are not), `QK → G⁻¹ QK G⁻ᵀ` (a congruence: neither
-//! entries nor eigenvalues nor singular values are invariant), while every
-//! product from input to output — the path maps, `W_E QK W_Eᵀ`, the
-//! positional scores — is invariant. Each quantity below carries that flag.
+//! # Shapes
+//! ```text
+//! W_E [2, D]   W_V, W_Q, W_K [H, D, K]   W_O [H, K, D]   W_U [D, 2]
+//! ov(l, h), qk(l, h), ov_sum(l)  [D, D] row-major, row convention
+//! ```
 
-use nalgebra::DMatrix;
-use serde::Serialize;
-
-use crate::util::mat2::{Complex, Mat2, eigenvalues, frobenius, sub, transpose};
 use crate::model::{D_IN, Model};
-use crate::physics::readout::{SpectralReadout, spectral};
+use crate::util::mat2::{Mat2, Vec2, sub, transpose};
 use crate::util::real::Real;
 
-/// A `D×D` circuit matrix with its spectrum.
-#[derive(Clone, Debug, Serialize)]
-pub struct MatrixCircuit {
-    /// The matrix, row convention, `matrix[row][col]`.
-    pub matrix: Vec<Vec<f64>>,
-    /// Eigenvalues, largest modulus first.
-    pub eigenvalues: Vec<Complex>,
-    /// Singular values, descending.
-    pub singular_values: Vec<f64>,
-    /// The entries are gauge-invariant (never, for `D×D` residual matrices).
-    pub matrix_gauge_invariant: bool,
-    /// The eigenvalues are gauge-invariant (OV: yes; QK: no).
-    pub eigenvalues_gauge_invariant: bool,
-    /// The singular values are gauge-invariant (only under orthogonal gauges: no).
-    pub singular_values_gauge_invariant: bool,
+/// A row-convention 2×2 map (`pred = s · R`) in the column convention of
+/// physics (`s' = M s`): `M = Rᵀ`. Every conversion between the model's rows
+/// and physics' columns goes through here.
+pub fn to_physics(row_map: &Mat2) -> Mat2 {
+    transpose(row_map)
 }
 
-/// A 2×2 input-to-output path read as a physics map.
-#[derive(Clone, Debug, Serialize)]
-pub struct PathMap {
-    /// `direct`, `blocks.{l}.head.{h}` or `compositions`.
-    pub name: String,
-    /// The map, COLUMN convention (`s' = P s`).
-    pub map: Mat2,
-    /// Eigenvalues of `map`.
-    pub eigenvalues: [Complex; 2],
-    /// `map` read as a one-step propagator (SPEC §1.3 a); often not one.
-    pub readout: SpectralReadout,
-    /// `‖map‖_F`.
-    pub norm: f64,
-    /// Always true: products from input to output do not depend on the gauge.
-    pub gauge_invariant: bool,
-}
-
-/// The circuits of one head.
-#[derive(Clone, Debug, Serialize)]
-pub struct HeadCircuit {
-    /// Layer index.
-    pub layer: usize,
-    /// Head index.
-    pub head: usize,
-    /// `W_V W_O` `[D, D]`.
-    pub ov: MatrixCircuit,
-    /// `W_Q W_Kᵀ` `[D, D]` (without the attention scale).
-    pub qk: MatrixCircuit,
-    /// `W_E QK W_Eᵀ` `[2, 2]`, row convention: the state-state part of the
-    /// score, `score ⊃ s_q · qk_input · s_kᵀ · scale` (layer 0 only; gauge-invariant).
-    pub qk_input: Option<Mat2>,
-    /// Layer 0: the score at zero state, `scale · (b_E + W_pos[i]) QK (b_E + W_pos[j])ᵀ`,
-    /// `[T, T]` (query, key) before the mask; gauge-invariant.
-    pub positional_scores: Option<Vec<Vec<f64>>>,
-    /// This head's path `(W_E W_V W_O W_U)ᵀ`.
-    pub path: PathMap,
-}
-
-/// One quantity's behaviour under the residual gauge.
-#[derive(Clone, Debug, Serialize)]
-pub struct GaugeNote {
-    /// What.
-    pub quantity: String,
-    /// Whether it is gauge-invariant.
-    pub gauge_invariant: bool,
-    /// Why.
-    pub why: String,
-}
-
-/// Every circuit of a model.
-#[derive(Clone, Debug, Serialize)]
-pub struct Circuits {
-    /// Statement of the conventions used.
-    pub convention: String,
-    /// The attention scale multiplying `q·k`.
-    pub attn_scale: f64,
-    /// The direct path `(W_E W_U)ᵀ`.
-    pub direct: PathMap,
-    /// One entry per layer and head.
-    pub heads: Vec<HeadCircuit>,
-    /// Several layers: the paths through more than one head.
-    pub compositions: Option<PathMap>,
+/// The input-to-output paths of the residual stream, each a 2×2 map in the
+/// column convention (biases left out).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PathMaps {
+    /// `(W_E W_U)ᵀ`: the embedding read straight out.
+    pub direct: Mat2,
+    /// `(layer, head, (W_E OV W_U)ᵀ)`: what each head adds when it attends to
+    /// the token itself (the only choice at context 1).
+    pub heads: Vec<(usize, usize, Mat2)>,
+    /// For several layers, the compositions of heads (virtual heads):
+    /// `total − direct − Σ heads`.
+    pub compositions: Option<Mat2>,
     /// `(W_E Π_l (I + Σ_h OV) W_U)ᵀ`: the sum of all paths, which is the
     /// effective map of a context-1 model.
-    pub sum_of_paths: Mat2,
-    /// The gauge table (see the module docs).
-    pub gauge: Vec<GaugeNote>,
+    pub total: Mat2,
 }
 
-/// The circuits of `model`; path readouts use the step `dt`.
-pub fn circuits<F: Real>(model: &Model<F>, dt: f64) -> Circuits {
-    let cfg = &model.cfg;
-    let (d, h, k, t) = (cfg.d_model, cfg.n_heads, cfg.d_head, cfg.n_ctx);
-    let p = |r: &std::ops::Range<usize>| -> Vec<f64> { model.params[r.clone()].iter().map(|w| w.f64()).collect() };
-    let l = &model.layout;
-    let w_e = DMatrix::from_row_slice(D_IN, d, &p(&l.w_e));
-    let w_u = DMatrix::from_row_slice(d, D_IN, &p(&l.w_u));
-    let b_e = p(&l.b_e);
-    let pos_rows: Vec<Vec<f64>> = (0..t)
-        .map(|i| {
-            let mut row = b_e.clone();
-            if let Some(w_pos) = &l.w_pos {
-                row.iter_mut().zip(&p(w_pos)[i * d..(i + 1) * d]).for_each(|(a, b)| *a += b);
+impl<F: Real> Model<F> {
+    /// Tensor `range` of the parameters in f64.
+    fn weights(&self, range: &std::ops::Range<usize>) -> Vec<f64> {
+        self.params[range.clone()].iter().map(|w| w.f64()).collect()
+    }
+
+    /// `W_V W_O` of head `h` in layer `l`, `[D, D]` row-major, row convention.
+    pub fn ov(&self, l: usize, h: usize) -> Vec<f64> {
+        let (d, k) = (self.cfg.d_model, self.cfg.d_head);
+        let block = &self.layout.blocks[l];
+        let (w_v, w_o) = (self.weights(&block.w_v), self.weights(&block.w_o));
+        let entry = |i: usize, j: usize| (0..k).map(|kk| w_v[(h * d + i) * k + kk] * w_o[(h * k + kk) * d + j]).sum();
+        (0..d * d).map(|ij| entry(ij / d, ij % d)).collect()
+    }
+
+    /// `W_Q W_Kᵀ` of head `h` in layer `l` (without the attention scale),
+    /// `[D, D]` row-major, row convention.
+    pub fn qk(&self, l: usize, h: usize) -> Vec<f64> {
+        let (d, k) = (self.cfg.d_model, self.cfg.d_head);
+        let block = &self.layout.blocks[l];
+        let (w_q, w_k) = (self.weights(&block.w_q), self.weights(&block.w_k));
+        let entry = |i: usize, j: usize| (0..k).map(|kk| w_q[(h * d + i) * k + kk] * w_k[(h * d + j) * k + kk]).sum();
+        (0..d * d).map(|ij| entry(ij / d, ij % d)).collect()
+    }
+
+    /// `Σ_h OV(l, h)`: what layer `l` adds to a token that attends only to
+    /// itself, `[D, D]` row-major, row convention.
+    pub fn ov_sum(&self, l: usize) -> Vec<f64> {
+        let mut sum = vec![0.0; self.cfg.d_model * self.cfg.d_model];
+        for h in 0..self.cfg.n_heads {
+            sum.iter_mut().zip(self.ov(l, h)).for_each(|(s, x)| *s += x);
+        }
+        sum
+    }
+
+    /// Row vectors `[D]` pushed through every layer as a token attending
+    /// only to itself: `r ← r (I + Σ_h OV)`, layer by layer.
+    fn through_layers(&self, mut rows: Vec<Vec<f64>>) -> Vec<Vec<f64>> {
+        let d = self.cfg.d_model;
+        for l in 0..self.cfg.n_layers {
+            let ov = self.ov_sum(l);
+            for row in &mut rows {
+                let moved: Vec<f64> = (0..d).map(|j| (0..d).map(|i| row[i] * ov[i * d + j]).sum()).collect();
+                row.iter_mut().zip(moved).for_each(|(r, m)| *r += m);
             }
-            row
-        })
-        .collect();
-    let pos = DMatrix::from_fn(t, d, |i, j| pos_rows[i][j]);
-    let scale = cfg.scale();
-    let direct = path_map("direct", &(&w_e * &w_u), dt);
-    let mut heads = Vec::new();
-    let mut through = w_e.clone(); // W_E Π_l (I + Σ_h OV_l)
-    let mut first_order = direct.map;
-    for (li, bl) in l.blocks.iter().enumerate() {
-        let (wq, wk, wv, wo) = (p(&bl.w_q), p(&bl.w_k), p(&bl.w_v), p(&bl.w_o));
-        let mut ov_sum = DMatrix::<f64>::zeros(d, d);
-        for hh in 0..h {
-            let head = |w: &[f64], rows: usize, cols: usize| {
-                DMatrix::from_row_slice(rows, cols, &w[hh * rows * cols..(hh + 1) * rows * cols])
-            };
-            let (q, kk, v, o) = (head(&wq, d, k), head(&wk, d, k), head(&wv, d, k), head(&wo, k, d));
-            let ov = &v * &o;
-            let qk = &q * kk.transpose();
-            let path = path_map(&format!("blocks.{li}.head.{hh}"), &(&w_e * &ov * &w_u), dt);
-            first_order = crate::util::mat2::add(&first_order, &path.map);
-            let layer0 = li == 0;
-            heads.push(HeadCircuit {
-                layer: li,
-                head: hh,
-                ov: matrix_circuit(&ov, true),
-                qk: matrix_circuit(&qk, false),
-                qk_input: layer0.then(|| mat2_of(&(&w_e * &qk * w_e.transpose()))),
-                positional_scores: layer0.then(|| rows_of(&((&pos * &qk * pos.transpose()) * scale))),
-                path,
-            });
-            ov_sum += ov;
         }
-        through = &through + &through * &ov_sum;
+        rows
     }
-    let sum_of_paths = transpose(&mat2_of(&(&through * &w_u)));
-    let compositions = (cfg.n_layers > 1).then(|| read_path("compositions", sub(&sum_of_paths, &first_order), dt));
-    Circuits {
-        convention: "D×D circuit matrices (ov, qk, qk_input, positional_scores) in the model's row convention; \
-                     2×2 path maps in the column convention of physics, s' = P s"
-            .into(),
-        attn_scale: scale,
-        direct,
-        heads,
-        compositions,
-        sum_of_paths,
-        gauge: gauge_table(),
+
+    /// Row vectors `[D]` read out through `W_U`: `[2]` each.
+    fn unembedded(&self, rows: &[Vec<f64>]) -> Vec<Vec2> {
+        let (d, w_u) = (self.cfg.d_model, self.weights(&self.layout.w_u));
+        let out = |row: &[f64], c: usize| (0..d).map(|i| row[i] * w_u[i * D_IN + c]).sum::<f64>();
+        rows.iter().map(|r| [out(r, 0), out(r, 1)]).collect()
     }
-}
 
-/// A row-convention 2×2 product `W_E … W_U`, transposed once into the
-/// column convention and read as physics.
-fn path_map(name: &str, row_product: &DMatrix<f64>, dt: f64) -> PathMap {
-    read_path(name, transpose(&mat2_of(row_product)), dt)
-}
-
-/// A column-convention 2×2 map read as physics.
-fn read_path(name: &str, map: Mat2, dt: f64) -> PathMap {
-    PathMap {
-        name: name.into(),
-        map,
-        eigenvalues: eigenvalues(&map),
-        readout: spectral(&map, dt),
-        norm: frobenius(&map),
-        gauge_invariant: true,
-    }
-}
-
-/// Spectrum of a `D×D` matrix; `similarity` when the gauge acts on it by
-/// similarity (OV), so its eigenvalues are invariant.
-fn matrix_circuit(m: &DMatrix<f64>, similarity: bool) -> MatrixCircuit {
-    let mut eig = eigenvalues_of(m);
-    eig.sort_by(|a, b| b.abs().total_cmp(&a.abs()).then(b.im.total_cmp(&a.im)));
-    let mut sv: Vec<f64> = m.singular_values().iter().copied().collect();
-    sv.sort_by(|a, b| b.total_cmp(a));
-    MatrixCircuit {
-        matrix: rows_of(m),
-        eigenvalues: eig,
-        singular_values: sv,
-        matrix_gauge_invariant: false,
-        eigenvalues_gauge_invariant: similarity,
-        singular_values_gauge_invariant: false,
-    }
-}
-
-/// Iteration cap of one real Schur decomposition (nalgebra's own default is
-/// unbounded, which never returns on some exactly nilpotent matrices).
-const SCHUR_MAX_ITERATIONS: usize = 5000;
-
-/// Eigenvalues of a square matrix by the real Schur form. When the QR
-/// iteration stalls (as it can on exactly structured matrices, e.g. a shift),
-/// it is retried on orthogonally similar matrices `Qᵀ m Q` (same eigenvalues)
-/// for a few fixed rotations `Q`; NaNs if none converges.
-fn eigenvalues_of(m: &DMatrix<f64>) -> Vec<Complex> {
-    let n = m.nrows();
-    let eps = f64::EPSILON;
-    for attempt in 0..4u32 {
-        let candidate = if attempt == 0 {
-            m.clone()
-        } else {
-            // A fixed, deterministic orthogonal Q from the QR of a smooth pseudo-random matrix.
-            let seed = f64::from(attempt);
-            let q = DMatrix::from_fn(n, n, |i, j| ((i * n + j) as f64 * 0.618_034 + seed).sin()).qr().q();
-            q.transpose() * m * &q
-        };
-        if let Some(schur) = nalgebra::linalg::Schur::try_new(candidate, eps, SCHUR_MAX_ITERATIONS) {
-            return schur.complex_eigenvalues().iter().map(|z| Complex { re: z.re, im: z.im }).collect();
+    /// `W_E inner W_U` `[2, 2]` for a `[D, D]` row-major `inner`, in the column convention.
+    fn path(&self, inner: &dyn Fn(usize, usize) -> f64) -> Mat2 {
+        let d = self.cfg.d_model;
+        let (w_e, w_u) = (self.weights(&self.layout.w_e), self.weights(&self.layout.w_u));
+        let mut row_map = [[0.0; 2]; 2];
+        for (i, row) in row_map.iter_mut().enumerate() {
+            for (o, cell) in row.iter_mut().enumerate() {
+                *cell = (0..d)
+                    .flat_map(|a| (0..d).map(move |b| (a, b)))
+                    .map(|(a, b)| w_e[i * d + a] * inner(a, b) * w_u[b * D_IN + o])
+                    .sum();
+            }
         }
+        to_physics(&row_map)
     }
-    vec![Complex { re: f64::NAN, im: f64::NAN }; n]
-}
 
-/// The gauge behaviour of every reported quantity.
-fn gauge_table() -> Vec<GaugeNote> {
-    let note = |q: &str, inv: bool, why: &str| GaugeNote { quantity: q.into(), gauge_invariant: inv, why: why.into() };
-    vec![
-        note("W_E, W_U, W_Q, W_K, W_V, W_O alone", false, "each changes with the residual basis r → r G"),
-        note("ov.matrix", false, "OV → G⁻¹ OV G"),
-        note("ov.eigenvalues", true, "similarity preserves eigenvalues"),
-        note("ov.singular_values", false, "only preserved by orthogonal G"),
-        note("qk.matrix, qk.eigenvalues, qk.singular_values", false, "QK → G⁻¹ QK G⁻ᵀ, a congruence"),
-        note("qk_input = W_E QK W_Eᵀ", true, "the G's cancel between W_E and W_Q, W_K"),
-        note("positional_scores", true, "the G's cancel between b_E + W_pos and W_Q, W_K"),
-        note("direct, head and composition path maps", true, "products from input to output: the G's cancel"),
-    ]
-}
+    /// The path decomposition of the residual stream (see [`PathMaps`]).
+    pub fn path_maps(&self) -> PathMaps {
+        let d = self.cfg.d_model;
+        let direct = self.path(&|a, b| if a == b { 1.0 } else { 0.0 });
+        let mut heads = vec![];
+        for l in 0..self.cfg.n_layers {
+            for h in 0..self.cfg.n_heads {
+                let ov = self.ov(l, h);
+                heads.push((l, h, self.path(&|a, b| ov[a * d + b])));
+            }
+        }
+        let total = self.linear_map();
+        let compositions = (self.cfg.n_layers > 1)
+            .then(|| heads.iter().fold(sub(&total, &direct), |rest, (_, _, head)| sub(&rest, head)));
+        PathMaps { direct, heads, compositions, total }
+    }
 
-/// A 2×2 nalgebra matrix as a [`Mat2`] (same orientation).
-fn mat2_of(m: &DMatrix<f64>) -> Mat2 {
-    [[m[(0, 0)], m[(0, 1)]], [m[(1, 0)], m[(1, 1)]]]
-}
+    /// `(W_E Π_l (I + Σ_h OV) W_U)ᵀ`, column convention.
+    fn linear_map(&self) -> Mat2 {
+        let w_e = self.weights(&self.layout.w_e);
+        let rows = self.through_layers(w_e.chunks(self.cfg.d_model).map(<[f64]>::to_vec).collect());
+        let out = self.unembedded(&rows);
+        to_physics(&[out[0], out[1]])
+    }
 
-/// Rows of a matrix.
-fn rows_of(m: &DMatrix<f64>) -> Vec<Vec<f64>> {
-    (0..m.nrows()).map(|i| (0..m.ncols()).map(|j| m[(i, j)]).collect()).collect()
+    /// The exact affine map of a context-1 model, in the COLUMN convention of
+    /// physics: `s' = M s + c`. With one token, softmax is 1 and every layer is
+    /// linear, so `M = (W_E Π_l (I + Σ_h W_V W_O) W_U)ᵀ` (the total of
+    /// [`Model::path_maps`]) and `c = ((b_E + W_pos[0]) Π_l (I + Σ_h W_V W_O) W_U + b_U)ᵀ`.
+    /// Returns `None` when `n_ctx > 1` (the map then depends on the input).
+    pub fn affine_map(&self) -> Option<(Mat2, Vec2)> {
+        if self.cfg.n_ctx != 1 {
+            return None;
+        }
+        let mut bias = self.weights(&self.layout.b_e);
+        if let Some(w_pos) = &self.layout.w_pos {
+            bias.iter_mut().zip(self.weights(w_pos)).for_each(|(b, w)| *b += w);
+        }
+        let b_u = self.weights(&self.layout.b_u);
+        let out = self.unembedded(&self.through_layers(vec![bias]))[0];
+        Some((self.linear_map(), [out[0] + b_u[0], out[1] + b_u[1]]))
+    }
 }

@@ -22,7 +22,6 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
-use crate::util::mat2::{Mat2, Vec2};
 use crate::util::real::Real;
 use crate::util::rng::Rng;
 
@@ -233,53 +232,6 @@ impl<F: Real> Model<F> {
         let t = self.layout.tensors(&self.cfg).into_iter().find(|t| t.name == name)?;
         Some(&self.params[t.range])
     }
-
-    /// The exact affine map of a context-1 model, in the COLUMN convention of
-    /// physics: `s' = M s + c`. With one token, softmax is 1 and every layer is
-    /// linear, so `M = (W_E Π_l (I + Σ_h W_V W_O) W_U)ᵀ` and
-    /// `c = ((b_E + W_pos[0]) Π_l (I + Σ_h W_V W_O) W_U + b_U)ᵀ` (SPEC §3).
-    /// Returns `None` when `n_ctx > 1` (the map then depends on the input).
-    pub fn affine_map(&self) -> Option<(Mat2, Vec2)> {
-        if self.cfg.n_ctx != 1 {
-            return None;
-        }
-        let d = self.cfg.d_model;
-        let p = |r: &Range<usize>| -> Vec<f64> { self.params[r.clone()].iter().map(|w| w.f64()).collect() };
-        // Rows: the two input directions and the bias, pushed through the network.
-        let mut rows: Vec<Vec<f64>> = p(&self.layout.w_e).chunks(d).map(<[f64]>::to_vec).collect();
-        let mut bias = p(&self.layout.b_e);
-        if let Some(w_pos) = &self.layout.w_pos {
-            bias.iter_mut().zip(p(w_pos)).for_each(|(b, w)| *b += w);
-        }
-        rows.push(bias);
-        for block in &self.layout.blocks {
-            let ov = ov_sum(&p(&block.w_v), &p(&block.w_o), self.cfg.n_heads, d, self.cfg.d_head);
-            for row in &mut rows {
-                let moved: Vec<f64> = (0..d).map(|j| (0..d).map(|i| row[i] * ov[i * d + j]).sum()).collect();
-                row.iter_mut().zip(moved).for_each(|(r, m)| *r += m);
-            }
-        }
-        let w_u = p(&self.layout.w_u);
-        let b_u = p(&self.layout.b_u);
-        let out = |row: &[f64], c: usize| (0..d).map(|i| row[i] * w_u[i * D_IN + c]).sum::<f64>();
-        // Row convention pred = s R + c  ⇔  column convention M = Rᵀ.
-        let m = [[out(&rows[0], 0), out(&rows[1], 0)], [out(&rows[0], 1), out(&rows[1], 1)]];
-        let c = [out(&rows[2], 0) + b_u[0], out(&rows[2], 1) + b_u[1]];
-        Some((m, c))
-    }
-}
-
-/// `Σ_h W_V[h] W_O[h]` as a `[D, D]` matrix.
-fn ov_sum(w_v: &[f64], w_o: &[f64], h: usize, d: usize, k: usize) -> Vec<f64> {
-    let mut ov = vec![0.0; d * d];
-    for hh in 0..h {
-        for i in 0..d {
-            for j in 0..d {
-                ov[i * d + j] += (0..k).map(|kk| w_v[(hh * d + i) * k + kk] * w_o[(hh * k + kk) * d + j]).sum::<f64>();
-            }
-        }
-    }
-    ov
 }
 
 // ---------------------------------------------------------------- activations

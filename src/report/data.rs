@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use crate::config::Config;
 use crate::interpret::map::MapReport;
 use crate::model::checkpoint;
-use crate::model::{D_IN, Model};
+use crate::model::Model;
 use crate::physics::rules::RULES;
 use crate::run::records::{CaseSummary, Evaluation, Summary, read_json};
 use crate::util::error::{Error, Result};
-use crate::util::mat2::{Mat2, sub, transpose};
+use crate::util::mat2::{Mat2, sub};
 
 /// Trajectories shown in the rollout, phase-portrait and energy figures.
 pub const SHOWN_TRAJECTORIES: usize = 3;
@@ -323,47 +323,24 @@ pub fn map_table(map: &MapReport) -> Table {
     out
 }
 
-/// The path decomposition of a context-1 model's map (column convention):
-/// the direct path `(W_E W_U)ᵀ`, each head's OV path `(W_E W_V W_O W_U)ᵀ`,
-/// for several layers the rest (compositions of heads), and the total;
-/// `None` for context > 1. Columns `term, row, col, value`.
+/// The path decomposition of a context-1 model's map (column convention,
+/// [`Model::path_maps`]): the direct path, each head's path, for several
+/// layers the rest (compositions of heads), and the total; `None` for
+/// context > 1. Columns `term, row, col, value`.
 pub fn path_table(model: &Model<f64>) -> Option<Table> {
-    let (total, _) = model.affine_map()?;
-    let cfg = &model.cfg;
-    let (d, k) = (cfg.d_model, cfg.d_head);
-    let tensor = |name: &str| model.tensor(name).expect("every layout tensor exists");
-    let (w_e, w_u) = (tensor("embed.W_E"), tensor("unembed.W_U"));
-    // Row convention: `D_IN×D` through `inner` (`D×D`) to `D×D_IN`, transposed to columns.
-    let through = |inner: &dyn Fn(usize, usize) -> f64| -> Mat2 {
-        let mut row_map = [[0.0; 2]; 2];
-        for (i, row) in row_map.iter_mut().enumerate() {
-            for (o, cell) in row.iter_mut().enumerate() {
-                *cell = (0..d)
-                    .flat_map(|a| (0..d).map(move |b| (a, b)))
-                    .map(|(a, b)| w_e[i * d + a] * inner(a, b) * w_u[b * D_IN + o])
-                    .sum();
-            }
-        }
-        transpose(&row_map)
-    };
+    if model.cfg.n_ctx != 1 {
+        return None;
+    }
+    let paths = model.path_maps();
     let mut out = Table::new(&["term", "row", "col", "value"]);
-    let direct = through(&|a, b| if a == b { 1.0 } else { 0.0 });
-    push_matrix(&mut out, "direct", &direct);
-    let mut rest = sub(&total, &direct);
-    for l in 0..cfg.n_layers {
-        let (w_v, w_o) = (tensor(&format!("blocks.{l}.attn.W_V")), tensor(&format!("blocks.{l}.attn.W_O")));
-        for h in 0..cfg.n_heads {
-            let ov =
-                |a: usize, b: usize| (0..k).map(|j| w_v[(h * d + a) * k + j] * w_o[(h * k + j) * d + b]).sum::<f64>();
-            let path = through(&ov);
-            rest = sub(&rest, &path);
-            push_matrix(&mut out, &format!("L{l}H{h}"), &path);
-        }
+    push_matrix(&mut out, "direct", &paths.direct);
+    for (l, h, path) in &paths.heads {
+        push_matrix(&mut out, &format!("L{l}H{h}"), path);
     }
-    if cfg.n_layers > 1 {
-        push_matrix(&mut out, "compositions", &rest);
+    if let Some(rest) = &paths.compositions {
+        push_matrix(&mut out, "compositions", rest);
     }
-    push_matrix(&mut out, "total", &total);
+    push_matrix(&mut out, "total", &paths.total);
     Some(out)
 }
 

@@ -320,8 +320,8 @@ fn omega_beyond_nyquist_is_reported_not_identifiable() {
 fn path_maps_are_gauge_invariant_and_single_weights_are_not() {
     let osc = Oscillator { omega0: 2.0, gamma: 0.1 };
     let m = rule_map("leapfrog", &osc, 0.1).unwrap();
-    let a = physlens::model::circuits::circuits(&two_head_model(m, [0.0, 0.0], gauge(11), 5), 0.1);
-    let b = physlens::model::circuits::circuits(&two_head_model(m, [0.0, 0.0], gauge(12), 5), 0.1);
+    let a = physlens::interpret::circuits::circuits(&two_head_model(m, [0.0, 0.0], gauge(11), 5), 0.1);
+    let b = physlens::interpret::circuits::circuits(&two_head_model(m, [0.0, 0.0], gauge(12), 5), 0.1);
     // Same heads (same seed, same split), different residual gauge.
     for (ha, hb) in a.heads.iter().zip(&b.heads) {
         assert!(dist(&ha.path.map, &hb.path.map) <= 1e-12 && ha.path.gauge_invariant);
@@ -418,7 +418,7 @@ fn regression_circuit_eigenvalues_of_a_nilpotent_shift_qk_terminate() {
     // model's shift-shaped QK matrix; the bounded one with rotations must.
     let osc = Oscillator { omega0: 2.0, gamma: 0.1 };
     let (model, _) = two_step_model(osc.propagator(0.1), [0.0, 0.0], gauge(3), [0.0, 0.0]);
-    let c = physlens::model::circuits::circuits(&model, 0.1);
+    let c = physlens::interpret::circuits::circuits(&model, 0.1);
     let qk = &c.heads[1].qk;
     let norm = qk.singular_values[0];
     assert!(norm > 100.0, "the shift has weight a² ≈ 179: {norm}");
