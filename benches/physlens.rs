@@ -5,14 +5,14 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use physlens::train::bench::bench_config;
 use physlens::System;
 use physlens::eval::rollout;
 use physlens::interpret::map::interpret_affine;
-use physlens::kernel::on_workers;
 use physlens::model::{Activations, Model, ModelConfig};
-use physlens::util::rng::{Rng, Stream};
 use physlens::train::Trainer;
+use physlens::train::bench::bench_config;
+use physlens::train::on_workers;
+use physlens::util::rng::{Rng, Stream};
 
 /// One training step (forward + backward + AdamW) of the SPEC §7 configs.
 fn step(c: &mut Criterion) {

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::util::error::{Error, Result};
 use crate::model::{AttnScale, ModelConfig};
 use crate::physics::{Oscillator, System};
+use crate::util::error::{Error, Result};
 use crate::util::real::Dtype;
 
 /// `[data]`: how states are sampled.
@@ -278,10 +278,7 @@ impl Config {
                 return err(key, format!("must be a finite number > 0, got {v}"));
             }
         }
-        let non_negative = [
-            ("train.lr_min", self.train.lr_min),
-            ("train.weight_decay", self.train.weight_decay),
-        ];
+        let non_negative = [("train.lr_min", self.train.lr_min), ("train.weight_decay", self.train.weight_decay)];
         for (key, v) in non_negative {
             if !(v.is_finite() && v >= 0.0) {
                 return err(key, format!("must be a finite number ≥ 0, got {v}"));

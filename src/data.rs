@@ -8,8 +8,8 @@
 
 use std::f64::consts::TAU;
 
-use crate::util::mat2::{Mat2, Vec2, apply};
 use crate::physics::Oscillator;
+use crate::util::mat2::{Mat2, Vec2, apply};
 use crate::util::real::Real;
 use crate::util::rng::Rng;
 

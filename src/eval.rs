@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Dataset, sample_state};
-use crate::util::mat2::{Vec2, apply};
 use crate::model::{Activations, D_IN, Model};
 use crate::physics::Oscillator;
+use crate::util::mat2::{Vec2, apply};
 use crate::util::real::Real;
 use crate::util::rng::Rng;
 

@@ -23,22 +23,41 @@
 //! 10. `run` — the run folder (reads and writes its records) and the study
 //! 11. `report` — figures and pages from a run folder alone (feature `report`)
 //!
+//! # Features
+//! `report` (plots and pages, with plotters) and `cli` (the `physlens` binary,
+//! with clap, indicatif and ctrlc) are on by default; `default-features =
+//! false` builds the core alone, as language bindings want.
+//!
 //! # Conventions
 //! - physics uses column vectors, `s' = M s + c` with `s = (x, p)`;
 //! - the model uses row vectors (a token is a row), as in TransformerLens;
 //! - the two meet in one function, [`model::circuits::to_physics`].
 
+#![deny(missing_docs)]
+
 pub mod config;
 pub mod data;
 pub mod eval;
 pub mod interpret;
-pub mod kernel;
+pub(crate) mod kernel;
 pub mod model;
 pub mod physics;
+#[cfg(feature = "report")]
 pub mod report;
 pub mod run;
 pub mod train;
 pub mod util;
 
+pub use config::Config;
+pub use interpret::full::{FullReport, InterpretOptions, interpret_checkpoint};
+pub use model::checkpoint::{AnyModel, Checkpoint};
+pub use model::{Activations, Model, ModelConfig};
+pub use physics::{Oscillator, System};
+#[cfg(feature = "report")]
+pub use report::build::{ReportOutcome, build_report};
+pub use run::{CaseSummary, Evaluation, RunDir, Summary, evaluate, run_study};
+pub use train::progress::{Progress, Silent};
+pub use train::{TrainOutcome, Trainer, resume, train};
 pub use util::cancel::CancelToken;
-pub use physics::System;
+pub use util::error::{Error, Result};
+pub use util::real::{Dtype, Real};

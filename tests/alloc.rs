@@ -6,10 +6,10 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use physlens::train::bench::bench_config;
 use physlens::config::Config;
-use physlens::train::on_workers;
 use physlens::train::Trainer;
+use physlens::train::bench::bench_config;
+use physlens::train::on_workers;
 
 struct Counting;
 

@@ -35,9 +35,9 @@
 use nalgebra::DMatrix;
 use serde::Serialize;
 
-use crate::util::mat2::{Complex, Mat2, eigenvalues, frobenius};
 use crate::model::{D_IN, Model};
 use crate::physics::readout::{SpectralReadout, spectral};
+use crate::util::mat2::{Complex, Mat2, eigenvalues, frobenius};
 use crate::util::real::Real;
 
 /// A `D×D` circuit matrix with its spectrum.

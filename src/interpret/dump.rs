@@ -18,9 +18,9 @@ use std::str::FromStr;
 
 use safetensors::tensor::TensorView;
 
+use crate::model::{Activations, D_IN, Model};
 use crate::util::error::{Error, Result};
 use crate::util::io::write_atomic;
-use crate::model::{Activations, D_IN, Model};
 use crate::util::real::{Dtype, Real};
 
 /// Sequences per forward pass.

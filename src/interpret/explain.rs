@@ -10,11 +10,10 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::interpret::map::MapReport;
-use crate::util::mat2::{frobenius, sub};
 use crate::physics::Oscillator;
 use crate::physics::readout::MARGIN_IDENTIFIABLE;
 use crate::physics::rules::rule_map;
-
+use crate::util::mat2::{frobenius, sub};
 
 /// Whether ω can be read from the map's eigenvalues, in words.
 #[derive(Clone, Debug, Serialize)]

@@ -15,20 +15,20 @@
 
 use serde::Serialize;
 
-use crate::model::checkpoint::{AnyModel, Checkpoint};
-use crate::physics::System;
-use crate::interpret::circuits::{Circuits, circuits};
 use crate::data::Dataset;
-use crate::util::error::Result;
+use crate::interpret::circuits::{Circuits, circuits};
 use crate::interpret::explain::{MarginExplanation, OmegaIdentifiability, margin_explanation, omega_identifiability};
-use crate::physics::generator::{Generator, generator};
-use crate::interpret::map::{MapReport, analyze_map, interpret_with_jacobians};
 use crate::interpret::jacobian::{JacobianReport, last_prediction_jacobians, one_step_fit, summarize};
-use crate::util::mat2::Vec2;
-use crate::model::ModelConfig;
+use crate::interpret::map::{MapReport, analyze_map, interpret_with_jacobians};
 use crate::interpret::order::{OrderFit, OrderPoint, fit_order};
 use crate::interpret::patterns::{TrajectoryPatterns, trajectory_patterns};
 use crate::interpret::probe::{DEFAULT_LAMBDA, ProbeResult, default_probe_names, probe_table};
+use crate::model::ModelConfig;
+use crate::model::checkpoint::{AnyModel, Checkpoint};
+use crate::physics::System;
+use crate::physics::generator::{Generator, generator};
+use crate::util::error::Result;
+use crate::util::mat2::Vec2;
 use crate::util::real::Real;
 use crate::util::rng::{Rng, Stream};
 

@@ -26,8 +26,8 @@
 
 use serde::Serialize;
 
-use crate::util::mat2::{Mat2, Vec2};
 use crate::model::{Activations, D_IN, Model, Scratch};
+use crate::util::mat2::{Mat2, Vec2};
 use crate::util::real::{Dtype, Real};
 
 /// Sequences per forward/backward pass.

@@ -7,10 +7,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::physics::System;
-use crate::util::mat2::{Complex, Mat2, Vec2, eigenvalues};
 use crate::model::Model;
+use crate::physics::System;
 use crate::physics::readout::{BestFit, RuleDistance, best_fit, ratio_omega0_sq, rule_distances, spectral, verdict};
+use crate::util::mat2::{Complex, Mat2, Vec2, eigenvalues};
 use crate::util::real::Real;
 
 /// `learned`: the spectral reading of the map (SPEC §1.3 (a)).

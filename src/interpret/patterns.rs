@@ -12,9 +12,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::util::mat2::Vec2;
 use crate::model::{Activations, D_IN, Model};
 use crate::physics::Oscillator;
+use crate::util::mat2::Vec2;
 use crate::util::real::Real;
 
 /// Sequences per forward pass.

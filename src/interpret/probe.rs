@@ -29,12 +29,12 @@ use std::fmt::Write as _;
 use nalgebra::{DMatrix, DVector};
 use serde::Serialize;
 
-use crate::util::error::{Error, Result};
-use crate::util::mat2::{Mat2, Vec2, apply, identity, mul, scale};
 use crate::model::{Activations, D_IN, Model, ModelConfig};
 use crate::physics::Oscillator;
-use crate::util::real::Real;
 use crate::physics::rules::all_rules;
+use crate::util::error::{Error, Result};
+use crate::util::mat2::{Mat2, Vec2, apply, identity, mul, scale};
+use crate::util::real::Real;
 
 /// Default ridge penalty λ (per sample, on standardised features).
 pub const DEFAULT_LAMBDA: f64 = 1e-8;

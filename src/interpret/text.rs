@@ -70,7 +70,13 @@ pub fn render(r: &FullReport) -> String {
     let _ = writeln!(
         s,
         "  spectral : ω0 = {:.9} (truth {}, rel. err. {:.2e})  γ = {:.9} (truth {}, abs. err. {:.2e})  ω = {:.9}",
-        m.learned.omega0, t.system.omega0, m.errors.omega0_rel, m.learned.gamma, t.system.gamma, m.errors.gamma_abs, m.learned.omega
+        m.learned.omega0,
+        t.system.omega0,
+        m.errors.omega0_rel,
+        m.learned.gamma,
+        t.system.gamma,
+        m.errors.gamma_abs,
+        m.learned.omega
     );
     let _ = writeln!(
         s,

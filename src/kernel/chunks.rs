@@ -30,11 +30,6 @@ impl<'a, F> Batch<'a, F> {
         self.rows.map_or(self.inputs.len() / self.width, <[u32]>::len)
     }
 
-    /// True for a batch without sequences.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Input and target of the batch's `i`-th sequence, each `[T, 2]`.
     #[inline(always)]
     pub fn get(&self, i: usize) -> (&'a [F], &'a [F]) {

@@ -2,10 +2,10 @@
 //! and their independence from the thread count, on every instruction set
 //! this CPU runs (`Simd::available`: AVX-512, AVX2, portable).
 
+use crate::kernel::Kernel;
 use crate::kernel::chunks::{Batch, CHUNK};
 use crate::kernel::ctx1::Ctx1Kernel;
 use crate::kernel::lanes::{LANES, Simd};
-use crate::kernel::Kernel;
 use crate::kernel::seq::CHUNK_SEQ;
 use crate::model::{Activations, AttnScale, Model, ModelConfig, Scratch, mse_loss};
 use crate::util::real::Real;
@@ -13,7 +13,16 @@ use crate::util::rng::{Rng, Stream};
 
 /// A causal, non-positional config with the `d_model` scale.
 fn config(d_model: usize, n_heads: usize, d_head: usize, n_layers: usize, n_ctx: usize) -> ModelConfig {
-    ModelConfig { d_model, n_heads, d_head, n_layers, n_ctx, attn_scale: AttnScale::DModel, causal: true, positional: false }
+    ModelConfig {
+        d_model,
+        n_heads,
+        d_head,
+        n_layers,
+        n_ctx,
+        attn_scale: AttnScale::DModel,
+        causal: true,
+        positional: false,
+    }
 }
 
 fn reference<F: Real>(model: &Model<F>, input: &[F], target: &[F]) -> (f64, Vec<F>) {

@@ -78,9 +78,9 @@ use safetensors::tensor::TensorView;
 use safetensors::{SafeTensorError, SafeTensors};
 use serde::{Deserialize, Serialize};
 
-use crate::util::error::{Error, Result};
 use crate::model::{Layout, Model, ModelConfig, TensorInfo};
 use crate::physics::System;
+use crate::util::error::{Error, Result};
 use crate::util::real::{Dtype, Real};
 
 /// The value of the `format` metadata key this version writes and reads.
@@ -186,12 +186,7 @@ pub struct Checkpoint {
 /// [`Error::Checkpoint`] (and nothing written) when a weight is NaN or ±∞
 /// (naming the tensor), when `system` or `model.cfg` would not load back, or
 /// when `extra` sets a reserved key; [`Error::Io`] when writing fails.
-pub fn save<F: Real>(
-    path: &Path,
-    model: &Model<F>,
-    system: &System,
-    extra: &BTreeMap<String, String>,
-) -> Result<()> {
+pub fn save<F: Real>(path: &Path, model: &Model<F>, system: &System, extra: &BTreeMap<String, String>) -> Result<()> {
     let fail = |message: String| Error::Checkpoint { file: path.to_path_buf(), message };
     if let Some(key) = RESERVED_KEYS.iter().find(|k| extra.contains_key(**k)) {
         return Err(fail(format!(
@@ -429,7 +424,8 @@ fn check_dims(cfg: &ModelConfig) -> std::result::Result<(), String> {
 /// Parses and validates the `system` metadata value.
 fn parse_system(raw: &str) -> std::result::Result<System, String> {
     let fields: serde_json::Map<String, serde_json::Value> = serde_json::from_str(raw).unwrap_or_default();
-    let missing = ["kind", "omega0", "gamma", "dt"].into_iter().find(|k| !fields.is_empty() && !fields.contains_key(*k));
+    let missing =
+        ["kind", "omega0", "gamma", "dt"].into_iter().find(|k| !fields.is_empty() && !fields.contains_key(*k));
     let parsed = match missing {
         Some(key) => Err(format!("missing field `{key}`")),
         None => serde_json::from_str::<SystemMetadata>(raw).map_err(|e| e.to_string()),

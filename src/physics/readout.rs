@@ -18,9 +18,9 @@ use std::f64::consts::PI;
 
 use serde::{Deserialize, Serialize};
 
-use crate::util::mat2::{Complex, Mat2, det, eigenvalues, frobenius, sub};
 use crate::physics::Oscillator;
 use crate::physics::rules::all_rules;
+use crate::util::mat2::{Complex, Mat2, det, eigenvalues, frobenius, sub};
 
 /// Relative step of the central finite differences in [`best_fit`]
 /// (about the cube root of the f64 epsilon).

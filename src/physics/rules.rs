@@ -10,8 +10,8 @@
 //! assert!(rule_map("verlet", &osc, 0.1).is_none());
 //! ```
 
-use crate::util::mat2::{Mat2, add, identity, inverse, mul, scale, sub};
 use crate::physics::Oscillator;
+use crate::util::mat2::{Mat2, add, identity, inverse, mul, scale, sub};
 
 /// Names of the candidate rules, in the order used in every output.
 pub const RULES: [&str; 9] =

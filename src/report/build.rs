@@ -243,11 +243,8 @@ fn glance(c: &CaseData) -> String {
             sci((g - n.system.gamma).abs(), 2),
             html_escape(&n.nearest_method),
             match n.margin {
-                m if m.is_finite() => format!(
-                    " (margin {}, {})",
-                    sci(m, 3),
-                    if m >= 10.0 { "identifiable" } else { "not identifiable" }
-                ),
+                m if m.is_finite() =>
+                    format!(" (margin {}, {})", sci(m, 3), if m >= 10.0 { "identifiable" } else { "not identifiable" }),
                 _ => String::new(),
             },
         ),

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 use crate::interpret::map::MapReport;
-use crate::model::checkpoint;
 use crate::model::Model;
+use crate::model::checkpoint;
 use crate::physics::rules::RULES;
 use crate::run::records::{CaseSummary, Evaluation, Summary, read_json};
 use crate::util::error::{Error, Result};

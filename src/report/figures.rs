@@ -4,12 +4,12 @@
 
 use plotters::prelude::*;
 
+use crate::report::data::{Table, matrices};
 use crate::report::plot::{
     Area, Axis, Backend, ColorScale, Drawable, Heatmap, INK, Mark, PALETTE, PlotResult, Shape, Theme, axes,
     axis_exponent, chart, decade_range, exponent_suffix, heatmap, log10_pos, marker, note, padded_range, sci, titled,
     with_legend,
 };
-use crate::report::data::{Table, matrices};
 
 /// One figure of the report, with its data.
 #[derive(Clone, Debug)]

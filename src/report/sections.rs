@@ -6,8 +6,8 @@
 
 use crate::interpret::map::MapReport;
 use crate::report::data::{
-    CaseData, SHOWN_TRAJECTORIES, Table, component_errors, distance_table, eigenvalue_table, energies,
-    map_table, path_table, select, shown_trajectories,
+    CaseData, SHOWN_TRAJECTORIES, Table, component_errors, distance_table, eigenvalue_table, energies, map_table,
+    path_table, select, shown_trajectories,
 };
 use crate::report::figures::{Figure, Titled};
 use crate::report::plot::sci;

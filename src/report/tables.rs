@@ -8,8 +8,8 @@
 
 use std::fmt::Write as _;
 
-use crate::report::plot::sci;
 use crate::report::data::CaseData;
+use crate::report::plot::sci;
 use crate::run::records::CaseSummary;
 
 /// One cell of a table.
@@ -230,7 +230,8 @@ pub fn headline_latex(cases: &[CaseSummary], rows: &[Row]) -> String {
          % Needs \\usepackage{booktabs}.\n\\begin{table}[htbp]\n  \\centering\n",
     );
     let systems: Vec<String> = cases.iter().map(|c| format!("{}", c.system.omega0)).collect();
-    let caption = if systems.iter().all(|s| *s == systems[0]) && cases.iter().all(|c| c.system.dt == cases[0].system.dt) {
+    let caption = if systems.iter().all(|s| *s == systems[0]) && cases.iter().all(|c| c.system.dt == cases[0].system.dt)
+    {
         format!(
             "Attention-only transformers trained on the damped harmonic oscillator ($\\omega_0 = {}$, $\\Delta t = {}$): \
              errors, the physics read back from the learned map, and the nearest update rule.",

@@ -39,8 +39,12 @@ pub fn evaluate<F: Real>(
     let (osc, dt) = (config.oscillator(), config.system.dt);
     let ro = rollout(model, &osc, dt, &rollout_starts_of(config), steps);
     let (interpretation, attention) = interpretation(config, model, valid);
-    let evaluation =
-        Evaluation { train_mse: mse(model, train_set), valid_mse: mse(model, valid), rollout: ro.summary(), interpretation };
+    let evaluation = Evaluation {
+        train_mse: mse(model, train_set),
+        valid_mse: mse(model, valid),
+        rollout: ro.summary(),
+        interpretation,
+    };
     CaseResults { evaluation, error_vs_energy: error_vs_energy_csv(model, valid, &osc), rollout: ro, attention }
 }
 

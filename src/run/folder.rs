@@ -52,8 +52,12 @@ impl RunDir {
     pub fn evaluate(&self) -> Result<CaseResults> {
         let steps = self.config.eval.rollout_steps;
         let results = match &self.model {
-            AnyModel::F32(m) => evaluate(&self.config, m, (&training_set(&self.config), &validation_set(&self.config)), steps),
-            AnyModel::F64(m) => evaluate(&self.config, m, (&training_set(&self.config), &validation_set(&self.config)), steps),
+            AnyModel::F32(m) => {
+                evaluate(&self.config, m, (&training_set(&self.config), &validation_set(&self.config)), steps)
+            }
+            AnyModel::F64(m) => {
+                evaluate(&self.config, m, (&training_set(&self.config), &validation_set(&self.config)), steps)
+            }
         };
         write_results(&self.dir, &results)?;
         Ok(results)

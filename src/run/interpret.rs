@@ -56,7 +56,10 @@ pub fn run_interpret(req: &InterpretRequest) -> Result<String> {
     if let Some(out) = req.out.as_ref().filter(|o| !o.dump.is_empty()) {
         // Refuse unknown names before anything is written.
         for ckpt in &ckpts {
-            crate::interpret::dump::resolve_names(&crate::model::Activations::<f64>::names(ckpt.model.cfg()), &out.dump)?;
+            crate::interpret::dump::resolve_names(
+                &crate::model::Activations::<f64>::names(ckpt.model.cfg()),
+                &out.dump,
+            )?;
         }
     }
     let files: Vec<String> = req.models.iter().map(|p| p.display().to_string()).collect();

@@ -100,7 +100,6 @@ impl CaseSummary {
     }
 }
 
-
 /// Reads a JSON record, naming the file in every error.
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path)

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::util::real::Dtype;
 use crate::train::Trainer;
+use crate::util::real::Dtype;
 
 /// The batches every config is measured at.
 pub const BATCHES: [usize; 3] = [256, 1024, 16384];

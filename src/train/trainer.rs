@@ -5,20 +5,20 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
-use crate::model::checkpoint;
 use crate::config::Config;
 use crate::data::{Batches, Dataset};
+use crate::kernel::{Batch, Kernel, on_workers};
+use crate::model::checkpoint;
+use crate::model::{Model, mse};
+use crate::physics::Oscillator;
+use crate::train::optim::{AdamW, AdamWConfig};
+use crate::train::progress::Progress;
+use crate::train::state::{DataState, STATE_FILE, TrainState};
+use crate::util::cancel::CancelToken;
 use crate::util::error::{Error, Result};
 use crate::util::io::write_text;
-use crate::kernel::{Batch, Kernel, on_workers};
 use crate::util::mat2::Mat2;
-use crate::model::{Model, mse};
-use crate::train::optim::{AdamW, AdamWConfig};
-use crate::physics::Oscillator;
-use crate::train::progress::Progress;
-use crate::util::cancel::CancelToken;
 use crate::util::real::Real;
-use crate::train::state::{DataState, STATE_FILE, TrainState};
 use crate::util::rng::{Rng, Stream};
 
 /// Where training batches come from.

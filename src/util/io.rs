@@ -39,6 +39,7 @@ pub fn temp_path(path: &Path) -> Result<std::path::PathBuf> {
 }
 
 /// Renames `tmp` (written in full) to `path`, removing `tmp` on failure.
+#[cfg(feature = "report")]
 pub fn commit_temp(tmp: &Path, path: &Path) -> Result<()> {
     fs::rename(tmp, path).map_err(|e| {
         let _ = fs::remove_file(tmp);

@@ -4,8 +4,8 @@
 
 pub mod cancel;
 pub mod error;
-pub mod io;
-pub mod json;
+pub(crate) mod io;
+pub(crate) mod json;
 pub mod mat2;
 pub mod real;
 pub mod rng;

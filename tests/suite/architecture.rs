@@ -158,7 +158,8 @@ impl Graph {
             let mut paths = paths_after(&code, "crate::");
             // A `mod.rs` that uses its children by relative paths (`use child::X`).
             for line in code.lines().map(str::trim) {
-                let Some(rest) = ["pub use ", "pub(crate) use ", "use "].iter().find_map(|p| line.strip_prefix(p)) else {
+                let Some(rest) = ["pub use ", "pub(crate) use ", "use "].iter().find_map(|p| line.strip_prefix(p))
+                else {
                     continue;
                 };
                 let is_child = |p: &str| modules.contains(&format!("{module}::{}", p.split("::").next().unwrap_or("")));

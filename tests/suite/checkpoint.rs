@@ -8,8 +8,8 @@ use std::path::Path;
 
 use physlens::System;
 use physlens::model::checkpoint::{self, AnyModel, Checkpoint};
-use physlens::util::error::Error;
 use physlens::model::{AttnScale, Layout, Model, ModelConfig};
+use physlens::util::error::Error;
 use physlens::util::real::{Dtype, Real};
 use physlens::util::rng::{Rng, Stream};
 use safetensors::Dtype as StDtype;

@@ -1,9 +1,9 @@
 //! Config parsing and validation (SPEC §5): defaults, unknown keys, bad values.
 
 use physlens::config::Config;
-use physlens::util::error::Error;
-use physlens::model::AttnScale;
 use physlens::config::Schedule;
+use physlens::model::AttnScale;
+use physlens::util::error::Error;
 use physlens::util::real::Dtype;
 
 /// The key and message of a config error (panics on anything else).

@@ -4,8 +4,8 @@
 use std::io::Write;
 
 use physlens::System;
-use physlens::model::checkpoint;
 use physlens::config::Config;
+use physlens::model::checkpoint;
 use physlens::model::{Model, ModelConfig};
 use physlens::util::rng::{Rng, Stream};
 use proptest::prelude::*;

@@ -7,17 +7,17 @@ use std::path::Path;
 
 use crate::handbuilt::{gauge, to_f32, two_head_model, two_step_model, write_like_numpy};
 use physlens::System;
-use physlens::model::checkpoint::{self, Checkpoint};
 use physlens::interpret::dump::{DumpFormat, dump_activations};
-use physlens::interpret::text::render;
 use physlens::interpret::full::{FullReport, InterpretOptions, interpret_checkpoint, interpret_many};
 use physlens::interpret::jacobian::last_prediction_jacobians;
-use physlens::util::mat2::{self, Mat2};
+use physlens::interpret::probe::{held_out_r2, probe_table};
+use physlens::interpret::text::render;
+use physlens::model::checkpoint::{self, Checkpoint};
 use physlens::model::{Activations, AttnScale, Model, ModelConfig};
 use physlens::physics::Oscillator;
-use physlens::interpret::probe::{held_out_r2, probe_table};
-use physlens::util::rng::{Rng, Stream};
 use physlens::physics::rules::{RULES, rule_map};
+use physlens::util::mat2::{self, Mat2};
+use physlens::util::rng::{Rng, Stream};
 
 /// Fewer validation states than the default keeps the tests quick.
 fn options() -> InterpretOptions {
@@ -76,7 +76,7 @@ fn check_rule_report(r: &FullReport, rule: &str, want: &Mat2, offset: [f64; 2], 
 fn every_rule_built_by_hand_in_f64_is_recovered_and_named() {
     let dir = tempfile::tempdir().unwrap();
     for gamma in [0.0, 0.1] {
-        let system = System { omega0: 2.0, gamma: gamma, dt: 0.1 };
+        let system = System { omega0: 2.0, gamma, dt: 0.1 };
         let osc = system.oscillator();
         for (i, rule) in RULES.iter().enumerate() {
             let want = rule_map(rule, &osc, 0.1).unwrap();
@@ -86,7 +86,10 @@ fn every_rule_built_by_hand_in_f64_is_recovered_and_named() {
             check_rule_report(&r, rule, &want, c, 1e-9);
             if *rule == "exact" {
                 let (l, t) = (&r.map.learned, &r.map.truth);
-                assert!((l.omega0 - t.system.omega0).abs() <= 1e-9 && (l.gamma - t.system.gamma).abs() <= 1e-9, "{l:?}");
+                assert!(
+                    (l.omega0 - t.system.omega0).abs() <= 1e-9 && (l.gamma - t.system.gamma).abs() <= 1e-9,
+                    "{l:?}"
+                );
                 assert!((r.map.best_fit.omega0 - 2.0).abs() <= 1e-9 && r.map.error_vs_exact <= 1e-12);
                 let g = r.generator.as_ref().unwrap();
                 assert!(
@@ -345,7 +348,7 @@ fn truncation_order_across_step_sizes() {
         let mut ckpts = Vec::new();
         let mut files = Vec::new();
         for dt in [0.02, 0.04, 0.08] {
-            let system = System { omega0: 2.0, gamma: 0.0, dt: dt };
+            let system = System { omega0: 2.0, gamma: 0.0, dt };
             let m = rule_map(rule, &system.oscillator(), dt).unwrap();
             let path = dir.path().join(format!("{rule}-{dt}.safetensors"));
             checkpoint::save(&path, &two_head_model(m, [0.0, 0.0], gauge(5), 1), &system, &BTreeMap::new()).unwrap();

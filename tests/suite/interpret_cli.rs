@@ -120,7 +120,7 @@ fn interpret_several_models_fits_the_truncation_order() {
     let dir = tempfile::tempdir().unwrap();
     let mut args = vec!["interpret".to_string(), "--json".into(), "--n-valid".into(), "64".into()];
     for dt in [0.02, 0.04, 0.08] {
-        let system = System { omega0: 2.0, gamma: 0.0, dt: dt };
+        let system = System { omega0: 2.0, gamma: 0.0, dt };
         let name = format!("euler-{dt}.safetensors");
         let m = rule_map("euler", &system.oscillator(), dt).unwrap();
         checkpoint::save(

@@ -3,10 +3,10 @@
 
 use std::f64::consts::PI;
 
-use physlens::util::mat2::eigenvalues;
 use physlens::physics::Oscillator;
 use physlens::physics::readout::{RuleDistance, best_fit, ratio_omega0_sq, rule_distances, spectral, verdict};
 use physlens::physics::rules::{RULES, rule_map};
+use physlens::util::mat2::eigenvalues;
 
 type M = [[f64; 2]; 2];
 
@@ -284,7 +284,8 @@ fn verdict_margin_separates_close_and_far_runner_up() {
 fn verdict_margin_edge_cases() {
     let osc = Oscillator { omega0: 1.0, gamma: 0.0 };
     let m = osc.propagator(0.1);
-    let rd = |name: &str, distance: f64| RuleDistance { name: name.to_string(), distance, eigenvalues: Default::default() };
+    let rd =
+        |name: &str, distance: f64| RuleDistance { name: name.to_string(), distance, eigenvalues: Default::default() };
     let v = verdict(&[rd("a", 1.0), rd("b", 10.0)], &m, &osc, 0.1);
     assert_eq!((v.margin, v.identifiable), (10.0, true));
     let v = verdict(&[rd("a", 1.0), rd("b", 9.99)], &m, &osc, 0.1);

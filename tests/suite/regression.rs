@@ -1,9 +1,9 @@
 //! One test per bug found, named for what broke.
 
 use physlens::CancelToken;
-use physlens::train::progress::silent;
 use physlens::config::Config;
 use physlens::run::study::run_study;
+use physlens::train::progress::silent;
 
 /// PNG figures went through a temporary name ending in `.tmpPID`, which the
 /// image encoder could not map to a format: every report failed to draw.

@@ -1,16 +1,16 @@
 //! Training, evaluation and the study pipeline end to end, on short schedules.
 
 use physlens::CancelToken;
-use physlens::train::progress::{Silent, silent};
-use physlens::model::checkpoint::{self, AnyModel};
 use physlens::config::Config;
-use physlens::util::error::Error;
 use physlens::eval::rollout;
-use physlens::util::mat2::{self, Mat2};
+use physlens::model::checkpoint::{self, AnyModel};
 use physlens::model::{Activations, Model, ModelConfig};
 use physlens::physics::Oscillator;
 use physlens::run::study::run_study;
+use physlens::train::progress::{Silent, silent};
 use physlens::train::{Trainer, train};
+use physlens::util::error::Error;
+use physlens::util::mat2::{self, Mat2};
 
 /// A short version of the seed experiment (a few thousand steps).
 fn short_config() -> Config {

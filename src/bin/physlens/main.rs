@@ -14,14 +14,14 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use physlens::config::Config;
 use physlens::interpret::full::InterpretOptions;
-use physlens::run::interpret::{InterpretRequest, OutputRequest, run_interpret};
-use physlens::util::error::Error;
 use physlens::interpret::map::MapReport;
-use physlens::train::progress::Progress;
-use progress::ProgressGroup;
-use physlens::util::real::Dtype;
+use physlens::run::interpret::{InterpretRequest, OutputRequest, run_interpret};
 use physlens::run::{RunDir, Summary, run_study};
+use physlens::train::progress::Progress;
 use physlens::train::{resume as resume_training, train};
+use physlens::util::error::Error;
+use physlens::util::real::Dtype;
+use progress::ProgressGroup;
 
 /// Train small transformers on physical systems and open them up.
 #[derive(Parser, Debug)]

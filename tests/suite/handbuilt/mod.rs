@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use physlens::System;
-use physlens::util::mat2::{self, Mat2, Vec2};
 use physlens::model::{AttnScale, Model, ModelConfig};
+use physlens::util::mat2::{self, Mat2, Vec2};
 use physlens::util::rng::{Rng, Stream};
 
 /// A random, well-conditioned 2×2 gauge.
