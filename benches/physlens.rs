@@ -14,7 +14,7 @@ use physlens::train::bench::bench_config;
 use physlens::train::on_workers;
 use physlens::util::rng::{Rng, Stream};
 
-/// One training step (forward + backward + AdamW) of the SPEC §7 configs.
+/// One training step (forward + backward + AdamW) of the docs/cli.md configs.
 fn step(c: &mut Criterion) {
     let mut group = c.benchmark_group("step");
     for (name, batch) in [("blog", 256), ("blog", 16384), ("wide", 256)] {

@@ -1,4 +1,4 @@
-//! The typed run configuration (SPEC §5): TOML in, every key defaulted,
+//! The typed run configuration (docs/config.md): TOML in, every key defaulted,
 //! unknown keys rejected with the nearest valid key suggested, values checked
 //! with the culprit named.
 

@@ -1,5 +1,5 @@
-//! Training and validation data: states sampled by energy (SPEC §2.1) and
-//! short exact trajectories cut into (input, target) sequences (SPEC §2.2).
+//! Training and validation data: states sampled by energy (docs/physics.md) and
+//! short exact trajectories cut into (input, target) sequences (docs/physics.md).
 //!
 //! # Shapes
 //! A data set of `N` sequences of `T` tokens holds `inputs` `[N, T, 2]` (the

@@ -1,5 +1,5 @@
 //! Evaluation: mean squared error on a data set and autoregressive rollouts
-//! with the metrics of SPEC §2.3.
+//! with the metrics of docs/physics.md.
 
 use std::fmt::Write as _;
 
@@ -31,7 +31,7 @@ pub struct StepStats {
     pub max_abs_energy_drift: f64,
 }
 
-/// The headline rollout numbers (SPEC §4 `rollout`).
+/// The headline rollout numbers (docs/outputs.md `rollout`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RolloutSummary {
     /// Autoregressive steps.
@@ -127,7 +127,7 @@ fn quantile(xs: &[f64], q: f64) -> f64 {
 }
 
 impl Rollout {
-    /// The SPEC §4 headline numbers.
+    /// The docs/outputs.md headline numbers.
     pub fn summary(&self) -> RolloutSummary {
         let last = self.stats.last().expect("a rollout has at least step 0");
         RolloutSummary {

@@ -66,7 +66,7 @@ pub struct PathMap {
     pub map: Mat2,
     /// Eigenvalues of `map`.
     pub eigenvalues: [Complex; 2],
-    /// `map` read as a one-step propagator (SPEC §1.3 a); often not one.
+    /// `map` read as a one-step propagator (docs/physics.md a); often not one.
     pub readout: SpectralReadout,
     /// `‖map‖_F`.
     pub norm: f64,

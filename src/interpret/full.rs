@@ -1,11 +1,11 @@
 //! Everything `physlens interpret` reports for a checkpoint (issue 3): the
-//! SPEC §4 object (effective map, readouts, rule distances, verdict) plus
+//! docs/outputs.md object (effective map, readouts, rule distances, verdict) plus
 //! Jacobians, circuits, probes, attention patterns and the margin
 //! explanation; and, across several checkpoints, the truncation order.
 //!
 //! All analysis runs on the f64 copy of the weights ([`AnyModel::to_f64`],
 //! exact), so an f32 checkpoint is read without adding rounding of its own.
-//! The validation states are drawn as in training (SPEC §2.1: energies
+//! The validation states are drawn as in training (docs/physics.md: energies
 //! uniform on `[0, e_valid_max]`, [`Stream::Valid`] of `seed`), `T = n_ctx`
 //! consecutive exact states each.
 //!
@@ -32,7 +32,7 @@ use crate::util::mat2::Vec2;
 use crate::util::real::Real;
 use crate::util::rng::{Rng, Stream};
 
-/// Settings of [`interpret_checkpoint`]; the defaults are SPEC §2.1/§5's.
+/// Settings of [`interpret_checkpoint`]; the defaults are those of the config (docs/config.md).
 #[derive(Clone, Debug, PartialEq)]
 pub struct InterpretOptions {
     /// Validation sequences for Jacobians, probes and dumps (`data.n_valid`).
@@ -94,16 +94,16 @@ pub struct OneStepReport {
     /// RMS of the fit's residual: 0 when the model is one-step-linear along
     /// true trajectories.
     pub rms_residual: f64,
-    /// The fitted map read as physics (SPEC §4 keys).
+    /// The fitted map read as physics (docs/outputs.md keys).
     #[serde(flatten)]
     pub report: MapReport,
 }
 
 /// The full interpretation of one checkpoint (`physlens interpret --json`).
-/// The SPEC §4 keys are those of [`MapReport`], flattened to the top level.
+/// The docs/outputs.md keys are those of [`MapReport`], flattened to the top level.
 #[derive(Clone, Debug, Serialize)]
 pub struct FullReport {
-    /// SPEC §4: `effective_map`, `offset`, `eigenvalues`, `learned`,
+    /// docs/outputs.md: `effective_map`, `offset`, `eigenvalues`, `learned`,
     /// `best_fit`, `truth`, `methods`, `nearest_method`, `margin`,
     /// `identifiable`, `error_vs_exact`, plus `map_kind`, `omega0_sq_ratio`, `errors`.
     #[serde(flatten)]

@@ -1,5 +1,5 @@
 //! Per-token Jacobians of the last prediction: how much of each input step a
-//! model uses (issue 3, item 2; SPEC §4 for models that are not one affine map).
+//! model uses (issue 3, item 2; docs/outputs.md for models that are not one affine map).
 //!
 //! For a sequence `s[0] … s[T−1]` the model's last prediction `ŝ = pred[T−1]`
 //! (the next state) depends on every token the last position can see. Its
@@ -144,7 +144,7 @@ pub struct JacobianReport {
 }
 
 impl JacobianReport {
-    /// The mean Jacobian w.r.t. the last input token (SPEC §4 `effective_map`
+    /// The mean Jacobian w.r.t. the last input token (docs/outputs.md `effective_map`
     /// of a model that is not one affine map).
     pub fn last(&self) -> &TokenJacobian {
         self.tokens.last().expect("a model has at least one token")

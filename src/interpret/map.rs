@@ -1,5 +1,5 @@
 //! Interpretation of a trained model: its effective map read as physics
-//! (SPEC §1.3, §1.5, §4).
+//! (docs/physics.md).
 //!
 //! Convention: every map here is in the COLUMN convention of physics,
 //! `s' = M s + c`. The row-convention model is converted once, in
@@ -13,7 +13,7 @@ use crate::physics::readout::{BestFit, RuleDistance, best_fit, ratio_omega0_sq, 
 use crate::util::mat2::{Complex, Mat2, Vec2, eigenvalues};
 use crate::util::real::Real;
 
-/// `learned`: the spectral reading of the map (SPEC §1.3 (a)).
+/// `learned`: the spectral reading of the map (docs/physics.md).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Learned {
     /// ω0 from the eigenvalues.
@@ -68,7 +68,7 @@ pub struct ReadoutErrors {
     pub gamma_abs: f64,
 }
 
-/// The SPEC §4 interpretation of an affine map (`physlens interpret --json`).
+/// The docs/outputs.md interpretation of an affine map (`physlens interpret --json`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MapReport {
     /// `M`, column convention.
@@ -162,7 +162,7 @@ pub fn interpret_affine<F: Real>(model: &Model<F>, system: &System) -> Option<Ma
     Some(analyze_map(m, c, system, "exact affine map of a context-1 model"))
 }
 
-/// The interpretation of any model (SPEC §4): the exact affine map for a
+/// The interpretation of any model (docs/outputs.md): the exact affine map for a
 /// context-1 model (any number of layers), otherwise the mean Jacobian of the
 /// last prediction w.r.t. the last input token from `jacobians` (computed on
 /// the validation set), with the linearisation's mean intercept as offset.

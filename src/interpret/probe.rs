@@ -6,7 +6,7 @@
 //! flattened; for `scores` / `pattern` `[B, H, T, T]` the last query's row of
 //! every head, `[H, T]`. Targets are functions of that last input state
 //! `s = (x, p)`: `x`, `p`, the energy `½(p² + ω0² x²)`, and the intermediates
-//! of each candidate rule of SPEC §1.5 (column convention, `h = Δt`): the
+//! of each candidate rule of docs/physics.md (column convention, `h = Δt`): the
 //! powers `(Ah)^k s`, every rule's output `M_rule s`, and the kick / half-kick
 //! momenta of symplectic Euler and leapfrog and the explicit half step
 //! `(I + Ah/2) s` of Crank–Nicolson. Each component is its own target

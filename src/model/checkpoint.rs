@@ -1,4 +1,4 @@
-//! Checkpoints: one `safetensors` file per model (SPEC §3).
+//! Checkpoints: one `safetensors` file per model (docs/model-and-checkpoint.md).
 //!
 //! # Layout
 //! Tensor names and shapes follow TransformerLens, so the file opens as a
@@ -172,7 +172,7 @@ pub struct Checkpoint {
 
 // ---------------------------------------------------------------- save
 
-/// Writes `model` to `path` in the SPEC §3 layout, atomically.
+/// Writes `model` to `path` in the docs/model-and-checkpoint.md layout, atomically.
 ///
 /// `__metadata__` gets `format`, `model` (the JSON of `model.cfg`), `system`
 /// (the JSON of `system`) and every entry of `extra`; `extra` may not contain
@@ -262,7 +262,7 @@ pub(crate) fn encode<F: Real>(values: &[F], out: &mut Vec<u8>) {
 
 // ---------------------------------------------------------------- load
 
-/// Reads a checkpoint in the SPEC §3 layout, whoever wrote it.
+/// Reads a checkpoint in the docs/model-and-checkpoint.md layout, whoever wrote it.
 ///
 /// # Errors
 /// [`Error::Checkpoint`] naming what is wrong (the tensor or metadata key)
@@ -293,7 +293,7 @@ fn parse(bytes: &[u8]) -> std::result::Result<Checkpoint, String> {
         None => {
             return Err(format!(
                 "the safetensors header has no `__metadata__`; a physlens checkpoint needs \
-                 `__metadata__` with `format` = {FORMAT:?}, `model` and `system` (SPEC §3)"
+                 `__metadata__` with `format` = {FORMAT:?}, `model` and `system` (docs/model-and-checkpoint.md)"
             ));
         }
     };
@@ -302,7 +302,7 @@ fn parse(bytes: &[u8]) -> std::result::Result<Checkpoint, String> {
             let found: Vec<&str> = metadata.keys().map(String::as_str).collect();
             format!(
                 "`__metadata__` has no `{k}` key (found keys: {found:?}); a physlens checkpoint needs \
-                 `format` = {FORMAT:?}, `model` and `system` (SPEC §3)"
+                 `format` = {FORMAT:?}, `model` and `system` (docs/model-and-checkpoint.md)"
             )
         })
     };
@@ -539,7 +539,7 @@ fn check_names(
     }
     if !extra.is_empty() {
         parts.push(format!(
-            "unexpected tensor(s) {}: not part of the SPEC §3 layout for this `model` ({}); expected exactly {}",
+            "unexpected tensor(s) {}: not part of the docs/model-and-checkpoint.md layout for this `model` ({}); expected exactly {}",
             names_list(extra.iter().copied(), false),
             dims(cfg),
             names_list(expected.iter().map(|t| t.name.as_str()), false)

@@ -38,7 +38,7 @@ pub enum AttnScale {
     DHead,
 }
 
-/// The architecture of one model (SPEC §3; the `[model]` config table plus `n_ctx`).
+/// The architecture of one model (docs/model-and-checkpoint.md; the `[model]` config table plus `n_ctx`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
     /// Residual stream width D.
@@ -84,7 +84,7 @@ impl ModelConfig {
     }
 
     /// Positions that carry a prediction in the loss: all of them with the
-    /// causal mask, only the last one without it (SPEC §2.2).
+    /// causal mask, only the last one without it (docs/physics.md).
     pub fn scored_positions(&self) -> Range<usize> {
         if self.causal { 0..self.n_ctx } else { self.n_ctx - 1..self.n_ctx }
     }
@@ -160,7 +160,7 @@ impl Layout {
         Layout { w_e, b_e, w_pos, blocks, w_u, b_u, len: next }
     }
 
-    /// Every tensor with its checkpoint name and shape (SPEC §3), in order.
+    /// Every tensor with its checkpoint name and shape (docs/model-and-checkpoint.md), in order.
     pub fn tensors(&self, cfg: &ModelConfig) -> Vec<TensorInfo> {
         let (d, h, k) = (cfg.d_model, cfg.n_heads, cfg.d_head);
         let info =
@@ -493,7 +493,7 @@ fn unembed_forward<F: Real>(r: &[F], w_u: &[F], b_u: &[F], n: usize, d: usize, p
 
 // ---------------------------------------------------------------- loss
 
-/// Mean over scored tokens of `‖pred − target‖²` (SPEC §2.3), and its
+/// Mean over scored tokens of `‖pred − target‖²` (docs/physics.md), and its
 /// gradient `d_pred` `[B, T, I]` (zero at unscored positions).
 pub fn mse_loss<F: Real>(cfg: &ModelConfig, pred: &[F], target: &[F], d_pred: &mut [F]) -> f64 {
     let t = cfg.n_ctx;
@@ -517,7 +517,7 @@ pub fn mse_loss<F: Real>(cfg: &ModelConfig, pred: &[F], target: &[F], d_pred: &m
 /// Sequences per forward pass when evaluating a large set.
 const EVAL_CHUNK: usize = 4096;
 
-/// Mean over scored tokens of `‖ŝ − s‖²` on `data` (the training loss, SPEC §2.3).
+/// Mean over scored tokens of `‖ŝ − s‖²` on `data` (the training loss, docs/physics.md).
 pub fn mse<F: Real>(model: &Model<F>, data: &Dataset<F>) -> f64 {
     let cfg = &model.cfg;
     let w = cfg.n_ctx * D_IN;

@@ -1,4 +1,4 @@
-//! The damped harmonic oscillator (SPEC §1.1–1.2) and its exact propagator.
+//! The damped harmonic oscillator (docs/physics.md) and its exact propagator.
 //!
 //! Unit mass, `x'' + 2γ x' + ω0² x = 0`, momentum `p = x'`, state `s = (x, p)`
 //! as a COLUMN vector: `s' = A s` and one step is `s_{n+1} = M s_n` with

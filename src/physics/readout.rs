@@ -1,4 +1,4 @@
-//! Reading physics back from a learned 2×2 map (SPEC §1.3, §4).
+//! Reading physics back from a learned 2×2 map (docs/physics.md).
 //!
 //! Every map here is in the COLUMN convention, `s' = M s` with `s = (x, p)`.
 //! Three readings: [`spectral`] (from the eigenvalues), [`best_fit`] (the
@@ -32,7 +32,7 @@ const MAX_ITERATIONS: usize = 200;
 /// Margin `d₂/d₁` from which the nearest rule counts as identified.
 pub const MARGIN_IDENTIFIABLE: f64 = 10.0;
 
-/// The spectral reading of a map (SPEC §1.3 (a)).
+/// The spectral reading of a map (docs/physics.md).
 #[derive(Clone, Debug, Serialize)]
 pub struct SpectralReadout {
     /// Natural frequency ω0; NaN when the map has no oscillator reading.
@@ -89,7 +89,7 @@ pub fn ratio_omega0_sq(m: &Mat2) -> f64 {
     -m[1][0] / m[0][1]
 }
 
-/// The exact propagator nearest to a map (SPEC §1.3 (b)).
+/// The exact propagator nearest to a map (docs/physics.md).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BestFit {
     /// Fitted natural frequency ω0 (> 0).
@@ -147,7 +147,7 @@ pub fn rule_distances(m: &Mat2, osc: &Oscillator, dt: f64) -> Vec<RuleDistance> 
     distances
 }
 
-/// Which rule a map implements, and how sure that is (SPEC §4).
+/// Which rule a map implements, and how sure that is (docs/outputs.md).
 #[derive(Clone, Debug, Serialize)]
 pub struct Verdict {
     /// The rule at the smallest distance d₁.

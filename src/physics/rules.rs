@@ -1,4 +1,4 @@
-//! Candidate update rules (SPEC §1.5): one step of size `h` of a numerical
+//! Candidate update rules (docs/physics.md): one step of size `h` of a numerical
 //! integrator, written as the 2×2 matrix it applies to the state `(x, p)`
 //! (column convention, `s' = M s`).
 //!

@@ -169,7 +169,7 @@ fn page(run: &Path, title: &str, cases: &[CaseData], headline: &str, slots: &[Sl
     let _ = writeln!(
         w,
         "<section id=\"headline-section\">\n<h2>Headline numbers</h2>\n{headline}<p class=\"sub\">Relative errors are \
-         ‖ŝ − s‖/‖s‖ (SPEC §2.3); ω0 and γ are read from the eigenvalues of the learned map. The same table is in \
+         ‖ŝ − s‖/‖s‖ (docs/physics.md); ω0 and γ are read from the eigenvalues of the learned map. The same table is in \
          <a href=\"summary.md\">summary.md</a> and, for a paper, <a href=\"summary.tex\">summary.tex</a>; all numbers come from \
          <a href=\"summary.json\">summary.json</a>.</p>\n</section>"
     );

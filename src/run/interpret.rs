@@ -44,7 +44,7 @@ pub struct OutputRequest {
 /// returns the text for stdout (JSON or the readable summary, with a list of
 /// the files written).
 ///
-/// With one model the JSON is that model's [`FullReport`] (SPEC §4 keys at
+/// With one model the JSON is that model's [`FullReport`] (docs/outputs.md keys at
 /// the top level); with several it is a [`MultiReport`].
 ///
 /// # Errors

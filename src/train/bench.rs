@@ -1,4 +1,4 @@
-//! Steady-state training speed (SPEC §7): forward + backward + AdamW on one
+//! Steady-state training speed (docs/cli.md): forward + backward + AdamW on one
 //! batch, timed step by step after a warm-up, reported as the median.
 
 use std::time::{Duration, Instant};
@@ -47,7 +47,7 @@ pub fn bench_config(name: &str, batch: usize) -> Option<Config> {
     c.train.schedule = crate::config::Schedule::Constant;
     c.train.steps = u64::MAX;
     c.train.dtype = Dtype::F32;
-    c.data.n_train = c.data.n_train.max(batch); // the SPEC default, 100 000, as the PyTorch side uses
+    c.data.n_train = c.data.n_train.max(batch); // the default, 100 000, as the PyTorch side uses
     c.data.n_valid = 1;
     Some(c)
 }
@@ -73,7 +73,7 @@ pub fn time_steps(config: &Config, budget: Duration) -> (Duration, usize) {
     })
 }
 
-/// Every (config, batch) row of SPEC §7, each timed for about `budget`.
+/// Every (config, batch) row of docs/cli.md, each timed for about `budget`.
 pub fn run_bench(budget: Duration) -> Vec<BenchRow> {
     let mut rows = vec![];
     for name in ["blog", "wide"] {

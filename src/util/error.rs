@@ -1,5 +1,5 @@
 //! The library's error type. The binary maps each kind to an exit code
-//! (SPEC §6: 2 bad input, 1 failed run, 130 interrupted).
+//! (docs/cli.md: 2 bad input, 1 failed run, 130 interrupted).
 
 use std::path::PathBuf;
 
@@ -24,7 +24,7 @@ pub enum Error {
         /// What was wrong and what is accepted.
         message: String,
     },
-    /// A checkpoint file is unreadable or not in the SPEC §3 layout.
+    /// A checkpoint file is unreadable or not in the docs/model-and-checkpoint.md layout.
     #[error("{}: {message}", file.display())]
     Checkpoint {
         /// The checkpoint file.
@@ -57,7 +57,7 @@ pub enum Error {
 }
 
 impl Error {
-    /// The process exit code for this error (SPEC §6).
+    /// The process exit code for this error (docs/cli.md).
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config { .. } | Error::Option { .. } | Error::Checkpoint { .. } | Error::Input { .. } => 2,

@@ -1,4 +1,4 @@
-//! Checkpoint save/load (SPEC §3): round trips, files written by hand with the
+//! Checkpoint save/load (docs/model-and-checkpoint.md): round trips, files written by hand with the
 //! `safetensors` crate, one test per class of bad input, and byte mutations
 //! that must never panic.
 
@@ -70,7 +70,7 @@ fn f64_bytes(values: &[f64]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
-/// The SPEC §3 tensors of `cfg` as F32 (or F64) with value `0.01·(flat index + 1)`.
+/// The docs/model-and-checkpoint.md tensors of `cfg` as F32 (or F64) with value `0.01·(flat index + 1)`.
 fn raw_tensors(cfg: &ModelConfig, dtype: StDtype) -> Vec<Raw> {
     Layout::new(cfg)
         .tensors(cfg)
@@ -182,7 +182,7 @@ fn round_trip<F: Real>(cfg: &ModelConfig) {
     // Only the checkpoint in the folder: no temporary left behind.
     assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
 
-    // The model JSON uses exactly the SPEC keys.
+    // The model JSON uses exactly the documented keys (docs/model-and-checkpoint.md).
     let json: serde_json::Value = serde_json::from_str(&c.metadata["model"]).unwrap();
     let mut keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort_unstable();

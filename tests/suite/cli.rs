@@ -1,6 +1,6 @@
-//! The `physlens` binary: commands, outputs and exit codes (SPEC §6).
+//! The `physlens` binary: commands, outputs and exit codes (docs/cli.md).
 
-use crate::common::{SPEC_INTERPRET_KEYS, physlens, stderr};
+use crate::common::{STABLE_INTERPRET_KEYS, physlens, stderr};
 
 const SMALL: &str = "[system]\ngamma = 0.05\n[data]\nn_train = 5000\nn_valid = 256\n[train]\nsteps = 1500\nlr = 1e-2\nbatch_size = 64\nlog_every = 500\n[eval]\nrollout_steps = 50\nn_rollouts = 8\n";
 
@@ -40,7 +40,7 @@ fn train_eval_rollout_interpret_round_trip() {
     let out = physlens(&["interpret", "--model", "runs/small/model.safetensors", "--json"], dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    for key in SPEC_INTERPRET_KEYS {
+    for key in STABLE_INTERPRET_KEYS {
         assert!(!json[key].is_null(), "interpret --json lacks {key}");
     }
     assert_eq!(json["truth"]["gamma"], 0.05);

@@ -1,4 +1,4 @@
-//! Config parsing and validation (SPEC §5): defaults, unknown keys, bad values.
+//! Config parsing and validation (docs/config.md): defaults, unknown keys, bad values.
 
 use physlens::config::Config;
 use physlens::config::Schedule;

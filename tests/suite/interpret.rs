@@ -151,7 +151,7 @@ fn context3_two_step_rule_shows_jacobians_on_the_right_tokens() {
         "{:?} vs {offset:?}",
         j.offset
     );
-    // SPEC §4: effective_map is the mean Jacobian w.r.t. the last token, and the report says so.
+    // docs/outputs.md: effective_map is the mean Jacobian w.r.t. the last token, and the report says so.
     assert_eq!(r.effective_map_source, "jacobian");
     assert!(r.map.map_kind.contains("Jacobian"), "{}", r.map.map_kind);
     assert!(dist(&r.map.effective_map, &mat2::scale(&m, 2.0)) <= 1e-9);
@@ -341,7 +341,7 @@ fn path_maps_are_gauge_invariant_and_single_weights_are_not() {
 
 #[test]
 fn truncation_order_across_step_sizes() {
-    // Undamped: with γ > 0 the leapfrog of SPEC §1.5 kicks with a force that
+    // Undamped: with γ > 0 the leapfrog of docs/physics.md kicks with a force that
     // depends on the momentum explicitly, which is only first order in γ.
     let dir = tempfile::tempdir().unwrap();
     for (rule, slope) in [("euler", 2.0), ("leapfrog", 3.0), ("rk4", 5.0)] {

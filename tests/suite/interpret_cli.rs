@@ -1,7 +1,7 @@
 //! The `physlens interpret` command: `--json`, `--dump … --out`, several
 //! `--model`s, and bad flags (exit code 2).
 
-use crate::common::{SPEC_INTERPRET_KEYS, physlens, stderr, stdout};
+use crate::common::{STABLE_INTERPRET_KEYS, physlens, stderr, stdout};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -24,7 +24,7 @@ fn interpret_json_has_every_spec_key_and_the_new_ones() {
     let out = physlens(&["interpret", "--model", "leapfrog.safetensors", "--json", "--n-valid", "256"], dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let spec = SPEC_INTERPRET_KEYS;
+    let spec = STABLE_INTERPRET_KEYS;
     let ours = [
         "jacobians",
         "circuits",

@@ -142,7 +142,7 @@ fn critical_propagator_equals_spec_closed_form() {
 
 #[test]
 fn underdamped_propagator_equals_spec_closed_form() {
-    // away from the boundary the SPEC formula is itself well conditioned
+    // away from the boundary the closed-form formula is itself well conditioned
     for &(omega0, gamma, dt) in &[(2.0f64, 0.1f64, 0.1f64), (2.0, 0.0, 1.0), (5.0, 1.0, 0.5)] {
         let w = (omega0 * omega0 - gamma * gamma).sqrt();
         let (s, c) = (w * dt).sin_cos();

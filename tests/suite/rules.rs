@@ -1,5 +1,5 @@
 //! Candidate update rules: orders of accuracy, structure, and agreement with
-//! the SPEC's step-by-step formulas.
+//! the step-by-step formulas of docs/physics.md.
 
 use crate::common::{M, mm, mv};
 use physlens::physics::Oscillator;
@@ -93,7 +93,7 @@ fn leapfrog_is_second_order_only_without_damping() {
     // With γ = 0 kick-drift-kick is Störmer–Verlet: local error O(h³).
     let undamped = local_error_order("leapfrog", &OSCS[0], &BRIEF_HS);
     assert!((undamped - 3.0).abs() < 0.1, "slope {undamped}");
-    // With γ > 0 the SPEC's second half-kick takes the friction at p½, not
+    // With γ > 0 the documented second half-kick takes the friction at p½, not
     // at p', which costs one order: local error O(h²) (next test).
     for osc in &OSCS[1..] {
         let slope = local_error_order("leapfrog", osc, &SMALL_HS);

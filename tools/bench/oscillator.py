@@ -1,4 +1,4 @@
-"""Damped harmonic oscillator (SPEC §1, §2.1) in numpy, for the PyTorch benchmarks.
+"""Damped harmonic oscillator (docs/physics.md) in numpy, for the PyTorch benchmarks.
 
 Independent of the Rust code: the exact one-step propagator M = exp(A Δt) in
 closed form (column convention s_{n+1} = M s_n), state sampling by energy and
@@ -13,7 +13,7 @@ import numpy as np
 def propagator(omega0, gamma, dt):
     """exp(A dt) for A = [[0, 1], [-omega0^2, -2 gamma]] (f64, 2x2).
 
-    Underdamped closed form (SPEC §1.2); the critically and overdamped forms
+    Underdamped closed form (docs/physics.md); the critically and overdamped forms
     are included for completeness (no series near the boundaries: the
     benchmarks only use the underdamped seed cases).
     """
@@ -46,7 +46,7 @@ def expm_taylor(a, terms=40):
 
 def sample_states(rng, n, omega0, e_max):
     """[n, 2] states: E ~ U[0, e_max], phase ~ U[0, 2π),
-    x = sqrt(2E)/omega0 cos φ, p = sqrt(2E) sin φ (SPEC §2.1)."""
+    x = sqrt(2E)/omega0 cos φ, p = sqrt(2E) sin φ (docs/physics.md)."""
     e = rng.uniform(0.0, e_max, n)
     phi = rng.uniform(0.0, 2 * math.pi, n)
     amp = np.sqrt(2 * e)

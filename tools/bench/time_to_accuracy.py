@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Time to accuracy of the PyTorch reference model on ONE seed case.
 
-Trains the seed model (SPEC §2.1: ω0 = 2, Δt = 0.1, γ = 0.1 by default; one
+Trains the seed model (docs/physics.md: ω0 = 2, Δt = 0.1, γ = 0.1 by default; one
 layer, one head, d_model = d_head = 2, context 1) on a fixed set of 100 000
 states (E ~ U[0, 1], φ ~ U[0, 2π), target = exact propagator M·s) for 100
 epochs at batch 256 (shuffled every epoch, last incomplete batch dropped:
@@ -64,7 +64,7 @@ class EpochPool:
 
 
 def affine_map(P):
-    """Column-convention M and c of a one-layer, context-1 model (SPEC §3)."""
+    """Column-convention M and c of a one-layer, context-1 model (docs/model-and-checkpoint.md)."""
     D = P["W_E"].shape[1]
     hk = P["W_O.0"].shape[0]
     w_v = P["W_QKV.0"][:, 2 * hk:]  # [D, H*K], the V block
@@ -75,7 +75,7 @@ def affine_map(P):
 
 
 def readout(m, dt):
-    """Spectral readout (SPEC §1.3): γ = −ln(det M)/(2Δt), ω = |arg λ|/Δt, ω0² = ω² + γ²."""
+    """Spectral readout (docs/physics.md): γ = −ln(det M)/(2Δt), ω = |arg λ|/Δt, ω0² = ω² + γ²."""
     det = float(np.linalg.det(m))
     lam = np.linalg.eigvals(m)
     gamma = -math.log(det) / (2 * dt) if det > 0 else float("nan")
@@ -129,7 +129,7 @@ def main():
     cfg = SEED_CFG
     t_start = time.perf_counter()
 
-    # data: SPEC §2.1, exact targets (f64 numpy, then f32)
+    # data: docs/physics.md, exact targets (f64 numpy, then f32)
     rng = np.random.default_rng(args.seed)
     x, y = oscillator.make_dataset(rng, args.n_train, 1, args.omega0, args.gamma, args.dt, 1.0)
     xv, yv = oscillator.make_dataset(rng, 4096, 1, args.omega0, args.gamma, args.dt, 4.0)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Steady-state training speed of the physlens model in PyTorch (CPU, f32).
 
-The PyTorch side of `physlens bench --json` (SPEC §7): the same two configs,
+The PyTorch side of `physlens bench --json` (docs/cli.md): the same two configs,
 the same batches and the same step (gather a batch from a fixed pool,
 forward, loss, backward, AdamW), printed in the same JSON shape with an extra
 `"mode": "eager" | "compile"` key per row.
@@ -31,7 +31,7 @@ How the PyTorch side is made fast (each choice measured, see README.md):
   `torch.optim.AdamW(foreach=True).step` separately. `--check` verifies every
   variant against the reference + `torch.optim.AdamW(foreach=False)`.
 
-Data: a fixed pool of 100 000 sequences (SPEC §2.1 states, exact targets;
+Data: a fixed pool of 100 000 sequences (docs/physics.md states, exact targets;
 T-token trajectories for `wide`), batches gathered every step by a
 pre-shuffled index (one permutation of the pool, cycled) — like physlens,
 which gathers each batch from its fixed set by shuffled index.
@@ -65,7 +65,7 @@ import oscillator  # noqa: E402
 import reference  # noqa: E402  (tools/reference/reference.py, imported read-only)
 
 CONFIGS = {
-    # SPEC §7 / src/bench.rs
+    # docs/cli.md / src/bench.rs
     "blog": dict(d_model=2, n_heads=1, d_head=2, n_layers=1, n_ctx=1,
                  attn_scale="d_model", causal=True, positional=False),
     "wide": dict(d_model=16, n_heads=2, d_head=8, n_layers=1, n_ctx=16,

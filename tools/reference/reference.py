@@ -1,4 +1,4 @@
-"""PyTorch reference implementation of the physlens model (SPEC §2.2, §3).
+"""PyTorch reference implementation of the physlens model (docs/physics.md).
 
 Writes JSON fixtures that the Rust tests compare against: forward pass,
 activation cache, loss, gradients and 5 AdamW steps, for a few small
@@ -238,7 +238,7 @@ def self_check(name, cfg, params, s, y, cache):
             msg += f", max |masked pattern entry| = {pat[..., masked].abs().max().item() if masked.any() else 0.0:.1e}"
         print(msg)
 
-    # SPEC §3: one layer, context 1 => exactly affine
+    # docs/model-and-checkpoint.md: one layer, context 1 => exactly affine
     if cfg["n_layers"] == 1 and T == 1:
         P = params
         Dm = cfg["d_model"]
@@ -248,7 +248,7 @@ def self_check(name, cfg, params, s, y, cache):
         M_row = P["embed.W_E"] @ mid @ P["unembed.W_U"]
         c_row = P["embed.b_E"] @ mid @ P["unembed.W_U"] + P["unembed.b_U"]
         err = (s @ M_row + c_row - cache["pred"].detach()).abs().max().item()
-        print(f"[{name}] affine closed form (SPEC §3) vs forward: max |diff| = {err:.2e}")
+        print(f"[{name}] affine closed form (docs/model-and-checkpoint.md) vs forward: max |diff| = {err:.2e}")
 
 
 def main():

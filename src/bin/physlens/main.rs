@@ -25,7 +25,12 @@ use progress::ProgressGroup;
 
 /// Train small transformers on physical systems and open them up.
 #[derive(Parser, Debug)]
-#[command(name = "physlens", version, about)]
+#[command(
+    name = "physlens",
+    version,
+    about,
+    after_help = "Reference (config keys, run-folder files, checkpoint layout, JSON keys, exit codes): docs/ in the repository."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -35,7 +40,7 @@ struct Cli {
 enum Command {
     /// The whole study: train every case, evaluate, roll out, interpret; writes summary.json.
     Run {
-        /// TOML config (SPEC §5); without it, the seed experiment (ω0 = 2, Δt = 0.1, γ = 0 and 0.1).
+        /// TOML config (docs/config.md); without it, the seed experiment (ω0 = 2, Δt = 0.1, γ = 0 and 0.1).
         #[arg(long)]
         config: Option<PathBuf>,
         /// Output folder [default: runs/<config name>, or runs/blog].
@@ -47,7 +52,7 @@ enum Command {
     },
     /// Train one model (the [system] of the config) into a run folder, or resume one.
     Train {
-        /// TOML config (SPEC §5).
+        /// TOML config (docs/config.md).
         #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
         config: Option<PathBuf>,
         /// Output folder [default: runs/<config name>].
@@ -82,7 +87,7 @@ enum Command {
         #[arg(long)]
         run: PathBuf,
     },
-    /// Steady-state training speed (SPEC §7): configs blog and wide, batches 256, 1024, 16384.
+    /// Steady-state training speed (docs/cli.md): configs blog and wide, batches 256, 1024, 16384.
     Bench {
         /// Print {"results": [...]} as JSON.
         #[arg(long)]
@@ -91,13 +96,13 @@ enum Command {
         #[arg(long, default_value_t = 1.0)]
         seconds: f64,
     },
-    /// Read the physics back from any checkpoint in the SPEC §3 layout: effective map, ω0/γ, rule,
+    /// Read the physics back from any checkpoint in the docs/model-and-checkpoint.md layout: effective map, ω0/γ, rule,
     /// Jacobians, circuits, attention patterns, probes.
     Interpret {
         /// A .safetensors checkpoint; repeat for models trained at several Δt (fits the truncation order).
         #[arg(long, required = true)]
         model: Vec<PathBuf>,
-        /// Print the JSON object (SPEC §4 keys and more) instead of the readable summary.
+        /// Print the JSON object (docs/outputs.md keys and more) instead of the readable summary.
         #[arg(long)]
         json: bool,
         /// Write these activations (comma-separated cache names, e.g. blocks.0.attn.pattern, or `all`) on the

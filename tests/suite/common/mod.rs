@@ -126,8 +126,8 @@ pub fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// The keys SPEC §4 requires in `physlens interpret --json`.
-pub const SPEC_INTERPRET_KEYS: [&str; 11] = [
+/// The keys docs/outputs.md requires in `physlens interpret --json`.
+pub const STABLE_INTERPRET_KEYS: [&str; 11] = [
     "effective_map",
     "offset",
     "eigenvalues",
