@@ -52,20 +52,31 @@ impl<F: Real> Model<F> {
 
     /// `W_V W_O` of head `h` in layer `l`, `[D, D]` row-major, row convention.
     pub fn ov(&self, l: usize, h: usize) -> Vec<f64> {
-        let (d, k) = (self.cfg.d_model, self.cfg.d_head);
         let block = &self.layout.blocks[l];
-        let (w_v, w_o) = (self.weights(&block.w_v), self.weights(&block.w_o));
-        let entry = |i: usize, j: usize| (0..k).map(|kk| w_v[(h * d + i) * k + kk] * w_o[(h * k + kk) * d + j]).sum();
-        (0..d * d).map(|ij| entry(ij / d, ij % d)).collect()
+        let (d, k) = (self.cfg.d_model, self.cfg.d_head);
+        self.head_product(&block.w_v, &block.w_o, h, |kk, j| (h * k + kk) * d + j)
     }
 
     /// `W_Q W_Kᵀ` of head `h` in layer `l` (without the attention scale),
     /// `[D, D]` row-major, row convention.
     pub fn qk(&self, l: usize, h: usize) -> Vec<f64> {
-        let (d, k) = (self.cfg.d_model, self.cfg.d_head);
         let block = &self.layout.blocks[l];
-        let (w_q, w_k) = (self.weights(&block.w_q), self.weights(&block.w_k));
-        let entry = |i: usize, j: usize| (0..k).map(|kk| w_q[(h * d + i) * k + kk] * w_k[(h * d + j) * k + kk]).sum();
+        let (d, k) = (self.cfg.d_model, self.cfg.d_head);
+        self.head_product(&block.w_q, &block.w_k, h, |kk, j| (h * d + j) * k + kk)
+    }
+
+    /// `[D, D]` row-major `(i, j) ↦ Σ_kk A[h, i, kk] · B(kk, j)` for the
+    /// `[H, D, K]` tensor `a` and the tensor `b` read at `b_at(kk, j)`.
+    fn head_product(
+        &self,
+        a: &std::ops::Range<usize>,
+        b: &std::ops::Range<usize>,
+        h: usize,
+        b_at: impl Fn(usize, usize) -> usize,
+    ) -> Vec<f64> {
+        let (d, k) = (self.cfg.d_model, self.cfg.d_head);
+        let (a, b) = (self.weights(a), self.weights(b));
+        let entry = |i: usize, j: usize| (0..k).map(|kk| a[(h * d + i) * k + kk] * b[b_at(kk, j)]).sum();
         (0..d * d).map(|ij| entry(ij / d, ij % d)).collect()
     }
 
