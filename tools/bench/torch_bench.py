@@ -65,7 +65,7 @@ import oscillator  # noqa: E402
 import reference  # noqa: E402  (tools/reference/reference.py, imported read-only)
 
 CONFIGS = {
-    # docs/cli.md / src/bench.rs
+    # docs/cli.md / src/train/bench.rs
     "blog": dict(d_model=2, n_heads=1, d_head=2, n_layers=1, n_ctx=1,
                  attn_scale="d_model", causal=True, positional=False),
     "wide": dict(d_model=16, n_heads=2, d_head=8, n_layers=1, n_ctx=16,
@@ -120,7 +120,7 @@ def to_reference(fast, cfg):
 
 def init_reference_layout(cfg, seed, scheme="physlens"):
     """Checkpoint-layout f32 weights. scheme "physlens": like Model::init in
-    src/model.rs (weights N(0, 1/fan_in) with fan_in = shape[-2], biases 0,
+    src/model/transformer.rs (weights N(0, 1/fan_in) with fan_in = shape[-2], biases 0,
     W_pos N(0, 0.1²)); "reference": reference.init_params (N(0, .5²), N(0, .1²))."""
     gen = torch.Generator().manual_seed(seed)
     if scheme == "reference":
@@ -379,7 +379,7 @@ def bench(args):
         cfg = CONFIGS[name]
         params_ref = init_reference_layout(cfg, seed=0)
         for batch in [int(b) for b in args.batches.split(",")]:
-            # --pool 0: like src/bench.rs, max(batch, 4096) sequences
+            # --pool 0: like src/train/bench.rs, max(batch, 4096) sequences
             pool = Pool(cfg, args.pool or max(batch, 4096), batch, seed=0)
             for mode in args.modes.split(","):
                 best = None
