@@ -130,17 +130,15 @@ pub struct Circuits {
 pub fn circuits<F: Real>(model: &Model<F>, dt: f64) -> Circuits {
     let cfg = &model.cfg;
     let (d, t) = (cfg.d_model, cfg.n_ctx);
-    let p = |r: &std::ops::Range<usize>| -> Vec<f64> { model.params[r.clone()].iter().map(|w| w.f64()).collect() };
     let l = &model.layout;
-    let w_e = DMatrix::from_row_slice(D_IN, d, &p(&l.w_e));
-    let b_e = p(&l.b_e);
+    let w_e = DMatrix::from_row_slice(D_IN, d, &model.weights(&l.w_e));
+    let b_e = model.weights(&l.b_e);
+    // Rows `b_E + W_pos[i]` `[T, D]`: the residual of a zero state at each position.
+    let w_pos = l.w_pos.as_ref().map(|r| model.weights(r));
     let pos_rows: Vec<Vec<f64>> = (0..t)
-        .map(|i| {
-            let mut row = b_e.clone();
-            if let Some(w_pos) = &l.w_pos {
-                row.iter_mut().zip(&p(w_pos)[i * d..(i + 1) * d]).for_each(|(a, b)| *a += b);
-            }
-            row
+        .map(|i| match &w_pos {
+            Some(w) => b_e.iter().zip(&w[i * d..(i + 1) * d]).map(|(a, b)| a + b).collect(),
+            None => b_e.clone(),
         })
         .collect();
     let pos = DMatrix::from_fn(t, d, |i, j| pos_rows[i][j]);

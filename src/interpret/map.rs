@@ -3,7 +3,7 @@
 //!
 //! Convention: every map here is in the COLUMN convention of physics,
 //! `s' = M s + c`. The row-convention model is converted once, in
-//! [`crate::model::Model::affine_map`].
+//! [`crate::model::circuits::to_physics`].
 
 use serde::{Deserialize, Serialize};
 
@@ -115,8 +115,7 @@ pub struct MapReport {
 
 /// Reads the affine map `s' = M s + c` of a model trained on `system`.
 pub fn analyze_map(m: Mat2, c: Vec2, system: &System, map_kind: &str) -> MapReport {
-    let osc = system.oscillator();
-    let dt = system.dt;
+    let (osc, dt, exact) = (system.oscillator(), system.dt, system.step());
     let s = spectral(&m, dt);
     let fit = best_fit(&m, dt);
     let methods = rule_distances(&m, &osc, dt);
@@ -149,8 +148,8 @@ pub fn analyze_map(m: Mat2, c: Vec2, system: &System, map_kind: &str) -> MapRepo
         margin: v.margin,
         identifiable: v.identifiable,
         error_vs_exact: v.error_vs_exact,
-        exact_map: system.step(),
-        exact_eigenvalues: eigenvalues(&system.step()),
+        exact_map: exact,
+        exact_eigenvalues: eigenvalues(&exact),
         map_kind: map_kind.into(),
     }
 }

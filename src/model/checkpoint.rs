@@ -6,7 +6,7 @@
 //! model (a token is a row vector, `r = s · W_E + b_E`); row `i` of `embed.W_E`
 //! is what input component `i` (0 = x, 1 = p) writes into the residual stream.
 //! The column-convention map of physics (`s' = M s + c`) is derived in one
-//! place only, [`crate::model::Model::affine_map`].
+//! place only, [`crate::model::circuits::to_physics`].
 //!
 //! ```text
 //! name                                   shape                 dtype
@@ -423,13 +423,14 @@ fn check_dims(cfg: &ModelConfig) -> std::result::Result<(), String> {
 
 /// Parses and validates the `system` metadata value.
 fn parse_system(raw: &str) -> std::result::Result<System, String> {
-    let fields: serde_json::Map<String, serde_json::Value> = serde_json::from_str(raw).unwrap_or_default();
-    let missing =
-        ["kind", "omega0", "gamma", "dt"].into_iter().find(|k| !fields.is_empty() && !fields.contains_key(*k));
-    let parsed = match missing {
-        Some(key) => Err(format!("missing field `{key}`")),
-        None => serde_json::from_str::<SystemMetadata>(raw).map_err(|e| e.to_string()),
-    };
+    // `System` fills missing fields with defaults (a config lists only what it
+    // changes); a checkpoint must state every one.
+    let parsed = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(raw).map_err(|e| e.to_string());
+    let parsed =
+        parsed.and_then(|fields| match ["kind", "omega0", "gamma", "dt"].iter().find(|k| !fields.contains_key(**k)) {
+            Some(key) => Err(format!("missing field `{key}`")),
+            None => serde_json::from_value::<SystemMetadata>(fields.into()).map_err(|e| e.to_string()),
+        });
     let meta = parsed.map_err(|e| {
         format!(
             "`system` metadata: {e}{}; found {}; expected a JSON object {{\"kind\": \"{OSCILLATOR}\", \

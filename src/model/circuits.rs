@@ -46,7 +46,7 @@ pub struct PathMaps {
 
 impl<F: Real> Model<F> {
     /// Tensor `range` of the parameters in f64.
-    fn weights(&self, range: &std::ops::Range<usize>) -> Vec<f64> {
+    pub(crate) fn weights(&self, range: &std::ops::Range<usize>) -> Vec<f64> {
         self.params[range.clone()].iter().map(|w| w.f64()).collect()
     }
 
@@ -138,18 +138,20 @@ impl<F: Real> Model<F> {
                 heads.push((l, h, self.path(&|a, b| ov[a * d + b])));
             }
         }
-        let total = self.linear_map();
+        let (total, _) = self.through(vec![0.0; d]);
         let compositions = (self.cfg.n_layers > 1)
             .then(|| heads.iter().fold(sub(&total, &direct), |rest, (_, _, head)| sub(&rest, head)));
         PathMaps { direct, heads, compositions, total }
     }
 
-    /// `(W_E Π_l (I + Σ_h OV) W_U)ᵀ`, column convention.
-    fn linear_map(&self) -> Mat2 {
-        let w_e = self.weights(&self.layout.w_e);
-        let rows = self.through_layers(w_e.chunks(self.cfg.d_model).map(<[f64]>::to_vec).collect());
-        let out = self.unembedded(&rows);
-        to_physics(&[out[0], out[1]])
+    /// The linear map `(W_E Π_l (I + Σ_h OV) W_U)ᵀ` (column convention), and
+    /// the row `b` `[D]` taken through the same layers and read out through `W_U`.
+    fn through(&self, b: Vec<f64>) -> (Mat2, Vec2) {
+        let mut rows: Vec<Vec<f64>> =
+            self.weights(&self.layout.w_e).chunks(self.cfg.d_model).map(<[f64]>::to_vec).collect();
+        rows.push(b);
+        let out = self.unembedded(&self.through_layers(rows));
+        (to_physics(&[out[0], out[1]]), out[2])
     }
 
     /// The exact affine map of a context-1 model, in the COLUMN convention of
@@ -166,7 +168,7 @@ impl<F: Real> Model<F> {
             bias.iter_mut().zip(self.weights(w_pos)).for_each(|(b, w)| *b += w);
         }
         let b_u = self.weights(&self.layout.b_u);
-        let out = self.unembedded(&self.through_layers(vec![bias]))[0];
-        Some((self.linear_map(), [out[0] + b_u[0], out[1] + b_u[1]]))
+        let (m, out) = self.through(bias);
+        Some((m, [out[0] + b_u[0], out[1] + b_u[1]]))
     }
 }

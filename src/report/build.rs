@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+use crate::physics::readout::MARGIN_IDENTIFIABLE;
 use crate::report::data::{CaseData, load_run};
 use crate::report::plot::{render, sci};
 use crate::report::sections::{
@@ -232,10 +233,9 @@ fn svg_width(svg: &str) -> u32 {
 /// One sentence per case: what it learned and how well it rolls out.
 fn glance(c: &CaseData) -> String {
     let n = &c.numbers;
-    let f = sci;
     let (w, g) = (n.learned.omega0, n.learned.gamma);
-    let physics = match w.is_finite() && g.is_finite() {
-        true => format!(
+    let physics = if w.is_finite() && g.is_finite() {
+        format!(
             "learned ω0 = {} (relative error {}) and γ = {} (absolute error {}); nearest rule <code>{}</code>{}",
             sci(w, 9),
             sci(((w - n.system.omega0) / n.system.omega0).abs(), 2),
@@ -243,12 +243,16 @@ fn glance(c: &CaseData) -> String {
             sci((g - n.system.gamma).abs(), 2),
             html_escape(&n.nearest_method),
             match n.margin {
-                m if m.is_finite() =>
-                    format!(" (margin {}, {})", sci(m, 3), if m >= 10.0 { "identifiable" } else { "not identifiable" }),
+                m if m.is_finite() => format!(
+                    " (margin {}, {})",
+                    sci(m, 3),
+                    if m >= MARGIN_IDENTIFIABLE { "identifiable" } else { "not identifiable" }
+                ),
                 _ => String::new(),
             },
-        ),
-        false => format!("no single affine map to read ω0 and γ from (context {})", c.config.data.context),
+        )
+    } else {
+        format!("no single affine map to read ω0 and γ from (context {})", c.config.data.context)
     };
     format!(
         "<b>{}</b> (ω0 = {}, γ = {}, Δt = {}): {physics}; rollout median relative error {} after {} steps (max over all \
@@ -257,9 +261,9 @@ fn glance(c: &CaseData) -> String {
         n.system.omega0,
         n.system.gamma,
         n.system.dt,
-        f(n.rollout.median_rel_err_final, 3),
+        sci(n.rollout.median_rel_err_final, 3),
         n.rollout.steps,
-        f(n.rollout.max_rel_err, 3),
-        f(n.valid_mse, 3)
+        sci(n.rollout.max_rel_err, 3),
+        sci(n.valid_mse, 3)
     )
 }

@@ -11,8 +11,9 @@ use crate::interpret::map::MapReport;
 use crate::model::Model;
 use crate::model::checkpoint;
 use crate::physics::rules::RULES;
-use crate::run::records::{CaseSummary, Evaluation, Summary, read_json};
+use crate::run::records::{CaseSummary, Evaluation, Summary};
 use crate::util::error::{Error, Result};
+use crate::util::io::read_json;
 use crate::util::mat2::{Mat2, sub};
 
 /// Trajectories shown in the rollout, phase-portrait and energy figures.
@@ -294,12 +295,11 @@ pub fn eigenvalue_table(map: &MapReport) -> Table {
     out
 }
 
-/// Distances to the candidate rules: columns `rule, distance`, ascending.
+/// Distances to the candidate rules: columns `rule, distance`, ascending (as
+/// `interpret.json` holds them).
 pub fn distance_table(map: &MapReport) -> Table {
     let mut out = Table::new(&["rule", "distance"]);
-    let mut methods = map.methods.clone();
-    methods.sort_by(|a, b| a.distance.total_cmp(&b.distance));
-    for m in &methods {
+    for m in &map.methods {
         out.push_labelled(&m.name, &[m.distance]);
     }
     out

@@ -154,7 +154,7 @@ pub(crate) fn energy(c: &CaseData) -> Result<Entry> {
 /// them why there is none.
 pub(crate) fn map_figures(c: &CaseData) -> Result<Vec<Entry>> {
     match &c.map {
-        Some(map) => Ok(vec![eigenvalues(c, map), rule_distances(c, map)?, learned_map(c, map)?]),
+        Some(map) => Ok(vec![eigenvalues(c, map), rule_distances(c, map), learned_map(c, map)?]),
         None => {
             let why = format!(
                 "No interpret.json in {}: this model (context {}) is not one affine map, so there is no map to read \
@@ -174,10 +174,7 @@ pub(crate) fn eigenvalues(c: &CaseData, map: &MapReport) -> Entry {
     let gap = map
         .eigenvalues
         .iter()
-        .map(|z| {
-            let exact = map.exact_eigenvalues;
-            exact.iter().map(|e| (e.re - z.re).hypot(e.im - z.im)).fold(f64::INFINITY, f64::min)
-        })
+        .map(|z| map.exact_eigenvalues.iter().map(|e| (e.re - z.re).hypot(e.im - z.im)).fold(f64::INFINITY, f64::min))
         .fold(0.0, f64::max);
     let caption = format!(
         "Eigenvalues of the learned map ({kind}; filled orange dots) on the exact e^((−γ ± iω)Δt) (black rings), at \
@@ -191,32 +188,29 @@ pub(crate) fn eigenvalues(c: &CaseData, map: &MapReport) -> Entry {
 /// `rule_distances`: Frobenius distance from the learned map to each
 /// candidate update rule, and whether the nearest can be named, from
 /// `interpret.json`.
-pub(crate) fn rule_distances(c: &CaseData, map: &MapReport) -> Result<Entry> {
-    let distances = distance_table(map);
-    let d = distances.numbers("distance")?;
-    let names = distances.text("rule")?;
-    let verdict = match (d.first(), d.get(1)) {
-        (Some(&d1), Some(&d2)) if d2 >= 10.0 * d1 => format!(
+pub(crate) fn rule_distances(c: &CaseData, map: &MapReport) -> Entry {
+    let verdict = match map.methods.as_slice() {
+        [first, second, ..] if map.identifiable => format!(
             "the nearest is {} at {}, and the runner-up {} is {}× farther, beyond the factor 10 (dashed line) \
              needed to name it",
-            names[0],
-            sci(d1, 3),
-            names[1],
-            sci(d2 / d1, 3)
+            first.name,
+            sci(first.distance, 3),
+            second.name,
+            sci(map.margin, 3)
         ),
-        (Some(&d1), Some(&d2)) => format!(
+        [first, second, ..] => format!(
             "{} and {} are within a factor {} < 10 of each other, so at Δt = {} the model cannot be said to run \
              one rather than the other",
-            names[0],
-            names[1],
-            sci(d2 / d1, 3),
+            first.name,
+            second.name,
+            sci(map.margin, 3),
             map.truth.system.dt
         ),
         _ => "there are fewer than two rules to compare".into(),
     };
     let caption =
         format!("Frobenius distance ‖M − M_rule‖ from the learned map to each candidate update rule: {verdict}.");
-    Ok(drawn(c, "rule_distances", "distance to each rule", Figure::Distances, distances, caption))
+    drawn(c, "rule_distances", "distance to each rule", Figure::Distances, distance_table(map), caption)
 }
 
 /// `map`: entries of the learned map beside the exact propagator and their

@@ -36,8 +36,7 @@ pub fn evaluate<F: Real>(
     steps: usize,
 ) -> CaseResults {
     let (train_set, valid) = sets;
-    let (osc, dt) = (config.oscillator(), config.system.dt);
-    let ro = rollout(model, &osc, dt, &rollout_starts_of(config), steps);
+    let ro = rollout_of(config, model, steps);
     let (interpretation, attention) = interpretation(config, model, valid);
     let evaluation = Evaluation {
         train_mse: mse(model, train_set),
@@ -45,7 +44,8 @@ pub fn evaluate<F: Real>(
         rollout: ro.summary(),
         interpretation,
     };
-    CaseResults { evaluation, error_vs_energy: error_vs_energy_csv(model, valid, &osc), rollout: ro, attention }
+    let error_vs_energy = error_vs_energy_csv(model, valid, &config.oscillator());
+    CaseResults { evaluation, error_vs_energy, rollout: ro, attention }
 }
 
 /// Rolls `model` out for `steps` steps from the starts of `config`'s

@@ -5,8 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
+use crate::data::Dataset;
 use crate::eval::Rollout;
 use crate::interpret::patterns::patterns_csv;
+use crate::model::Model;
 use crate::model::checkpoint::{self, AnyModel};
 use crate::run::evaluate::{CaseResults, evaluate, rollout_of};
 use crate::train::{training_set, validation_set};
@@ -50,17 +52,14 @@ impl RunDir {
     /// Evaluates the model (rollouts of `eval.rollout_steps`) and writes the
     /// evaluation files ([`write_results`]).
     pub fn evaluate(&self) -> Result<CaseResults> {
-        let steps = self.config.eval.rollout_steps;
-        let results = match &self.model {
-            AnyModel::F32(m) => {
-                evaluate(&self.config, m, (&training_set(&self.config), &validation_set(&self.config)), steps)
-            }
-            AnyModel::F64(m) => {
-                evaluate(&self.config, m, (&training_set(&self.config), &validation_set(&self.config)), steps)
-            }
-        };
-        write_results(&self.dir, &results)?;
-        Ok(results)
+        fn typed<F: Real>(run: &RunDir, model: &Model<F>) -> Result<CaseResults> {
+            let sets = (&training_set(&run.config), &validation_set(&run.config));
+            evaluate_into(&run.config, model, sets, &run.dir)
+        }
+        match &self.model {
+            AnyModel::F32(m) => typed(self, m),
+            AnyModel::F64(m) => typed(self, m),
+        }
     }
 
     /// Rolls the model out for `steps` steps from the evaluation's starts and
@@ -97,8 +96,8 @@ pub fn write_results(dir: &Path, r: &CaseResults) -> Result<()> {
 /// and writes the results into `dir`.
 pub fn evaluate_into<F: Real>(
     config: &Config,
-    model: &crate::model::Model<F>,
-    sets: (&crate::data::Dataset<F>, &crate::data::Dataset<F>),
+    model: &Model<F>,
+    sets: (&Dataset<F>, &Dataset<F>),
     dir: &Path,
 ) -> Result<CaseResults> {
     let results = evaluate(config, model, sets, config.eval.rollout_steps);

@@ -8,15 +8,11 @@
 //! read back as NaN. Keys added after the first version read with a default,
 //! so older folders still load.
 
-use std::path::Path;
-
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::eval::RolloutSummary;
 use crate::interpret::map::{Learned, MapReport};
 use crate::physics::System;
-use crate::util::error::{Error, Result};
 use crate::util::json::nan_if_null;
 
 /// One case of `summary.json`.
@@ -98,12 +94,4 @@ impl CaseSummary {
             train_seconds,
         }
     }
-}
-
-/// Reads a JSON record, naming the file in every error.
-pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Input { file: path.into(), message: format!("cannot read: {e}") })?;
-    serde_json::from_str(&text)
-        .map_err(|e| Error::Input { file: path.into(), message: format!("not the expected JSON: {e}") })
 }

@@ -58,3 +58,12 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
     text.push('\n');
     write_text(path, &text)
 }
+
+/// Reads a JSON record, naming the file in every error.
+#[cfg(feature = "report")]
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Input { file: path.into(), message: format!("cannot read: {e}") })?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::Input { file: path.into(), message: format!("not the expected JSON: {e}") })
+}

@@ -138,12 +138,12 @@ fn main() -> ExitCode {
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            match e.downcast_ref::<Error>() {
+            let known = e.downcast_ref::<Error>();
+            match known {
                 Some(Error::Option { name, message }) => eprintln!("error: {}: {message}", flag_of(name)),
                 _ => eprintln!("error: {e:#}"),
             }
-            let code = e.downcast_ref::<Error>().map_or(1, Error::exit_code);
-            ExitCode::from(code as u8)
+            ExitCode::from(known.map_or(1, Error::exit_code) as u8)
         }
     }
 }
@@ -197,12 +197,8 @@ fn execute(command: Command) -> Result<()> {
         }
         Command::Bench { json, seconds } => {
             if !(seconds.is_finite() && seconds > 0.0) {
-                return Err(physlens::util::error::Error::Config {
-                    file: "--seconds".into(),
-                    key: "seconds".into(),
-                    message: format!("must be a number > 0, got {seconds}"),
-                }
-                .into());
+                let message = format!("must be a number > 0, got {seconds}");
+                return Err(Error::Option { name: "seconds".into(), message }.into());
             }
             let rows = physlens::train::bench::run_bench(std::time::Duration::from_secs_f64(seconds));
             if json {
@@ -329,6 +325,7 @@ fn flag_of(option: &str) -> &str {
         "dump" => "--dump",
         "probe_names" => "--probe",
         "trajectory_start" => "--trajectory",
+        "seconds" => "--seconds",
         other => other,
     }
 }
