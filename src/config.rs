@@ -214,7 +214,10 @@ impl Config {
     /// Parses and validates TOML text; `file` names the source in errors.
     pub fn parse(text: &str, file: &str) -> Result<Config> {
         let err = |key: &str, message: String| Error::Config { file: file.into(), key: key.into(), message };
-        let table: toml::Table = toml::from_str(text).map_err(|e| err("(syntax)", e.message().to_string()))?;
+        let table: toml::Table = toml::from_str(text).map_err(|e| {
+            let at = e.span().map(|span| line_column(text, span.start)).unwrap_or_default();
+            err("(syntax)", format!("{at}{}", e.message().trim()))
+        })?;
         check_keys(&table, &toml::Table::try_from(Config::default()).expect("defaults serialise"), "", &err)?;
         let config: Config = toml::from_str(text).map_err(|e| {
             let key = e.span().map(|span| key_at(text, span.start)).unwrap_or_else(|| "(value)".into());
@@ -247,6 +250,26 @@ impl Config {
     /// The oscillator this config describes.
     pub fn oscillator(&self) -> Oscillator {
         self.system.oscillator()
+    }
+
+    /// Notes on what a config file's text leaves implicit, for `physlens
+    /// train` (`study` false) or `physlens run` (`study` true): a file that
+    /// sets no key runs on the defaults; `[system] gamma` is not used by a
+    /// study, whose cases set their own γ. Empty for text that does not parse.
+    pub fn notes(text: &str, study: bool) -> Vec<String> {
+        let Ok(table) = toml::from_str::<toml::Table>(text) else { return vec![] };
+        let mut out = vec![];
+        if table.is_empty() {
+            out.push("the config sets no keys: every key takes its default (docs/config.md lists them)".into());
+        }
+        let gamma = table.get("system").and_then(|s| s.get("gamma"));
+        if let (true, Some(gamma)) = (study, gamma) {
+            out.push(format!(
+                "[system] gamma = {gamma} is not used by `physlens run`: each case of [run] cases trains with its \
+                 own gamma (the default cases: 0 and 0.1); set gamma per case, or use `physlens train`"
+            ));
+        }
+        out
     }
 
     /// Warnings that do not stop a run (e.g. validation energies inside the training range).
@@ -386,6 +409,14 @@ fn check_keys(
 
 /// The dotted key whose value starts at byte `offset` of `text`, found from
 /// the `key = value` line and the `[section]` header above it.
+/// `"line L, column C: "` of byte `offset` in `text` (both from 1).
+fn line_column(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map_or(before, |i| &before[i + 1..]).chars().count() + 1;
+    format!("line {line}, column {column}: ")
+}
+
 fn key_at(text: &str, offset: usize) -> String {
     let before = &text[..offset.min(text.len())];
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);

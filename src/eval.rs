@@ -12,12 +12,14 @@ use crate::util::mat2::{Vec2, apply};
 use crate::util::real::Real;
 use crate::util::rng::Rng;
 
-/// Statistics over trajectories at one rollout step.
+/// Statistics over trajectories at one rollout step. A number that is not
+/// finite (a state that underflowed to zero, or a rollout that diverged) is
+/// NaN here; the files write it as `null` (JSON) or an empty field (CSV).
 #[derive(Clone, Debug, Serialize)]
 pub struct StepStats {
     /// Predicted steps so far (0 = the last given state).
     pub step: usize,
-    /// Median over trajectories of `‖ŝ − s‖/‖s‖`.
+    /// Median over trajectories of `‖ŝₙ − sₙ‖/‖sₙ‖`.
     pub median_rel_err: f64,
     /// 5 % quantile of the relative error.
     pub q05_rel_err: f64,
@@ -25,13 +27,24 @@ pub struct StepStats {
     pub q95_rel_err: f64,
     /// Largest relative error.
     pub max_rel_err: f64,
+    /// Median over trajectories of `‖ŝₙ − sₙ‖/‖s₀‖` (s₀ the state at step 0):
+    /// unlike the relative error, it stays meaningful after a damped state
+    /// has decayed.
+    pub median_err_vs_initial: f64,
+    /// Largest `‖ŝₙ − sₙ‖/‖s₀‖`.
+    pub max_err_vs_initial: f64,
+    /// `‖ŝₙ‖` of the rollout started from the zero state: the part of the
+    /// model's rollout its offset alone drives (the exact rollout stays at 0).
+    /// It converges to the model's fixed point.
+    pub zero_start_norm: f64,
     /// Median of the energy drift `(Ê − E)/E_0`.
     pub median_energy_drift: f64,
     /// Largest `|Ê − E|/E_0`.
     pub max_abs_energy_drift: f64,
 }
 
-/// The headline rollout numbers (docs/outputs.md `rollout`).
+/// The headline rollout numbers (docs/outputs.md `rollout`). NaN (`null` in
+/// JSON) where a number is not finite; `diverged_at` then says why.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RolloutSummary {
     /// Autoregressive steps.
@@ -45,6 +58,24 @@ pub struct RolloutSummary {
     /// Largest relative error over all steps and trajectories.
     #[serde(deserialize_with = "crate::util::json::nan_if_null")]
     pub max_rel_err: f64,
+    /// Median `‖ŝₙ − sₙ‖/‖s₀‖` at the last step.
+    #[serde(default = "crate::util::json::nan", deserialize_with = "crate::util::json::nan_if_null")]
+    pub median_err_vs_initial_final: f64,
+    /// Largest `‖ŝₙ − sₙ‖/‖s₀‖` at the last step.
+    #[serde(default = "crate::util::json::nan", deserialize_with = "crate::util::json::nan_if_null")]
+    pub max_err_vs_initial_final: f64,
+    /// Largest `‖ŝₙ − sₙ‖/‖s₀‖` over all steps and trajectories.
+    #[serde(default = "crate::util::json::nan", deserialize_with = "crate::util::json::nan_if_null")]
+    pub max_err_vs_initial: f64,
+    /// The first step from which the relative error is dominated by the
+    /// model's fixed point (see [`Rollout::fixed_point_step`]); `None` if it never is
+    /// within the rollout.
+    #[serde(default)]
+    pub fixed_point_dominated_from: Option<usize>,
+    /// The first step at which some model state was not finite; `None` if
+    /// the rollout stayed finite.
+    #[serde(default)]
+    pub diverged_at: Option<usize>,
 }
 
 /// Rolled-out trajectories and their exact counterparts.
@@ -54,6 +85,8 @@ pub struct Rollout {
     pub model: Vec<Vec<Vec2>>,
     /// `[R][steps + 1]` exact states at the same times.
     pub exact: Vec<Vec<Vec2>>,
+    /// `[steps + 1]` the model's rollout from the zero state.
+    pub zero_start: Vec<Vec2>,
     /// Per-step statistics, `steps + 1` rows.
     pub stats: Vec<StepStats>,
 }
@@ -67,13 +100,15 @@ pub fn rollout_starts(osc: &Oscillator, e_max: f64, n: usize, rng: &mut Rng) -> 
 /// states `exp(A kΔt) s₀`, `k = 0 … T−1`, for each start `s₀` (step 0 is the
 /// last of them), then is fed its own predictions through a sliding window of
 /// the last T. The exact reference at step n is `exp(A (T−1+n)Δt) s₀`,
-/// computed afresh at every step so that it accumulates no rounding.
+/// computed afresh at every step so that it accumulates no rounding. One more
+/// rollout, from the zero state, measures what the model's offset alone does.
 pub fn rollout<F: Real>(model: &Model<F>, osc: &Oscillator, dt: f64, starts: &[Vec2], steps: usize) -> Rollout {
     let t = model.cfg.n_ctx;
-    let mut acts = Activations::new(&model.cfg, starts.len());
+    let n = starts.len() + 1;
+    let mut acts = Activations::new(&model.cfg, n);
     let exact_at = |s0: &Vec2, k: usize| if k == 0 { *s0 } else { apply(&osc.propagator(k as f64 * dt), *s0) };
-    let mut window: Vec<F> = Vec::with_capacity(starts.len() * t * D_IN);
-    for s0 in starts {
+    let mut window: Vec<F> = Vec::with_capacity(n * t * D_IN);
+    for s0 in starts.iter().chain([&[0.0, 0.0]]) {
         for k in 0..t {
             let s = exact_at(s0, k);
             window.extend([F::of(s[0]), F::of(s[1])]);
@@ -92,31 +127,48 @@ pub fn rollout<F: Real>(model: &Model<F>, osc: &Oscillator, dt: f64, starts: &[V
             states[i].push([p[0].f64(), p[1].f64()]);
         }
     }
-    let stats = (0..=steps).map(|n| step_stats(osc, &states, &exact, n)).collect();
-    Rollout { model: states, exact, stats }
+    let zero_start = states.pop().expect("the zero-state rollout is last");
+    let stats = (0..=steps).map(|n| step_stats(osc, &states, &exact, &zero_start, n)).collect();
+    Rollout { model: states, exact, zero_start, stats }
 }
 
 /// Statistics at step `n` over all trajectories.
-fn step_stats(osc: &Oscillator, model: &[Vec<Vec2>], exact: &[Vec<Vec2>], n: usize) -> StepStats {
+fn step_stats(osc: &Oscillator, model: &[Vec<Vec2>], exact: &[Vec<Vec2>], zero_start: &[Vec2], n: usize) -> StepStats {
     let mut rel: Vec<f64> = vec![];
+    let mut vs_initial: Vec<f64> = vec![];
     let mut drift: Vec<f64> = vec![];
     for (m, e) in model.iter().zip(exact) {
         let (s_hat, s) = (m[n], e[n]);
-        let err = ((s_hat[0] - s[0]).powi(2) + (s_hat[1] - s[1]).powi(2)).sqrt();
-        rel.push(err / (s[0] * s[0] + s[1] * s[1]).sqrt());
+        let err = norm([s_hat[0] - s[0], s_hat[1] - s[1]]);
+        rel.push(err / norm(s));
+        vs_initial.push(err / norm(e[0]));
         drift.push((osc.energy(s_hat) - osc.energy(s)) / osc.energy(e[0]));
     }
-    rel.sort_by(f64::total_cmp);
-    drift.sort_by(f64::total_cmp);
+    let [rel, vs_initial, drift] = [rel, vs_initial, drift].map(|mut xs| {
+        xs.sort_by(f64::total_cmp);
+        xs
+    });
     StepStats {
         step: n,
-        median_rel_err: quantile(&rel, 0.5),
-        q05_rel_err: quantile(&rel, 0.05),
-        q95_rel_err: quantile(&rel, 0.95),
-        max_rel_err: rel[rel.len() - 1],
-        median_energy_drift: quantile(&drift, 0.5),
-        max_abs_energy_drift: drift.iter().fold(0.0, |a: f64, d| a.max(d.abs())),
+        median_rel_err: finite(quantile(&rel, 0.5)),
+        q05_rel_err: finite(quantile(&rel, 0.05)),
+        q95_rel_err: finite(quantile(&rel, 0.95)),
+        max_rel_err: finite(rel[rel.len() - 1]),
+        median_err_vs_initial: finite(quantile(&vs_initial, 0.5)),
+        max_err_vs_initial: finite(vs_initial[vs_initial.len() - 1]),
+        zero_start_norm: finite(norm(zero_start[n])),
+        median_energy_drift: finite(quantile(&drift, 0.5)),
+        max_abs_energy_drift: finite(drift.iter().fold(0.0, |a: f64, d| a.max(d.abs()))),
     }
+}
+
+/// `x`, or NaN where it is not finite (the one "not meaningful" value).
+fn finite(x: f64) -> f64 {
+    if x.is_finite() { x } else { f64::NAN }
+}
+
+fn norm(v: Vec2) -> f64 {
+    v[0].hypot(v[1])
 }
 
 /// Linear-interpolated quantile of sorted, non-empty `xs`.
@@ -130,32 +182,79 @@ impl Rollout {
     /// The docs/outputs.md headline numbers.
     pub fn summary(&self) -> RolloutSummary {
         let last = self.stats.last().expect("a rollout has at least step 0");
+        let max_over_steps = |f: fn(&StepStats) -> f64| {
+            let xs = self.stats.iter().map(f);
+            if self.diverged_at().is_some() { f64::NAN } else { xs.fold(0.0, f64::max) }
+        };
         RolloutSummary {
             steps: last.step,
             median_rel_err_final: last.median_rel_err,
             max_rel_err_final: last.max_rel_err,
-            max_rel_err: self.stats.iter().map(|s| s.max_rel_err).fold(0.0, f64::max),
+            max_rel_err: max_over_steps(|s| s.max_rel_err),
+            median_err_vs_initial_final: last.median_err_vs_initial,
+            max_err_vs_initial_final: last.max_err_vs_initial,
+            max_err_vs_initial: max_over_steps(|s| s.max_err_vs_initial),
+            fixed_point_dominated_from: self.fixed_point_step(),
+            diverged_at: self.diverged_at(),
         }
     }
 
-    /// Per-step statistics as CSV (`rollout.csv`).
+    /// The first step at which some model state is not finite.
+    pub fn diverged_at(&self) -> Option<usize> {
+        let steps = self.model.first().map_or(0, Vec::len);
+        (0..steps).find(|&n| self.model.iter().any(|m| !(m[n][0].is_finite() && m[n][1].is_finite())))
+    }
+
+    /// The first step from which the relative error is dominated by the
+    /// model's fixed point: the exact state has decayed below a tenth of its
+    /// initial size (median over trajectories), and the zero-start rollout
+    /// `‖ŝₙ(0)‖`, divided by the median exact state norm, is at least half the
+    /// median relative error. From there on `‖ŝₙ − sₙ‖/‖sₙ‖` grows because
+    /// `sₙ` decays while the model's rollout settles at its own fixed point
+    /// (`s* = (I − M)⁻¹ c` for an affine model): it measures that offset, not
+    /// the dynamics, and the error relative to the initial state is the one to
+    /// read. `None` if that never happens within the rollout (or the model has
+    /// no offset).
+    pub fn fixed_point_step(&self) -> Option<usize> {
+        let median_norm = |n: usize| {
+            let mut norms: Vec<f64> = self.exact.iter().map(|e| norm(e[n])).collect();
+            norms.sort_by(f64::total_cmp);
+            quantile(&norms, 0.5)
+        };
+        let initial = median_norm(0);
+        self.stats.iter().find_map(|s| {
+            let now = median_norm(s.step);
+            let decayed = now < 0.1 * initial;
+            let pull = s.zero_start_norm / now;
+            let dominated = s.median_rel_err.is_nan() || pull >= 0.5 * s.median_rel_err;
+            (s.zero_start_norm > 0.0 && decayed && dominated).then_some(s.step)
+        })
+    }
+
+    /// Per-step statistics as CSV (`rollout.csv`); a number that is not
+    /// finite is an empty field.
     pub fn stats_csv(&self) -> String {
         let mut out = String::from(
-            "step,median_rel_err,q05_rel_err,q95_rel_err,max_rel_err,median_energy_drift,max_abs_energy_drift\n",
+            "step,median_rel_err,q05_rel_err,q95_rel_err,max_rel_err,median_err_vs_initial,max_err_vs_initial,\
+             zero_start_norm,median_energy_drift,max_abs_energy_drift\n",
         );
         for s in &self.stats {
-            writeln!(
-                out,
-                "{},{:e},{:e},{:e},{:e},{:e},{:e}",
-                s.step,
+            let values = [
                 s.median_rel_err,
                 s.q05_rel_err,
                 s.q95_rel_err,
                 s.max_rel_err,
+                s.median_err_vs_initial,
+                s.max_err_vs_initial,
+                s.zero_start_norm,
                 s.median_energy_drift,
-                s.max_abs_energy_drift
-            )
-            .expect("write to String");
+                s.max_abs_energy_drift,
+            ];
+            write!(out, "{}", s.step).expect("write to String");
+            for v in values {
+                write!(out, ",{}", csv_number(v)).expect("write to String");
+            }
+            out.push('\n');
         }
         out
     }
@@ -165,12 +264,17 @@ impl Rollout {
         let mut out = String::from("trajectory,step,t,x,p,x_exact,p_exact\n");
         for (i, (m, e)) in self.model.iter().zip(&self.exact).take(n).enumerate() {
             for (step, (s_hat, s)) in m.iter().zip(e).enumerate() {
-                writeln!(out, "{i},{step},{},{:e},{:e},{:e},{:e}", step as f64 * dt, s_hat[0], s_hat[1], s[0], s[1])
-                    .expect("write to String");
+                let [x, p, xe, pe] = [s_hat[0], s_hat[1], s[0], s[1]].map(csv_number);
+                writeln!(out, "{i},{step},{},{x},{p},{xe},{pe}", step as f64 * dt).expect("write to String");
             }
         }
         out
     }
+}
+
+/// `x` in full precision, or an empty field where it is not finite.
+fn csv_number(x: f64) -> String {
+    if x.is_finite() { format!("{x:e}") } else { String::new() }
 }
 
 /// Sequences per forward pass in [`error_vs_energy_csv`].
@@ -193,7 +297,8 @@ pub fn error_vs_energy_csv<F: Real>(model: &Model<F>, valid: &Dataset<F>, osc: &
             let y = [target[last].f64(), target[last + 1].f64()];
             let sq = (pred[last].f64() - y[0]).powi(2) + (pred[last + 1].f64() - y[1]).powi(2);
             let rel = sq.sqrt() / y[0].hypot(y[1]);
-            writeln!(out, "{:e},{sq:e},{rel:e}", osc.energy(s)).expect("write to String");
+            let [e, sq, rel] = [osc.energy(s), sq, rel].map(csv_number);
+            writeln!(out, "{e},{sq},{rel}").expect("write to String");
         }
     }
     out

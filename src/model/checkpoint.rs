@@ -344,6 +344,16 @@ fn parse(bytes: &[u8]) -> std::result::Result<Checkpoint, String> {
     Ok(Checkpoint { model, system, metadata })
 }
 
+/// The first 8 bytes of `bytes`, as text where they are printable ASCII.
+fn first_bytes(bytes: &[u8]) -> String {
+    let head = &bytes[..bytes.len().min(8)];
+    if head.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        format!("\"{}\"", String::from_utf8_lossy(head))
+    } else {
+        head.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
+    }
+}
+
 /// A plain explanation of a safetensors parse error, with the original.
 fn explain(e: &SafeTensorError, bytes: &[u8]) -> String {
     let len = bytes.len();
@@ -353,8 +363,9 @@ fn explain(e: &SafeTensorError, bytes: &[u8]) -> String {
             "the file is only {len} bytes, shorter than the 8-byte header-length prefix every safetensors file starts with"
         ),
         SafeTensorError::HeaderTooLarge => format!(
-            "the first 8 bytes declare a {}-byte header, above safetensors' 100 MB limit: not a safetensors file",
-            declared.unwrap_or_default()
+            "not a safetensors file: such a file starts with the 8-byte length of its JSON header, and the first 8 \
+             bytes of this one ({}), read as that length, are beyond any header (the whole file is {len} bytes)",
+            first_bytes(bytes)
         ),
         SafeTensorError::InvalidHeaderLength => format!(
             "the first 8 bytes declare a {}-byte header but only {} bytes follow: the file is truncated or not safetensors",
@@ -378,6 +389,9 @@ fn explain(e: &SafeTensorError, bytes: &[u8]) -> String {
         }
         _ => "not a valid safetensors file".to_string(),
     };
+    if what.starts_with("not a safetensors file") {
+        return what;
+    }
     format!("not a readable safetensors file: {what} (safetensors: {e})")
 }
 

@@ -256,7 +256,7 @@ fn glance(c: &CaseData) -> String {
     };
     format!(
         "<b>{}</b> (ω0 = {}, γ = {}, Δt = {}): {physics}; rollout median relative error {} after {} steps (max over all \
-         steps {}); validation MSE {}.",
+         steps {}), median error relative to the initial state {}; validation MSE {}.",
         html_escape(&n.name),
         n.system.omega0,
         n.system.gamma,
@@ -264,6 +264,7 @@ fn glance(c: &CaseData) -> String {
         sci(n.rollout.median_rel_err_final, 3),
         n.rollout.steps,
         sci(n.rollout.max_rel_err, 3),
+        sci(n.rollout.median_err_vs_initial_final, 3),
         sci(n.valid_mse, 3)
     )
 }

@@ -115,6 +115,9 @@ impl Table {
             .iter()
             .enumerate()
             .map(|(n, r)| {
+                if r[i].is_empty() {
+                    return Ok(f64::NAN); // a number that was not finite (docs/outputs.md)
+                }
                 r[i].parse::<f64>().map_err(|_| Error::Input {
                     file: self.source.clone(),
                     message: format!("line {}, column `{name}`: `{}` is not a number", n + 2, r[i]),
@@ -205,16 +208,54 @@ fn lone_case_numbers(dir: &Path) -> Result<CaseSummary> {
     Ok(CaseSummary::new(&name.unwrap_or_else(|| "run".into()), config.system, &eval, f64::NAN))
 }
 
+/// A report is made from one consistent set of files: the headline numbers
+/// (from `summary.json`) must be those of the case's `eval.json`, and
+/// `rollout.csv` must be the rollout they summarise.
+fn check_consistent(dir: &Path, numbers: &CaseSummary, rollout: &Table) -> Result<()> {
+    let last_step = rollout.numbers("step")?.last().copied().unwrap_or(f64::NAN);
+    if last_step != numbers.rollout.steps as f64 {
+        return Err(Error::Input {
+            file: dir.join("rollout.csv"),
+            message: format!(
+                "ends at step {last_step}, but the headline numbers are of a {}-step rollout: the files come from \
+                 different evaluations; rerun `physlens eval --run {}` (and `physlens run` for summary.json)",
+                numbers.rollout.steps,
+                dir.display()
+            ),
+        });
+    }
+    let eval_path = dir.join("eval.json");
+    if eval_path.exists() {
+        let eval: Evaluation = read_json(&eval_path)?;
+        let same = |a: f64, b: f64| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+        if !(same(eval.valid_mse, numbers.valid_mse)
+            && same(eval.rollout.median_rel_err_final, numbers.rollout.median_rel_err_final)
+            && eval.rollout.steps == numbers.rollout.steps)
+        {
+            return Err(Error::Input {
+                file: eval_path,
+                message: "holds other numbers than summary.json for this case (it was re-evaluated after the study, \
+                          or the model retrained): the report would mix two evaluations; rerun the study, or report \
+                          the case folder alone"
+                    .into(),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn load_case(dir: &Path, numbers: CaseSummary) -> Result<CaseData> {
     let config_path = dir.join("config.toml");
     let config_text = std::fs::read_to_string(&config_path)
         .map_err(|e| Error::Input { file: config_path.clone(), message: format!("cannot read: {e}") })?;
     let model = optional(&dir.join("model.safetensors"), |p| Ok(checkpoint::load(p)?.model.to_f64()))?;
+    let rollout = Table::read(&dir.join("rollout.csv"))?;
+    check_consistent(dir, &numbers, &rollout)?;
     Ok(CaseData {
         config: Config::parse(&config_text, &config_path.display().to_string())?,
         config_text,
         metrics: Table::read(&dir.join("metrics.csv"))?,
-        rollout: Table::read(&dir.join("rollout.csv"))?,
+        rollout,
         trajectories: Table::read(&dir.join("trajectories.csv"))?,
         map: optional(&dir.join("interpret.json"), read_json)?,
         model,

@@ -20,7 +20,8 @@ pub enum Figure {
     Rollout(Table, f64),
     /// p against x, model and exact; same table as `Rollout`.
     Phase(Table, f64),
-    /// Median, 5–95 % band and max of the relative error against step; `rollout.csv` columns.
+    /// Median, 5–95 % band and max of the relative error, and the median
+    /// error relative to the initial state, against step; `rollout.csv` columns.
     RolloutError(Table),
     /// Per-component and norm-based relative error of one trajectory.
     ComponentError(Table),
@@ -216,26 +217,28 @@ fn phase<DB: Backend>(area: &Area<DB>, th: &Theme, t: &Table, omega0: f64) -> Pl
 }
 
 fn rollout_error<DB: Backend>(area: &Area<DB>, th: &Theme, t: &Table) -> PlotResult {
-    let [step, med, q05, q95, max] =
-        columns(t, ["step", "median_rel_err", "q05_rel_err", "q95_rel_err", "max_rel_err"])?;
+    let [step, med, q05, q95, max, vs_initial] =
+        columns(t, ["step", "median_rel_err", "q05_rel_err", "q95_rel_err", "max_rel_err", "median_err_vs_initial"])?;
     let entries = [
         (Mark::Band(alpha(PALETTE[0], 0.25)), "5–95 % of trajectories".to_string()),
-        (Mark::Line(alpha(PALETTE[0], 1.0), 2.5, false), "median".to_string()),
-        (Mark::Line(alpha(PALETTE[1], 1.0), 1.5, true), "maximum".to_string()),
+        (Mark::Line(alpha(PALETTE[0], 1.0), 2.5, false), "median ‖ŝₙ − sₙ‖ / ‖sₙ‖".to_string()),
+        (Mark::Line(alpha(PALETTE[1], 1.0), 1.5, true), "maximum ‖ŝₙ − sₙ‖ / ‖sₙ‖".to_string()),
+        (Mark::Line(alpha(PALETTE[2], 1.0), 2.5, false), "median ‖ŝₙ − sₙ‖ / ‖s₀‖".to_string()),
     ];
     let area = with_legend(area, th, &entries)?;
-    let Some(y) = decade_range(q05.iter().chain(&max).chain(&med).copied()) else {
+    let Some(y) = decade_range(q05.iter().chain(&max).chain(&med).chain(&vs_initial).copied()) else {
         return note(&area, th, "no positive errors to draw on a log axis");
     };
     let x_max = step.iter().copied().fold(1.0, f64::max);
     let mut ch = chart(&area, th, 0.0..x_max, y, 72.0)?;
-    axes(&mut ch, th, &Axis::linear("rollout step n"), &Axis::log("relative error ‖ŝₙ − sₙ‖ / ‖sₙ‖"))?;
+    axes(&mut ch, th, &Axis::linear("rollout step n"), &Axis::log("error of the rolled-out state"))?;
     let lo = log_points(&step, &q05);
     let hi = log_points(&step, &q95);
     let band: Vec<(f64, f64)> = lo.iter().copied().chain(hi.iter().rev().copied()).collect();
     ch.draw_series(std::iter::once(Polygon::new(band, alpha(PALETTE[0], 0.25).filled())))?;
     ch.draw_series(LineSeries::new(log_points(&step, &med), th.line(&PALETTE[0], 2.5)))?;
     ch.draw_series(DashedLineSeries::new(log_points(&step, &max), th.px(6.0), th.px(4.0), th.line(&PALETTE[1], 1.5)))?;
+    ch.draw_series(LineSeries::new(log_points(&step, &vs_initial), th.line(&PALETTE[2], 2.5)))?;
     Ok(())
 }
 

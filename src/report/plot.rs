@@ -182,7 +182,7 @@ pub fn decade_tick(v: f64) -> String {
 /// otherwise `m×10ⁿ`; a real minus sign.
 pub fn sci(v: f64, sig: usize) -> String {
     if !v.is_finite() {
-        return if v.is_nan() { "n/a".into() } else { format!("{v}") };
+        return "n/a".into();
     }
     if v == 0.0 {
         return "0".into();

@@ -78,6 +78,18 @@ pub fn headline_rows(cases: &[CaseSummary]) -> Vec<Row> {
             &|c| num(c.rollout.max_rel_err_final, 3),
         ),
         row(
+            "rollout.median_err_vs_initial_final",
+            &format!("rollout: median error vs initial state {at}"),
+            &format!(r"rollout: median error vs initial state {at}"),
+            &|c| num(c.rollout.median_err_vs_initial_final, 3),
+        ),
+        row(
+            "rollout.max_err_vs_initial",
+            "rollout: max error vs initial state, all steps",
+            r"rollout: max error vs initial state, all steps",
+            &|c| num(c.rollout.max_err_vs_initial, 3),
+        ),
+        row(
             "rollout.max_rel_err",
             "rollout: max rel. error, all steps",
             r"rollout: max rel.\ error, all steps",

@@ -40,6 +40,9 @@ impl RunDir {
     /// The resolved config a run folder was trained with (`config.toml`).
     pub fn config_of(dir: &Path) -> Result<Config> {
         let config_path = dir.join("config.toml");
+        if !dir.exists() {
+            return Err(Error::Input { file: dir.into(), message: "no such folder".into() });
+        }
         if !config_path.is_file() {
             return Err(Error::Input {
                 file: dir.into(),
@@ -65,7 +68,15 @@ impl RunDir {
     /// Rolls the model out for `steps` steps from the evaluation's starts and
     /// writes `rollout_<steps>.csv` and `trajectories_<steps>.csv` only: the
     /// files of the evaluation (and the report made from them) stay as they are.
+    ///
+    /// # Errors
+    /// [`Error::Option`] `steps` for 0 steps (nothing to roll out, nothing
+    /// written); [`Error::Io`] if a file cannot be written.
     pub fn rollout(&self, steps: usize) -> Result<(Rollout, [PathBuf; 2])> {
+        if steps == 0 {
+            let message = "must be at least 1 (the number of autoregressive steps to roll out)".into();
+            return Err(Error::Option { name: "steps".into(), message });
+        }
         let rollout = match &self.model {
             AnyModel::F32(m) => rollout_of(&self.config, m, steps),
             AnyModel::F64(m) => rollout_of(&self.config, m, steps),

@@ -6,10 +6,12 @@
 pub mod evaluate;
 pub mod folder;
 pub mod interpret;
+pub mod output;
 pub mod records;
 pub mod study;
 
 pub use evaluate::{CaseResults, evaluate};
 pub use folder::RunDir;
+pub use output::claim_output;
 pub use records::{CaseSummary, Evaluation, Summary};
-pub use study::run_study;
+pub use study::{resume_study, run_study};

@@ -1,6 +1,7 @@
 //! The whole study of `physlens run`: for every case, train, evaluate, roll
 //! out and interpret, then write `summary.json`
-//! (`docs/outputs.md`).
+//! (`docs/outputs.md`). The resolved study config is `study.toml`, written
+//! first, so that an interrupted study can be resumed ([`resume_study`]).
 //!
 //! A case folder holds `config.toml`, `metrics.csv`, `model.safetensors`,
 //! `train_state.safetensors`, `eval.json`, `rollout.csv`, `trajectories.csv`,
@@ -16,18 +17,54 @@ use crate::config::Config;
 use crate::run::folder::evaluate_into;
 use crate::run::records::{CaseSummary, Summary};
 use crate::train::progress::Progress;
-use crate::train::train;
+use crate::train::state::STATE_FILE;
+use crate::train::{resume as resume_training, train};
 use crate::util::cancel::CancelToken;
-use crate::util::error::Result;
-use crate::util::io::write_json;
+use crate::util::error::{Error, Result};
+use crate::util::io::{write_json, write_text};
 use crate::util::real::{Dtype, Real};
 
 /// Makes the progress line of each case from its name and step count.
 pub type ProgressFactory<'a> = dyn Fn(&str, u64) -> Box<dyn Progress> + Sync + 'a;
 
+/// The resolved config of a study, in its output folder.
+pub const STUDY_FILE: &str = "study.toml";
+
 /// Runs every case of `config.run.cases` in parallel into `out/<case>/` and
-/// writes `out/summary.json`.
+/// writes `out/summary.json` (and first `out/study.toml`).
 pub fn run_study(config: &Config, out: &Path, progress: &ProgressFactory<'_>, cancel: &CancelToken) -> Result<Summary> {
+    write_text(&out.join(STUDY_FILE), &config.to_toml())?;
+    study(config, out, progress, cancel, false)
+}
+
+/// Finishes the study in `out` that was interrupted (or crashed): every case
+/// continues from its saved training state (a case that never started
+/// trains from the beginning, one that finished is not trained again), then
+/// every case is evaluated and `summary.json` written. The weights and
+/// numbers are those of a study never stopped.
+///
+/// # Errors
+/// [`Error::Input`] if `out` has no `study.toml` (not a study folder).
+pub fn resume_study(out: &Path, progress: &ProgressFactory<'_>, cancel: &CancelToken) -> Result<Summary> {
+    let path = out.join(STUDY_FILE);
+    if !path.is_file() {
+        let message = if out.is_dir() {
+            "not a study folder: it has no study.toml (expected a folder written by `physlens run --out DIR`)"
+        } else {
+            "no such folder"
+        };
+        return Err(Error::Input { file: out.into(), message: message.into() });
+    }
+    study(&Config::from_file(&path)?, out, progress, cancel, true)
+}
+
+fn study(
+    config: &Config,
+    out: &Path,
+    progress: &ProgressFactory<'_>,
+    cancel: &CancelToken,
+    resume: bool,
+) -> Result<Summary> {
     let start = Instant::now();
     let jobs: Vec<(Config, PathBuf, Box<dyn Progress>)> = config
         .run
@@ -42,7 +79,8 @@ pub fn run_study(config: &Config, out: &Path, progress: &ProgressFactory<'_>, ca
     let cases: Vec<CaseSummary> = jobs
         .par_iter()
         .map(|(c, dir, progress)| {
-            let summary = run_case(c, dir, progress.as_ref(), cancel);
+            let resume = resume && dir.join(STATE_FILE).is_file();
+            let summary = run_case(c, dir, progress.as_ref(), cancel, resume);
             match &summary {
                 Ok(s) => progress.finish(&format!(
                     "done in {:.1}s: rollout median rel. err. {:.2e} at step {}",
@@ -58,11 +96,18 @@ pub fn run_study(config: &Config, out: &Path, progress: &ProgressFactory<'_>, ca
     Ok(summary)
 }
 
-/// Trains one case into `dir` and evaluates it.
-pub fn run_case(config: &Config, dir: &Path, progress: &dyn Progress, cancel: &CancelToken) -> Result<CaseSummary> {
+/// Trains one case into `dir` (or continues its saved training, `resume`)
+/// and evaluates it.
+pub fn run_case(
+    config: &Config,
+    dir: &Path,
+    progress: &dyn Progress,
+    cancel: &CancelToken,
+    resume: bool,
+) -> Result<CaseSummary> {
     match config.train.dtype {
-        Dtype::F32 => run_case_typed::<f32>(config, dir, progress, cancel),
-        Dtype::F64 => run_case_typed::<f64>(config, dir, progress, cancel),
+        Dtype::F32 => run_case_typed::<f32>(config, dir, progress, cancel, resume),
+        Dtype::F64 => run_case_typed::<f64>(config, dir, progress, cancel, resume),
     }
 }
 
@@ -71,8 +116,10 @@ fn run_case_typed<F: Real>(
     dir: &Path,
     progress: &dyn Progress,
     cancel: &CancelToken,
+    resume: bool,
 ) -> Result<CaseSummary> {
-    let outcome = train::<F>(config, dir, progress, cancel)?;
+    let outcome =
+        if resume { resume_training::<F>(dir, progress, cancel)? } else { train::<F>(config, dir, progress, cancel)? };
     let results = evaluate_into(config, &outcome.model, (&outcome.train, &outcome.valid), dir)?;
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     Ok(CaseSummary::new(&name, config.system, &results.evaluation, outcome.seconds))

@@ -175,6 +175,9 @@ pub struct TrainOutcome<F: Real> {
     pub valid: Dataset<F>,
     /// Wall time of the training loop in seconds.
     pub seconds: f64,
+    /// The step training started from: 0 for a fresh run, the saved step
+    /// for a resumed one (`train.steps` if it had already finished).
+    pub start_step: u64,
 }
 
 /// The fixed training set of a config; with `n_train = 0` (fresh samples
@@ -257,6 +260,7 @@ fn train_loop<F: Real>(
     let t = &config.train;
     let valid = validation_set::<F>(&config);
     let start = Instant::now();
+    let start_step = trainer.step;
     let elapsed = |log: &LoopLog| log.elapsed_before + start.elapsed().as_secs_f64();
     while trainer.step < t.steps {
         if cancel.is_cancelled() {
@@ -274,7 +278,12 @@ fn train_loop<F: Real>(
         let first = *log.first_loss.get_or_insert(loss);
         if !loss.is_finite() || loss > 1e6 * first.max(1e-12) {
             log.history.push((trainer.step, loss));
-            return Err(Error::Diverged(diagnosis(&log.history, lr, &dir.join("model.safetensors"))));
+            return Err(Error::Diverged(diagnosis(
+                &log.history,
+                lr,
+                &dir.join("model.safetensors"),
+                t.checkpoint_every,
+            )));
         }
         log.window = (log.window.0 + loss, log.window.1 + 1);
         let s = trainer.step;
@@ -296,7 +305,7 @@ fn train_loop<F: Real>(
         Source::Fixed { data, .. } => data,
         Source::Fresh { .. } => training_set(&config),
     };
-    Ok(TrainOutcome { seconds, model: trainer.model, train, valid })
+    Ok(TrainOutcome { seconds, model: trainer.model, train, valid, start_step })
 }
 
 /// Writes `model.safetensors` and `train_state.safetensors` for the current step.
@@ -312,15 +321,19 @@ fn save_state<F: Real>(trainer: &Trainer<F>, log: &LoopLog, elapsed: f64, dir: &
     trainer.snapshot(log.window, log.first_loss, log.metrics.clone(), elapsed).save(&dir.join(STATE_FILE))
 }
 
-/// A human-readable account of a divergence with a hint.
-fn diagnosis(history: &[(u64, f64)], lr: f64, checkpoint: &Path) -> String {
+/// A human-readable account of a divergence with a hint; it names the last
+/// checkpoint only if one was written before the divergence.
+fn diagnosis(history: &[(u64, f64)], lr: f64, checkpoint: &Path, checkpoint_every: u64) -> String {
     let (step, loss) = history.last().copied().unwrap_or((0, f64::NAN));
     let recent: Vec<String> = history.iter().rev().take(6).rev().map(|(s, l)| format!("{s}: {l:.3e}")).collect();
+    let kept = if checkpoint.is_file() {
+        format!("The last periodic checkpoint (finite weights) is {}", checkpoint.display())
+    } else {
+        format!("No checkpoint was written before the divergence (one is written every {checkpoint_every} steps)")
+    };
     format!(
         "loss became {loss:e} at step {step} (learning rate {lr:e}); recent losses [{}]. \
-         Hint: the learning rate is probably too high — try a lower train.lr or a cosine schedule. \
-         The last periodic checkpoint (finite weights) is {}, if one was written before the divergence",
+         Hint: the learning rate is probably too high — try a lower train.lr or a cosine schedule. {kept}",
         recent.join(", "),
-        checkpoint.display()
     )
 }

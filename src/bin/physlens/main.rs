@@ -16,7 +16,7 @@ use physlens::config::Config;
 use physlens::interpret::full::InterpretOptions;
 use physlens::interpret::map::MapReport;
 use physlens::run::interpret::{InterpretRequest, OutputRequest, run_interpret};
-use physlens::run::{RunDir, Summary, run_study};
+use physlens::run::{RunDir, Summary, claim_output, resume_study, run_study};
 use physlens::train::progress::Progress;
 use physlens::train::{resume as resume_training, train};
 use physlens::util::error::Error;
@@ -41,11 +41,18 @@ enum Command {
     /// The whole study: train every case, evaluate, roll out, interpret; writes summary.json.
     Run {
         /// TOML config (docs/config.md); without it, the seed experiment (ω0 = 2, Δt = 0.1, γ = 0 and 0.1).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "resume")]
         config: Option<PathBuf>,
         /// Output folder [default: runs/<config name>, or runs/blog].
-        #[arg(long)]
+        #[arg(long, conflicts_with = "resume")]
         out: Option<PathBuf>,
+        /// Finish the study in this folder after Ctrl-C or a crash: every case continues from its saved state,
+        /// then evaluation, interpretation and the report (the same files as a study never stopped).
+        #[arg(long, value_name = "DIR")]
+        resume: Option<PathBuf>,
+        /// Remove an earlier run's outputs from the output folder first (without it, such a folder is refused).
+        #[arg(long, conflicts_with = "resume")]
+        force: bool,
         /// No progress output.
         #[arg(long)]
         quiet: bool,
@@ -61,6 +68,9 @@ enum Command {
         /// Continue the run in this folder from its train_state.safetensors (after Ctrl-C or a crash).
         #[arg(long, value_name = "DIR")]
         resume: Option<PathBuf>,
+        /// Remove an earlier run's outputs from the output folder first (without it, such a folder is refused).
+        #[arg(long, conflicts_with = "resume")]
+        force: bool,
         /// No progress output.
         #[arg(long)]
         quiet: bool,
@@ -77,9 +87,12 @@ enum Command {
         /// A folder written by `train` (or one case folder of `run`).
         #[arg(long)]
         run: PathBuf,
-        /// Autoregressive steps [default: eval.rollout_steps of the run's config].
+        /// Autoregressive steps, at least 1 [default: eval.rollout_steps of the run's config].
         #[arg(long)]
         steps: Option<usize>,
+        /// Print the rollout summary as one JSON object (docs/outputs.md `rollout`) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Rebuild the report (figures, report.html, summary.md, summary.tex) from a run folder alone.
     Report {
@@ -150,33 +163,46 @@ fn main() -> ExitCode {
 
 fn execute(command: Command) -> Result<()> {
     match command {
-        Command::Run { config, out, quiet } => {
-            let (config, name) = load_config(config.as_deref())?;
-            let out = out.unwrap_or_else(|| Path::new("runs").join(name));
+        Command::Run { config, out, resume, force, quiet } => {
             let group = ProgressGroup::new(quiet);
             let lines = |name: &str, steps: u64| Box::new(group.add(name, steps)) as Box<dyn Progress>;
-            let summary = run_study(&config, &out, &lines, &interrupt::cancel_on_ctrl_c())?;
+            let cancel = interrupt::cancel_on_ctrl_c();
+            let (summary, out) = match resume {
+                Some(dir) => (resume_study(&dir, &lines, &cancel)?, dir),
+                None => {
+                    let (config, name) = load_config(config.as_deref(), true)?;
+                    let out = out.unwrap_or_else(|| Path::new("runs").join(name));
+                    claim_output(&out, force)?;
+                    (run_study(&config, &out, &lines, &cancel)?, out)
+                }
+            };
             print_summary(&summary, &out);
             print_report(&physlens::report::build::build_report(&out)?);
         }
-        Command::Train { config, out, resume, quiet } => {
+        Command::Train { config, out, resume, force, quiet } => {
             let (config, out) = match &resume {
                 Some(dir) => (RunDir::config_of(dir)?, dir.clone()),
                 None => {
-                    let (config, name) = load_config(config.as_deref())?;
-                    (config, out.unwrap_or_else(|| Path::new("runs").join(name)))
+                    let (config, name) = load_config(config.as_deref(), false)?;
+                    let out = out.unwrap_or_else(|| Path::new("runs").join(name));
+                    claim_output(&out, force)?;
+                    (config, out)
                 }
             };
             let group = ProgressGroup::new(quiet);
             let progress = group.add("train", config.train.steps);
             let cancel = interrupt::cancel_on_ctrl_c();
-            let seconds = match (config.train.dtype, resume.is_some()) {
-                (Dtype::F32, false) => train::<f32>(&config, &out, &progress, &cancel)?.seconds,
-                (Dtype::F64, false) => train::<f64>(&config, &out, &progress, &cancel)?.seconds,
-                (Dtype::F32, true) => resume_training::<f32>(&out, &progress, &cancel)?.seconds,
-                (Dtype::F64, true) => resume_training::<f64>(&out, &progress, &cancel)?.seconds,
+            let (seconds, start_step) = match (config.train.dtype, resume.is_some()) {
+                (Dtype::F32, false) => outcome_of(train::<f32>(&config, &out, &progress, &cancel)?),
+                (Dtype::F64, false) => outcome_of(train::<f64>(&config, &out, &progress, &cancel)?),
+                (Dtype::F32, true) => outcome_of(resume_training::<f32>(&out, &progress, &cancel)?),
+                (Dtype::F64, true) => outcome_of(resume_training::<f64>(&out, &progress, &cancel)?),
             };
-            progress.finish(&format!("trained in {seconds:.1}s"));
+            if start_step == config.train.steps {
+                progress.finish(&format!("already complete: step {start_step} of {start_step}, nothing to train"));
+            } else {
+                progress.finish(&format!("trained in {seconds:.1}s"));
+            }
             println!("wrote {}", out.join("model.safetensors").display());
         }
         Command::Eval { run } => {
@@ -188,12 +214,16 @@ fn execute(command: Command) -> Result<()> {
             println!("wrote {}", run.dir.join("eval.json").display());
         }
         Command::Report { run } => print_report(&physlens::report::build::build_report(&run)?),
-        Command::Rollout { run, steps } => {
+        Command::Rollout { run, steps, json } => {
             let run = RunDir::open(&run)?;
             let steps = steps.unwrap_or(run.config.eval.rollout_steps);
             let (rollout, files) = run.rollout(steps)?;
-            print_rollout(&rollout.summary());
-            println!("wrote {} and {}", files[0].display(), files[1].display());
+            if json {
+                println!("{}", serde_json::to_string(&rollout.summary())?);
+            } else {
+                print_rollout(&rollout.summary());
+                println!("wrote {} and {}", files[0].display(), files[1].display());
+            }
         }
         Command::Bench { json, seconds } => {
             if !(seconds.is_finite() && seconds > 0.0) {
@@ -232,14 +262,27 @@ fn execute(command: Command) -> Result<()> {
     Ok(())
 }
 
-/// The config at `path` (or the defaults) and the name of the run folder.
-fn load_config(path: Option<&Path>) -> Result<(Config, String)> {
-    let (config, name) = match path {
-        Some(p) => (Config::from_file(p)?, p.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned())),
-        None => (Config::default(), "blog".to_string()),
+/// Training wall time and the step training started from.
+fn outcome_of<F: physlens::Real>(o: physlens::TrainOutcome<F>) -> (f64, u64) {
+    (o.seconds, o.start_step)
+}
+
+/// The config at `path` (or the defaults) and the name of the run folder;
+/// prints its warnings and notes (`study`: for `physlens run`).
+fn load_config(path: Option<&Path>, study: bool) -> Result<(Config, String)> {
+    let (config, name, notes) = match path {
+        Some(p) => {
+            let config = Config::from_file(p)?;
+            let notes = std::fs::read_to_string(p).map(|text| Config::notes(&text, study)).unwrap_or_default();
+            (config, p.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned()), notes)
+        }
+        None => (Config::default(), "blog".to_string(), vec![]),
     };
     for warning in config.warnings() {
         eprintln!("warning: {warning}");
+    }
+    for note in notes {
+        eprintln!("note: {note}");
     }
     Ok((config, name))
 }
@@ -247,16 +290,16 @@ fn load_config(path: Option<&Path>) -> Result<(Config, String)> {
 fn print_summary(summary: &Summary, out: &Path) {
     println!(
         "{:<10} {:>11} {:>11} {:>13} {:>13} {:>11} {:>11}  nearest rule",
-        "case", "train MSE", "valid MSE", "rollout med.", "rollout max", "ω0 learned", "γ learned"
+        "case", "train MSE", "valid MSE", "rollout rel.", "rollout /‖s₀‖", "ω0 learned", "γ learned"
     );
     for c in &summary.cases {
         println!(
-            "{:<10} {:>11.3e} {:>11.3e} {:>13.3e} {:>13.3e} {:>11.7} {:>11.3e}  {} (margin {:.1})",
+            "{:<10} {:>11.3e} {:>11.3e} {:>13} {:>13} {:>11.7} {:>11.3e}  {} (margin {:.1})",
             c.name,
             c.train_mse,
             c.valid_mse,
-            c.rollout.median_rel_err_final,
-            c.rollout.max_rel_err,
+            sci(c.rollout.median_rel_err_final),
+            sci(c.rollout.median_err_vs_initial_final),
             c.learned.omega0,
             c.learned.gamma,
             c.nearest_method,
@@ -264,18 +307,49 @@ fn print_summary(summary: &Summary, out: &Path) {
         );
     }
     println!(
-        "({} rollout steps; whole study {:.1}s)",
+        "(rollout: median at the last of {} steps, relative to the current and to the initial state; whole study {:.1}s)",
         summary.cases.first().map_or(0, |c| c.rollout.steps),
         summary.seconds
     );
+    for c in &summary.cases {
+        if let Some(n) = c.rollout.diverged_at {
+            println!("{}: the rollout diverged at step {n}", c.name);
+        }
+        if let Some(n) = c.rollout.fixed_point_dominated_from {
+            println!("{}: from step {n} the relative error measures the model's fixed point, not its dynamics", c.name);
+        }
+    }
     println!("wrote {}", out.join("summary.json").display());
 }
 
 fn print_rollout(r: &physlens::eval::RolloutSummary) {
     println!(
-        "rollout ({} steps): median rel. err. at the end {:.3e}, max {:.3e}, max over all steps {:.3e}",
-        r.steps, r.median_rel_err_final, r.max_rel_err_final, r.max_rel_err
+        "rollout ({} steps): relative error ‖ŝ−s‖/‖s‖ at the end: median {}, max {}; max over all steps {}",
+        r.steps,
+        sci(r.median_rel_err_final),
+        sci(r.max_rel_err_final),
+        sci(r.max_rel_err)
     );
+    println!(
+        "  error vs initial state ‖ŝ−s‖/‖s₀‖ at the end: median {}, max {}; max over all steps {}",
+        sci(r.median_err_vs_initial_final),
+        sci(r.max_err_vs_initial_final),
+        sci(r.max_err_vs_initial)
+    );
+    if let Some(n) = r.diverged_at {
+        println!("  the rollout diverged: model states are not finite from step {n} on");
+    }
+    if let Some(n) = r.fixed_point_dominated_from {
+        println!(
+            "  from step {n} on, the exact state has decayed so far that the relative error measures the model's own \
+             fixed point, not its dynamics: read the error vs the initial state"
+        );
+    }
+}
+
+/// `x` in short scientific form, or "n/a" where it is not a finite number.
+fn sci(x: f64) -> String {
+    if x.is_finite() { format!("{x:.3e}") } else { "n/a".into() }
 }
 
 fn print_map_report(r: &MapReport) {
@@ -326,6 +400,7 @@ fn flag_of(option: &str) -> &str {
         "probe_names" => "--probe",
         "trajectory_start" => "--trajectory",
         "seconds" => "--seconds",
+        "steps" => "--steps",
         other => other,
     }
 }
