@@ -58,13 +58,15 @@ fn rollouts(c: &mut Criterion) {
     let model = Model::<f32>::init(&ModelConfig::seed(), &mut Rng::new(0, Stream::Init));
     let osc = physlens::physics::Oscillator { omega0: 2.0, gamma: 0.1 };
     let starts: Vec<[f64; 2]> = (0..64).map(|i| [0.1 * i as f64, 0.3]).collect();
-    c.bench_function("rollout/seed 64x200", |b| b.iter(|| rollout(&model, &osc, 0.1, black_box(&starts), 200)));
+    c.bench_function("rollout/seed 64x200", |b| {
+        b.iter(|| rollout(&model, &System::new(osc.omega0, osc.gamma, 0.1), black_box(&starts), 200))
+    });
 }
 
 /// The interpretation of a context-1 model: map, readouts, best fit, rule distances.
 fn interpret(c: &mut Criterion) {
     let model = Model::<f64>::init(&ModelConfig::seed(), &mut Rng::new(0, Stream::Init));
-    let system = System { omega0: 2.0, gamma: 0.1, dt: 0.1 };
+    let system = System::new(2.0, 0.1, 0.1);
     c.bench_function("interpret/seed affine", |b| b.iter(|| interpret_affine(black_box(&model), &system)));
 }
 

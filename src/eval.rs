@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Dataset, sample_state};
 use crate::model::{Activations, D_IN, Model};
-use crate::physics::Oscillator;
+use crate::physics::{Oscillator, System};
 use crate::util::mat2::{Vec2, apply};
 use crate::util::real::Real;
 use crate::util::rng::Rng;
@@ -83,7 +83,8 @@ pub struct RolloutSummary {
 pub struct Rollout {
     /// `[R][steps + 1]` model states, starting with the last given state.
     pub model: Vec<Vec<Vec2>>,
-    /// `[R][steps + 1]` exact states at the same times.
+    /// `[R][steps + 1]` reference states at the same times (exact, or the
+    /// data generator's rule).
     pub exact: Vec<Vec<Vec2>>,
     /// `[steps + 1]` the model's rollout from the zero state.
     pub zero_start: Vec<Vec2>,
@@ -96,26 +97,38 @@ pub fn rollout_starts(osc: &Oscillator, e_max: f64, n: usize, rng: &mut Rng) -> 
     (0..n).map(|_| sample_state(osc, e_max, rng)).collect()
 }
 
-/// Rolls `model` out for `steps` steps. The model first gets the T exact
-/// states `exp(A kΔt) s₀`, `k = 0 … T−1`, for each start `s₀` (step 0 is the
+/// Rolls `model` out for `steps` steps. The model first gets the T
+/// reference states `s_k`, `k = 0 … T−1`, from each start `s₀` (step 0 is the
 /// last of them), then is fed its own predictions through a sliding window of
-/// the last T. The exact reference at step n is `exp(A (T−1+n)Δt) s₀`,
-/// computed afresh at every step so that it accumulates no rounding. One more
-/// rollout, from the zero state, measures what the model's offset alone does.
-pub fn rollout<F: Real>(model: &Model<F>, osc: &Oscillator, dt: f64, starts: &[Vec2], steps: usize) -> Rollout {
+/// the last T. The reference is the data the model was trained on: for the
+/// exact generator `s_k = exp(A kΔt) s₀`, computed afresh at every step so
+/// that it accumulates no rounding; for a rule's data, that rule applied k
+/// times. One more rollout, from the zero state, measures what the model's
+/// offset alone does.
+pub fn rollout<F: Real>(model: &Model<F>, system: &System, starts: &[Vec2], steps: usize) -> Rollout {
     let t = model.cfg.n_ctx;
+    let osc = system.oscillator();
     let n = starts.len() + 1;
     let mut acts = Activations::new(&model.cfg, n);
-    let exact_at = |s0: &Vec2, k: usize| if k == 0 { *s0 } else { apply(&osc.propagator(k as f64 * dt), *s0) };
+    let reference = |s0: &Vec2| -> Vec<Vec2> {
+        if system.generator.is_exact() {
+            (0..t + steps)
+                .map(|k| if k == 0 { *s0 } else { apply(&osc.propagator(k as f64 * system.dt), *s0) })
+                .collect()
+        } else {
+            let m = system.data_step();
+            std::iter::successors(Some(*s0), |s| Some(apply(&m, *s))).take(t + steps).collect()
+        }
+    };
+    let zero: Vec2 = [0.0, 0.0];
+    let references: Vec<Vec<Vec2>> = starts.iter().chain([&zero]).map(reference).collect();
     let mut window: Vec<F> = Vec::with_capacity(n * t * D_IN);
-    for s0 in starts.iter().chain([&[0.0, 0.0]]) {
-        for k in 0..t {
-            let s = exact_at(s0, k);
+    for r in &references {
+        for s in &r[..t] {
             window.extend([F::of(s[0]), F::of(s[1])]);
         }
     }
-    let exact: Vec<Vec<Vec2>> =
-        starts.iter().map(|s0| (0..=steps).map(|n| exact_at(s0, t - 1 + n)).collect()).collect();
+    let exact: Vec<Vec<Vec2>> = references[..starts.len()].iter().map(|r| r[t - 1..].to_vec()).collect();
     let given = |w: &[F]| [w[(t - 1) * D_IN].f64(), w[(t - 1) * D_IN + 1].f64()];
     let mut states: Vec<Vec<Vec2>> = window.chunks_exact(t * D_IN).map(|w| vec![given(w)]).collect();
     for _ in 0..steps {
@@ -128,7 +141,7 @@ pub fn rollout<F: Real>(model: &Model<F>, osc: &Oscillator, dt: f64, starts: &[V
         }
     }
     let zero_start = states.pop().expect("the zero-state rollout is last");
-    let stats = (0..=steps).map(|n| step_stats(osc, &states, &exact, &zero_start, n)).collect();
+    let stats = (0..=steps).map(|n| step_stats(&osc, &states, &exact, &zero_start, n)).collect();
     Rollout { model: states, exact, zero_start, stats }
 }
 

@@ -144,14 +144,15 @@ pub struct MultiReport {
     pub truncation_order_unavailable: Option<String>,
 }
 
-/// `n` validation sequences of `n_ctx` exact states of `system`.
+/// `n` validation sequences of `n_ctx` states of `system`, stepped by its
+/// data generator (exact unless the model was trained on a rule's data).
 ///
 /// # Shapes
 /// Returns `[n, n_ctx, 2]`, row-major `(x, p)` pairs.
 pub fn validation_inputs<F: Real>(system: &System, n_ctx: usize, opts: &InterpretOptions) -> Vec<F> {
     let osc = system.oscillator();
     let mut rng = Rng::new(opts.seed, Stream::Valid);
-    Dataset::<F>::generate(&osc, &osc.propagator(system.dt), opts.e_valid_max, opts.n_valid, n_ctx, &mut rng).inputs
+    Dataset::<F>::generate(&osc, &system.data_step(), opts.e_valid_max, opts.n_valid, n_ctx, &mut rng).inputs
 }
 
 /// Interprets one checkpoint read from `file` (the name is only reported).
@@ -224,12 +225,24 @@ pub fn interpret_many(ckpts: &[Checkpoint], files: &[String], opts: &InterpretOp
     let models = ckpts.iter().zip(files).map(|(c, f)| interpret_checkpoint(c, f, opts)).collect::<Result<Vec<_>>>()?;
     let points = models
         .iter()
-        .map(|r| OrderPoint {
-            model: r.model.file.clone(),
-            dt: r.map.truth.system.dt,
-            error_vs_exact: r.map.error_vs_exact,
-            omega0: r.map.truth.system.omega0,
-            gamma: r.map.truth.system.gamma,
+        .map(|r| {
+            let system = &r.map.truth.system;
+            let generator = system.generator.name();
+            let distance_to =
+                |name: &str| r.map.methods.iter().find(|m| m.name == name).map_or(f64::NAN, |m| m.distance);
+            let eps = if r.model.dtype == "f32" { f64::from(f32::EPSILON) } else { f64::EPSILON };
+            OrderPoint {
+                model: r.model.file.clone(),
+                dt: system.dt,
+                error_vs_exact: r.map.error_vs_exact,
+                omega0: system.omega0,
+                gamma: system.gamma,
+                nearest_method: r.map.nearest_method.clone(),
+                identifiable: r.map.identifiable,
+                generator: generator.into(),
+                distance_to_generator: if system.generator.is_exact() { f64::NAN } else { distance_to(generator) },
+                rounding_floor: 10.0 * eps * crate::util::mat2::frobenius(&r.map.exact_map),
+            }
         })
         .collect();
     let (truncation_order, truncation_order_unavailable) = match fit_order(points) {

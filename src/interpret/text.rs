@@ -282,6 +282,24 @@ pub fn render_many(r: &MultiReport) -> String {
                 "  slope {:.3} (local error ∝ Δt^{:.2}, a method of order {:.2}); R² of the fit {:.4}",
                 f.slope, f.slope, f.method_order, f.r2
             );
+            if let (Some(rule), Some(own)) = (&f.rule, f.rule_slope) {
+                let _ =
+                    writeln!(s, "  the nearest rule of every model, {rule}, has its own slope {own:.3} at these Δt");
+                if let Some(nominal) = f.nominal_slope.filter(|n| (n - own).abs() > 0.3) {
+                    let _ = writeln!(
+                        s,
+                        "  note: not its nominal {nominal:.0} (order {:.0}): at this γ and these Δt the rule's own error \
+                         grows as Δt^{own:.2}{}",
+                        nominal - 1.0,
+                        if rule == "leapfrog" {
+                            " — with damping, this leapfrog's second kick uses the friction at p½, which makes it only \
+                             first order"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            }
             if !f.note.is_empty() {
                 let _ = writeln!(s, "  note: {}", f.note);
             }

@@ -59,7 +59,7 @@
 //! let dir = tempfile::tempdir().unwrap();
 //! let path = dir.path().join("model.safetensors");
 //! let model = Model::<f32>::init(&ModelConfig::seed(), &mut Rng::new(0, Stream::Init));
-//! let system = System { omega0: 2.0, gamma: 0.1, dt: 0.1 };
+//! let system = System::new(2.0, 0.1, 0.1);
 //! let extra = BTreeMap::from([("step".to_string(), "40000".to_string())]);
 //! checkpoint::save(&path, &model, &system, &extra).unwrap();
 //!

@@ -10,12 +10,57 @@
 //! assert!(rule_map("verlet", &osc, 0.1).is_none());
 //! ```
 
+use serde::{Deserialize, Serialize};
+
 use crate::physics::Oscillator;
 use crate::util::mat2::{Mat2, add, identity, inverse, mul, scale, sub};
 
 /// Names of the candidate rules, in the order used in every output.
 pub const RULES: [&str; 9] =
     ["exact", "euler", "implicit_euler", "crank_nicolson", "rk2", "rk3", "rk4", "symplectic_euler", "leapfrog"];
+
+/// One of the rules of [`RULES`] as a value: what steps the data
+/// (`[system] generator`). Serialised by its name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// `exp(Ah)`.
+    #[default]
+    Exact,
+    /// `I + Ah`.
+    Euler,
+    /// `(I − Ah)⁻¹`.
+    ImplicitEuler,
+    /// `(I − Ah/2)⁻¹ (I + Ah/2)`.
+    CrankNicolson,
+    /// Taylor series of `exp(Ah)` to order 2.
+    Rk2,
+    /// … to order 3.
+    Rk3,
+    /// … to order 4.
+    Rk4,
+    /// Kick by `h`, then drift by `h`.
+    SymplecticEuler,
+    /// Kick by `h/2`, drift by `h`, kick by `h/2`.
+    Leapfrog,
+}
+
+impl Rule {
+    /// Its name in [`RULES`] and in every output.
+    pub fn name(self) -> &'static str {
+        RULES[self as usize]
+    }
+
+    /// Its one-step matrix for `osc` with step `h` ([`rule_map`]).
+    pub fn map(self, osc: &Oscillator, h: f64) -> Mat2 {
+        rule_map(self.name(), osc, h).expect("every Rule is a known rule, nonsingular for h > 0, γ ≥ 0")
+    }
+
+    /// Whether the rule is the exact propagator.
+    pub fn is_exact(self) -> bool {
+        self == Rule::Exact
+    }
+}
 
 /// The one-step matrix of rule `name` for `osc` with step `h`, or `None` for
 /// an unknown name (or if an implicit rule's system were singular, which

@@ -51,7 +51,7 @@ pub fn evaluate<F: Real>(
 /// Rolls `model` out for `steps` steps from the starts of `config`'s
 /// evaluation (the same starts as [`evaluate`]).
 pub fn rollout_of<F: Real>(config: &Config, model: &Model<F>, steps: usize) -> Rollout {
-    rollout(model, &config.oscillator(), config.system.dt, &rollout_starts_of(config), steps)
+    rollout(model, &config.system, &rollout_starts_of(config), steps)
 }
 
 /// The initial states of the evaluation's rollouts (their own random stream).

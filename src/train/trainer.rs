@@ -54,7 +54,7 @@ impl<F: Real> Trainer<F> {
         let cfg = config.model_config();
         let seed = config.train.seed;
         let osc = config.oscillator();
-        let propagator = osc.propagator(config.system.dt);
+        let propagator = config.system.data_step();
         let model = Model::init(&cfg, &mut Rng::new(seed, Stream::Init));
         let source = match config.data.n_train {
             0 => Source::Fresh { rng: Rng::new(seed, Stream::Train), fresh: Dataset::empty(cfg.n_ctx) },
@@ -184,7 +184,7 @@ pub struct TrainOutcome<F: Real> {
 /// every step), the first `n_valid` samples the training stream would draw.
 pub fn training_set<F: Real>(config: &Config) -> Dataset<F> {
     let osc = config.oscillator();
-    let m = osc.propagator(config.system.dt);
+    let m = config.system.data_step();
     let n = match config.data.n_train {
         0 => config.data.n_valid,
         n => n,
@@ -196,7 +196,7 @@ pub fn training_set<F: Real>(config: &Config) -> Dataset<F> {
 /// The validation set of a config (its own random stream).
 pub fn validation_set<F: Real>(config: &Config) -> Dataset<F> {
     let osc = config.oscillator();
-    let m = osc.propagator(config.system.dt);
+    let m = config.system.data_step();
     let mut rng = Rng::new(config.train.seed, Stream::Valid);
     Dataset::generate(&osc, &m, config.data.e_valid_max, config.data.n_valid, config.data.context, &mut rng)
 }

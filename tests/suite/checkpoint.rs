@@ -41,7 +41,7 @@ fn model<F: Real>(cfg: &ModelConfig) -> Model<F> {
 }
 
 fn system() -> System {
-    System { omega0: 2.0, gamma: 0.1, dt: 0.1 }
+    System::new(2.0, 0.1, 0.1)
 }
 
 fn extra() -> BTreeMap<String, String> {
@@ -221,7 +221,7 @@ fn round_trip_positional_two_layers_two_heads_f64_is_bit_exact() {
 fn round_trip_keeps_awkward_system_values_exact() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.safetensors");
-    let sys = System { omega0: std::f64::consts::PI, gamma: 0.0, dt: 1.0 / 3.0 };
+    let sys = System::new(std::f64::consts::PI, 0.0, 1.0 / 3.0);
     checkpoint::save(&path, &model::<f32>(&ModelConfig::seed()), &sys, &BTreeMap::new()).unwrap();
     let c = checkpoint::load(&path).unwrap();
     assert_eq!(c.system.omega0.to_bits(), sys.omega0.to_bits());
@@ -338,7 +338,7 @@ fn hand_written_f32_file_with_python_style_metadata_loads() {
     write_raw(&path, &raw_tensors(&cfg, StDtype::F32), Some(meta(model_json, system_json)));
     let c = checkpoint::load(&path).unwrap();
     assert_eq!(c.model.cfg(), &cfg);
-    assert_eq!(c.system, System { omega0: 2.0, gamma: 0.0, dt: 0.05 });
+    assert_eq!(c.system, System::new(2.0, 0.0, 0.05));
     let m = c.model.to_f64();
     assert_eq!(m.tensor("pos_embed.W_pos").unwrap().len(), 12);
     for (i, w) in m.params.iter().enumerate() {
@@ -710,9 +710,9 @@ fn save_refuses_a_system_that_would_not_load() {
     let path = dir.path().join("m.safetensors");
     let m = model::<f32>(&ModelConfig::seed());
     for (sys, needle) in [
-        (System { omega0: f64::NAN, gamma: 0.1, dt: 0.1 }, "omega0"),
-        (System { omega0: 2.0, gamma: -1.0, dt: 0.1 }, "gamma"),
-        (System { omega0: 2.0, gamma: 0.1, dt: 0.0 }, "dt"),
+        (System::new(f64::NAN, 0.1, 0.1), "omega0"),
+        (System::new(2.0, -1.0, 0.1), "gamma"),
+        (System::new(2.0, 0.1, 0.0), "dt"),
     ] {
         match checkpoint::save(&path, &m, &sys, &BTreeMap::new()) {
             Err(Error::Checkpoint { message, .. }) => assert_mentions(&message, &[needle]),

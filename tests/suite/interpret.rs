@@ -76,7 +76,7 @@ fn check_rule_report(r: &FullReport, rule: &str, want: &Mat2, offset: [f64; 2], 
 fn every_rule_built_by_hand_in_f64_is_recovered_and_named() {
     let dir = tempfile::tempdir().unwrap();
     for gamma in [0.0, 0.1] {
-        let system = System { omega0: 2.0, gamma, dt: 0.1 };
+        let system = System::new(2.0, gamma, 0.1);
         let osc = system.oscillator();
         for (i, rule) in RULES.iter().enumerate() {
             let want = rule_map(rule, &osc, 0.1).unwrap();
@@ -104,7 +104,7 @@ fn every_rule_built_by_hand_in_f64_is_recovered_and_named() {
 fn rules_written_with_numpy_layout_in_f32_and_f64_are_recovered() {
     let dir = tempfile::tempdir().unwrap();
     // A larger step so that f32 rounding (1e-7) stays far below the gaps between rules.
-    let system = System { omega0: 2.0, gamma: 0.1, dt: 0.25 };
+    let system = System::new(2.0, 0.1, 0.25);
     let osc = system.oscillator();
     for (i, rule) in ["exact", "euler", "rk4", "leapfrog", "symplectic_euler", "crank_nicolson"].iter().enumerate() {
         let want = rule_map(rule, &osc, system.dt).unwrap();
@@ -132,7 +132,7 @@ fn rules_written_with_numpy_layout_in_f32_and_f64_are_recovered() {
 #[test]
 fn context3_two_step_rule_shows_jacobians_on_the_right_tokens() {
     let dir = tempfile::tempdir().unwrap();
-    let system = System { omega0: 2.0, gamma: 0.1, dt: 0.1 };
+    let system = System::new(2.0, 0.1, 0.1);
     let m = system.oscillator().propagator(0.1);
     let m2 = mat2::mul(&m, &m);
     let (model, offset) = two_step_model(m, [0.01, -0.005], gauge(3), [0.2, -0.1]);
@@ -255,7 +255,7 @@ fn probes_find_linear_targets_and_not_noise() {
     assert!(r2_nonlinear < 0.9, "a nonlinear target must not look linear: R² {r2_nonlinear}");
 
     // On the hand-built exact model: x, p and every rule output decode; the energy (quadratic) does not.
-    let system = System { omega0: 2.0, gamma: 0.1, dt: 0.1 };
+    let system = System::new(2.0, 0.1, 0.1);
     let osc = system.oscillator();
     let model = two_head_model(osc.propagator(0.1), [0.0, 0.0], gauge(2), 1);
     let mut vrng = Rng::new(0, Stream::Valid);
@@ -278,7 +278,7 @@ fn probes_find_linear_targets_and_not_noise() {
 fn margin_explanation_names_rules_it_cannot_tell_apart() {
     // Halfway between exact and RK4: equally near both.
     let dir = tempfile::tempdir().unwrap();
-    let system = System { omega0: 2.0, gamma: 0.1, dt: 0.1 };
+    let system = System::new(2.0, 0.1, 0.1);
     let osc = system.oscillator();
     let (exact, rk4) = (rule_map("exact", &osc, 0.1).unwrap(), rule_map("rk4", &osc, 0.1).unwrap());
     let halfway = mat2::scale(&mat2::add(&exact, &rk4), 0.5);
@@ -301,7 +301,7 @@ fn margin_explanation_names_rules_it_cannot_tell_apart() {
 fn omega_beyond_nyquist_is_reported_not_identifiable() {
     // ω0 = 40, Δt = 0.1: ωΔt ≈ 4 > π. The exact map aliases.
     let dir = tempfile::tempdir().unwrap();
-    let system = System { omega0: 40.0, gamma: 0.0, dt: 0.1 };
+    let system = System::new(40.0, 0.0, 0.1);
     let m = system.oscillator().propagator(0.1);
     let (_, r) =
         save_and_interpret(dir.path(), "alias.safetensors", &two_head_model(m, [0.0, 0.0], gauge(4), 1), &system);
@@ -309,7 +309,7 @@ fn omega_beyond_nyquist_is_reported_not_identifiable() {
     assert!(r.omega_identifiability.statement.contains("not identifiable"), "{}", r.omega_identifiability.statement);
     assert!(render(&r).contains("no map at this Δt can identify ω"));
     // An identifiable one says so.
-    let ok = System { omega0: 2.0, gamma: 0.0, dt: 0.1 };
+    let ok = System::new(2.0, 0.0, 0.1);
     let (_, r) = save_and_interpret(
         dir.path(),
         "ok.safetensors",
@@ -348,7 +348,7 @@ fn truncation_order_across_step_sizes() {
         let mut ckpts = Vec::new();
         let mut files = Vec::new();
         for dt in [0.02, 0.04, 0.08] {
-            let system = System { omega0: 2.0, gamma: 0.0, dt };
+            let system = System::new(2.0, 0.0, dt);
             let m = rule_map(rule, &system.oscillator(), dt).unwrap();
             let path = dir.path().join(format!("{rule}-{dt}.safetensors"));
             checkpoint::save(&path, &two_head_model(m, [0.0, 0.0], gauge(5), 1), &system, &BTreeMap::new()).unwrap();
@@ -362,7 +362,7 @@ fn truncation_order_across_step_sizes() {
         assert!(physlens::interpret::text::render_many(&multi).contains("truncation order"));
     }
     // One Δt only: no fit, and a reason.
-    let system = System { omega0: 2.0, gamma: 0.1, dt: 0.1 };
+    let system = System::new(2.0, 0.1, 0.1);
     let path = dir.path().join("one.safetensors");
     checkpoint::save(
         &path,

@@ -13,7 +13,7 @@ use physlens::physics::rules::rule_map;
 #[test]
 fn interpret_json_has_every_spec_key_and_the_new_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let system = System { omega0: 2.0, gamma: 0.1, dt: 0.1 };
+    let system = System::new(2.0, 0.1, 0.1);
     let m = rule_map("leapfrog", &system.oscillator(), 0.1).unwrap();
     write_like_numpy(
         &dir.path().join("leapfrog.safetensors"),
@@ -62,7 +62,7 @@ fn interpret_json_has_every_spec_key_and_the_new_ones() {
 #[test]
 fn interpret_dump_writes_arrays_patterns_and_probes() {
     let dir = tempfile::tempdir().unwrap();
-    let system = System { omega0: 2.0, gamma: 0.1, dt: 0.1 };
+    let system = System::new(2.0, 0.1, 0.1);
     let (model, _) = two_step_model(system.oscillator().propagator(0.1), [0.0, 0.0], gauge(3), [0.0, 0.0]);
     checkpoint::save(&dir.path().join("two-step.safetensors"), &model, &system, &BTreeMap::new()).unwrap();
     let out = physlens(
@@ -120,7 +120,7 @@ fn interpret_several_models_fits_the_truncation_order() {
     let dir = tempfile::tempdir().unwrap();
     let mut args = vec!["interpret".to_string(), "--json".into(), "--n-valid".into(), "64".into()];
     for dt in [0.02, 0.04, 0.08] {
-        let system = System { omega0: 2.0, gamma: 0.0, dt };
+        let system = System::new(2.0, 0.0, dt);
         let name = format!("euler-{dt}.safetensors");
         let m = rule_map("euler", &system.oscillator(), dt).unwrap();
         checkpoint::save(
@@ -147,7 +147,7 @@ fn interpret_several_models_fits_the_truncation_order() {
 #[test]
 fn interpret_bad_flags_exit_2() {
     let dir = tempfile::tempdir().unwrap();
-    let system = System { omega0: 2.0, gamma: 0.1, dt: 0.1 };
+    let system = System::new(2.0, 0.1, 0.1);
     let m = system.oscillator().propagator(0.1);
     checkpoint::save(
         &dir.path().join("m.safetensors"),

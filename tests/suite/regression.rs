@@ -58,7 +58,7 @@ fn run_records_read_back_exactly_what_they_wrote_and_nulls_as_nan() {
     // Against the values in memory, not only against another file read the same way.
     assert_eq!(map.learned.omega0.to_bits(), summary.cases[0].learned.omega0.to_bits());
     assert_eq!(map.learned.gamma.to_bits(), summary.cases[0].learned.gamma.to_bits());
-    assert_eq!(map.truth.system, physlens::System { omega0: 2.0, gamma: 0.1, dt: 0.1 });
+    assert_eq!(map.truth.system, physlens::System::new(2.0, 0.1, 0.1));
     let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
     // A float that serde_json's default (fast) parser reads back one bit off:
     // the old report showed this entry of a learned map as …316.

@@ -1,6 +1,7 @@
 //! Training, evaluation and the study pipeline end to end, on short schedules.
 
 use physlens::CancelToken;
+use physlens::System;
 use physlens::config::Config;
 use physlens::eval::rollout;
 use physlens::model::checkpoint::{self, AnyModel};
@@ -62,7 +63,7 @@ fn affine_map_of_a_hand_built_model_is_the_map_it_was_built_from() {
 fn rollout_of_the_exact_map_tracks_the_exact_trajectory() {
     let osc = Oscillator { omega0: 2.0, gamma: 0.1 };
     let model = hand_built(osc.propagator(0.1), [0.0, 0.0], [[0.8, -0.2], [0.5, 1.3]]);
-    let r = rollout(&model, &osc, 0.1, &[[1.0, 0.0], [0.1, 0.7], [-0.3, -0.2]], 500);
+    let r = rollout(&model, &System::new(osc.omega0, osc.gamma, 0.1), &[[1.0, 0.0], [0.1, 0.7], [-0.3, -0.2]], 500);
     let summary = r.summary();
     assert_eq!(summary.steps, 500);
     assert!(summary.max_rel_err < 1e-12, "{summary:?}");
@@ -76,7 +77,7 @@ fn rollout_of_euler_drifts_like_euler() {
     let osc = Oscillator { omega0: 2.0, gamma: 0.0 };
     let euler = physlens::physics::rules::rule_map("euler", &osc, 0.1).unwrap();
     let model = hand_built(euler, [0.0, 0.0], mat2::identity());
-    let r = rollout(&model, &osc, 0.1, &[[0.5, 0.0]], 10);
+    let r = rollout(&model, &System::new(osc.omega0, osc.gamma, 0.1), &[[0.5, 0.0]], 10);
     let drift = r.stats[10].median_energy_drift;
     assert!((drift - (1.04f64.powi(10) - 1.0)).abs() < 1e-12, "drift {drift}");
 }
