@@ -10,10 +10,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::interpret::map::MapReport;
-use crate::physics::Oscillator;
-use crate::physics::readout::MARGIN_IDENTIFIABLE;
-use crate::physics::rules::rule_map;
-use crate::util::mat2::{frobenius, sub};
+use crate::physics::readout::{MARGIN_IDENTIFIABLE, RuleVerdict};
 
 /// Whether ω can be read from the map's eigenvalues, in words.
 #[derive(Clone, Debug, Serialize)]
@@ -38,7 +35,7 @@ pub fn omega_identifiability(r: &MapReport) -> OmegaIdentifiability {
         "ω is not identifiable: the eigenvalues are real, so the map does not rotate and has no frequency to read \
          (ω = 0 is reported; ω0 is the overdamped reading ln λ1 · ln λ2 / Δt²)"
             .to_string()
-    } else if r.learned.identifiable {
+    } else if r.learned.omega_identifiable {
         format!("ω is identifiable: ωΔt = {learned:.4} < π")
     } else {
         format!(
@@ -51,7 +48,7 @@ pub fn omega_identifiability(r: &MapReport) -> OmegaIdentifiability {
         let _ = write!(statement, " (the true system has ωΔt = {truth:.4} ≥ π: no map at this Δt can identify ω)");
     }
     OmegaIdentifiability {
-        identifiable: r.learned.identifiable,
+        identifiable: r.learned.omega_identifiable,
         eigenvalues_real: !r.learned.oscillatory,
         omega_dt_learned: learned,
         omega_dt_truth: truth,
@@ -80,44 +77,48 @@ pub struct MarginExplanation {
     /// `‖M − M_exact‖_F`.
     pub error_vs_exact: f64,
     /// The rules within a factor 10 of d₁ (the nearest included): the ones
-    /// this model cannot tell apart at this Δt. One name when identifiable.
+    /// this model cannot tell apart at this Δt. One name when identifiable,
+    /// none when the model runs none of them.
     pub indistinguishable: Vec<String>,
     /// The plain statement.
     pub statement: String,
 }
 
-/// Explains the margin of `r` for `osc` at step `dt`.
-pub fn margin_explanation(r: &MapReport, osc: &Oscillator, dt: f64) -> MarginExplanation {
+/// Explains the margin of `r` at its step: which of the three verdicts of
+/// [`RuleVerdict`] the distances allow, in words that quote them.
+pub fn margin_explanation(r: &MapReport) -> MarginExplanation {
     let first = &r.methods[0];
     let second = r.methods.get(1).unwrap_or(first);
-    let (d1, d2) = (first.distance, second.distance);
-    let rule_separation = match (rule_map(&first.name, osc, dt), rule_map(&second.name, osc, dt)) {
-        (Some(a), Some(b)) => frobenius(&sub(&a, &b)),
-        _ => f64::NAN,
+    let (d1, d2, s) = (first.distance, second.distance, r.rule_separation);
+    let indistinguishable: Vec<String> = match r.rule_verdict {
+        RuleVerdict::Runs => vec![first.name.clone()],
+        RuleVerdict::CannotTellApart => {
+            r.methods.iter().filter(|m| m.distance <= MARGIN_IDENTIFIABLE * d1).map(|m| m.name.clone()).collect()
+        }
+        RuleVerdict::NoneOfThem => Vec::new(),
     };
-    let indistinguishable: Vec<String> = if r.identifiable {
-        vec![first.name.clone()]
-    } else {
-        r.methods.iter().filter(|m| m.distance <= MARGIN_IDENTIFIABLE * d1).map(|m| m.name.clone()).collect()
-    };
-    let statement = if r.identifiable {
-        format!(
-            "runs {}: the runner-up {} is {:.3e} away against {:.3e} (margin d₂/d₁ = {:.1} ≥ 10)",
-            first.name, second.name, d2, d1, r.margin
-        )
-    } else {
-        format!(
-            "cannot tell {} apart at Δt = {dt}: {} and {} differ from each other by only {:.3e} at this step, \
-             while the model is {:.3e} from {} and {:.3e} from the exact map (margin d₂/d₁ = {:.2} < 10)",
+    let dt = r.truth.system.dt;
+    let statement = match r.rule_verdict {
+        RuleVerdict::Runs => format!(
+            "runs {}: the runner-up {} is {d2:.3e} away against {d1:.3e} (margin d₂/d₁ = {:.1} ≥ 10)",
+            first.name, second.name, r.margin
+        ),
+        RuleVerdict::CannotTellApart => format!(
+            "cannot tell {} apart at Δt = {dt}: {} and {} differ from each other by only {s:.3e} at this step, \
+             while the model is {d1:.3e} from {} and {:.3e} from the exact map (margin d₂/d₁ = {:.2} < 10)",
             join_names(&indistinguishable),
             first.name,
             second.name,
-            rule_separation,
-            d1,
             first.name,
             r.error_vs_exact,
             r.margin
-        )
+        ),
+        RuleVerdict::NoneOfThem => format!(
+            "runs none of the candidate rules: the nearest, {}, is {d1:.3e} away, farther than the {s:.3e} that \
+             separates it from the runner-up {} at Δt = {dt}, so the model's own error (‖M − M_exact‖ = {:.3e}) is \
+             too large to tell the rules apart",
+            first.name, second.name, r.error_vs_exact
+        ),
     };
     MarginExplanation {
         nearest: first.name.clone(),
@@ -126,7 +127,7 @@ pub fn margin_explanation(r: &MapReport, osc: &Oscillator, dt: f64) -> MarginExp
         d2,
         margin: r.margin,
         gap_over_error: (d2 - d1) / r.error_vs_exact,
-        rule_separation,
+        rule_separation: s,
         error_vs_exact: r.error_vs_exact,
         indistinguishable,
         statement,

@@ -205,7 +205,7 @@ pub fn interpret_checkpoint(ckpt: &Checkpoint, file: &str, opts: &InterpretOptio
         model: model_info(&ckpt.model, file),
         validation: ValidationInfo { n_states: opts.n_valid, e_max: opts.e_valid_max, seed: opts.seed },
         omega_identifiability: omega_identifiability(&map),
-        margin_explanation: margin_explanation(&map, &osc, dt),
+        margin_explanation: margin_explanation(&map),
         generator: generator(&map.effective_map, dt),
         jacobians,
         one_step,

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::Model;
 use crate::physics::System;
-use crate::physics::readout::{BestFit, RuleDistance, best_fit, ratio_omega0_sq, rule_distances, spectral, verdict};
+use crate::physics::readout::{
+    BestFit, RuleDistance, RuleVerdict, best_fit, ratio_omega0_sq, rule_distances, spectral, verdict,
+};
 use crate::util::mat2::{Complex, Mat2, Vec2, eigenvalues};
 use crate::util::real::Real;
 
@@ -28,9 +30,10 @@ pub struct Learned {
     /// Eigenvalues are complex (the map rotates).
     #[serde(default)]
     pub oscillatory: bool,
-    /// ω is identifiable at this Δt (ωΔt < π).
-    #[serde(default)]
-    pub identifiable: bool,
+    /// ω is identifiable at this Δt (ωΔt < π). Not to be confused with the
+    /// top-level `identifiable`, which is about the update rule.
+    #[serde(default, alias = "identifiable")]
+    pub omega_identifiable: bool,
 }
 
 /// `truth`: the system the model was trained on (from the checkpoint
@@ -97,8 +100,14 @@ pub struct MapReport {
     /// `d₂/d₁`.
     #[serde(deserialize_with = "crate::util::json::nan_if_null")]
     pub margin: f64,
-    /// `margin ≥ 10`.
+    /// `margin ≥ 10`: the nearest rule may be named (see `rule_verdict`).
     pub identifiable: bool,
+    /// What the distances allow one to say: `runs` (margin ≥ 10),
+    /// `cannot_tell_apart` or `none_of_them` (docs/outputs.md#verdict).
+    pub rule_verdict: RuleVerdict,
+    /// `‖M_nearest − M_runner_up‖_F`: how far apart the two nearest rules are.
+    #[serde(deserialize_with = "crate::util::json::nan_if_null")]
+    pub rule_separation: f64,
     /// `‖M − M_exact‖_F`.
     #[serde(deserialize_with = "crate::util::json::nan_if_null")]
     pub error_vs_exact: f64,
@@ -138,7 +147,7 @@ pub fn analyze_map(m: Mat2, c: Vec2, system: &System, map_kind: &str) -> MapRepo
             gamma: s.gamma,
             omega: s.omega,
             oscillatory: s.oscillatory,
-            identifiable: s.identifiable,
+            omega_identifiable: s.identifiable,
         },
         best_fit: fit,
         omega0_sq_ratio: ratio_omega0_sq(&m),
@@ -147,6 +156,8 @@ pub fn analyze_map(m: Mat2, c: Vec2, system: &System, map_kind: &str) -> MapRepo
         nearest_method: v.nearest_method,
         margin: v.margin,
         identifiable: v.identifiable,
+        rule_verdict: v.rule_verdict,
+        rule_separation: v.rule_separation,
         error_vs_exact: v.error_vs_exact,
         exact_map: exact,
         exact_eigenvalues: eigenvalues(&exact),

@@ -5,6 +5,7 @@
 
 use std::fmt::Write as _;
 
+use crate::interpret::explain::margin_explanation;
 use crate::interpret::full::{FullReport, MultiReport};
 use crate::util::mat2::{Complex, Mat2};
 
@@ -112,11 +113,7 @@ pub fn render(r: &FullReport) -> String {
     }
     let _ = writeln!(s, "  error vs exact ‖M − M_exact‖ = {:.3e}", m.error_vs_exact);
     let e = &r.margin_explanation;
-    if m.identifiable {
-        let _ = writeln!(s, "  verdict: {}", e.statement);
-    } else {
-        let _ = writeln!(s, "  verdict: no single rule — {}", e.statement);
-    }
+    let _ = writeln!(s, "  verdict: {}", e.statement);
     if let Some(one) = &r.one_step {
         let o = &one.report;
         let _ = writeln!(s);
@@ -128,9 +125,10 @@ pub fn render(r: &FullReport) -> String {
         let _ = writeln!(s, "  M = {}", fmt_mat(&o.effective_map));
         let _ = writeln!(
             s,
-            "  ω0 = {:.9}, γ = {:.9}; nearest rule {} (margin {:.2}), error vs exact {:.3e}",
-            o.learned.omega0, o.learned.gamma, o.nearest_method, o.margin, o.error_vs_exact
+            "  ω0 = {:.9}, γ = {:.9}, error vs exact {:.3e}",
+            o.learned.omega0, o.learned.gamma, o.error_vs_exact
         );
+        let _ = writeln!(s, "  verdict: {}", margin_explanation(o).statement);
     }
     render_jacobians(&mut s, r);
     render_circuits(&mut s, r);

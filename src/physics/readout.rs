@@ -19,7 +19,7 @@ use std::f64::consts::PI;
 use serde::{Deserialize, Serialize};
 
 use crate::physics::Oscillator;
-use crate::physics::rules::all_rules;
+use crate::physics::rules::{all_rules, rule_map};
 use crate::util::mat2::{Complex, Mat2, det, eigenvalues, frobenius, sub};
 
 /// Relative step of the central finite differences in [`best_fit`]
@@ -45,6 +45,7 @@ pub struct SpectralReadout {
     pub oscillatory: bool,
     /// ω is identifiable: the eigenvalues are complex and the principal branch
     /// of the argument (ωΔt < π) is the one consistent with the map.
+    #[serde(rename = "omega_identifiable")]
     pub identifiable: bool,
 }
 
@@ -147,6 +148,50 @@ pub fn rule_distances(m: &Mat2, osc: &Oscillator, dt: f64) -> Vec<RuleDistance> 
     distances
 }
 
+/// What the rule distances allow one to say (docs/outputs.md#verdict).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleVerdict {
+    /// `margin ≥ 10`: the nearest rule is named.
+    Runs,
+    /// `margin < 10` and `d₁ ≤ s` (`s = ‖M_nearest − M_runner_up‖_F`): the
+    /// map sits among rules it cannot tell apart at this Δt.
+    CannotTellApart,
+    /// `margin < 10` and `d₁ > s`: the map is farther from the nearest rule
+    /// than that rule is from the runner-up, so it runs none of them; its own
+    /// error is too large to tell the rules apart.
+    NoneOfThem,
+}
+
+impl RuleVerdict {
+    /// The name written to JSON (`runs`, `cannot_tell_apart`, `none_of_them`).
+    pub fn name(self) -> &'static str {
+        match self {
+            RuleVerdict::Runs => "runs",
+            RuleVerdict::CannotTellApart => "cannot_tell_apart",
+            RuleVerdict::NoneOfThem => "none_of_them",
+        }
+    }
+
+    /// The call for distances `d₁ ≤ d₂` to the nearest rule and the runner-up,
+    /// which lie `separation` apart.
+    pub fn from_distances(d1: f64, d2: f64, separation: f64) -> RuleVerdict {
+        let margin = margin(d1, d2);
+        if margin >= MARGIN_IDENTIFIABLE {
+            RuleVerdict::Runs
+        } else if d1 <= separation {
+            RuleVerdict::CannotTellApart
+        } else {
+            RuleVerdict::NoneOfThem
+        }
+    }
+}
+
+/// `d₂/d₁`: +∞ when `d₁ = 0 < d₂`, 1 when both are equal (0 included).
+fn margin(d1: f64, d2: f64) -> f64 {
+    if d2 == d1 { 1.0 } else { d2 / d1 }
+}
+
 /// Which rule a map implements, and how sure that is (docs/outputs.md).
 #[derive(Clone, Debug, Serialize)]
 pub struct Verdict {
@@ -156,6 +201,10 @@ pub struct Verdict {
     pub margin: f64,
     /// `margin ≥ 10`.
     pub identifiable: bool,
+    /// What may be said: [`RuleVerdict`].
+    pub rule_verdict: RuleVerdict,
+    /// `‖M_nearest − M_runner_up‖_F` (0 with a single candidate).
+    pub rule_separation: f64,
     /// `‖M − M_exact‖_F`, the map's error against the exact propagator.
     pub error_vs_exact: f64,
 }
@@ -168,15 +217,24 @@ pub struct Verdict {
 pub fn verdict(distances: &[RuleDistance], m: &Mat2, osc: &Oscillator, dt: f64) -> Verdict {
     let nearest = distances.first().expect("at least one rule distance");
     let d1 = nearest.distance;
-    let margin = match distances.get(1) {
-        None => f64::INFINITY,
-        Some(runner_up) if runner_up.distance == d1 => 1.0,
-        Some(runner_up) => runner_up.distance / d1,
+    let (margin, rule_separation, rule_verdict) = match distances.get(1) {
+        None => (f64::INFINITY, 0.0, RuleVerdict::Runs),
+        Some(runner_up) => {
+            let rule = |name: &str| rule_map(name, osc, dt).unwrap_or([[f64::NAN; 2]; 2]);
+            let separation = frobenius(&sub(&rule(&nearest.name), &rule(&runner_up.name)));
+            (
+                margin(d1, runner_up.distance),
+                separation,
+                RuleVerdict::from_distances(d1, runner_up.distance, separation),
+            )
+        }
     };
     Verdict {
         nearest_method: nearest.name.clone(),
         margin,
         identifiable: margin >= MARGIN_IDENTIFIABLE,
+        rule_verdict,
+        rule_separation,
         error_vs_exact: frobenius(&sub(m, &osc.propagator(dt))),
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::physics::readout::MARGIN_IDENTIFIABLE;
+use crate::physics::readout::RuleVerdict;
 use crate::report::data::{CaseData, load_run};
 use crate::report::plot::{render, sci};
 use crate::report::sections::{
@@ -16,6 +16,7 @@ use crate::report::sections::{
     rollouts, training,
 };
 use crate::report::tables::{headline_html, headline_latex, headline_markdown, headline_rows, html_escape, setup_html};
+use crate::run::CaseSummary;
 use crate::util::error::Result;
 use crate::util::io::write_text;
 
@@ -230,26 +231,35 @@ fn svg_width(svg: &str) -> u32 {
     svg.split_once("width=\"").and_then(|(_, rest)| rest.split('"').next()).and_then(|w| w.parse().ok()).unwrap_or(640)
 }
 
+/// The rule verdict of a case in words (docs/outputs.md#verdict).
+fn rule_words(n: &CaseSummary) -> String {
+    let nearest = html_escape(&n.nearest_method);
+    let margin = sci(n.margin, 3);
+    match n.rule_verdict {
+        RuleVerdict::Runs => format!("runs <code>{nearest}</code> (margin {margin} ≥ 10)"),
+        RuleVerdict::CannotTellApart => format!(
+            "nearest rule <code>{nearest}</code>, but the runner-up is within a factor {margin} &lt; 10: it cannot be \
+             told from it at this Δt"
+        ),
+        RuleVerdict::NoneOfThem => format!(
+            "runs none of the candidate rules: the model is farther from the nearest, <code>{nearest}</code>, than \
+             that rule is from the runner-up, so its own error is too large to tell the rules apart"
+        ),
+    }
+}
+
 /// One sentence per case: what it learned and how well it rolls out.
 fn glance(c: &CaseData) -> String {
     let n = &c.numbers;
     let (w, g) = (n.learned.omega0, n.learned.gamma);
     let physics = if w.is_finite() && g.is_finite() {
         format!(
-            "learned ω0 = {} (relative error {}) and γ = {} (absolute error {}); nearest rule <code>{}</code>{}",
+            "learned ω0 = {} (relative error {}) and γ = {} (absolute error {}); {}",
             sci(w, 9),
             sci(((w - n.system.omega0) / n.system.omega0).abs(), 2),
             sci(g, 6),
             sci((g - n.system.gamma).abs(), 2),
-            html_escape(&n.nearest_method),
-            match n.margin {
-                m if m.is_finite() => format!(
-                    " (margin {}, {})",
-                    sci(m, 3),
-                    if m >= MARGIN_IDENTIFIABLE { "identifiable" } else { "not identifiable" }
-                ),
-                _ => String::new(),
-            },
+            rule_words(n),
         )
     } else {
         format!("no single affine map to read ω0 and γ from (context {})", c.config.data.context)

@@ -5,6 +5,7 @@
 //! the page itself are in [`crate::report::build`].
 
 use crate::interpret::map::MapReport;
+use crate::physics::readout::RuleVerdict;
 use crate::report::data::{
     CaseData, SHOWN_TRAJECTORIES, Table, component_errors, distance_table, eigenvalue_table, energies, map_table,
     path_table, select, shown_trajectories,
@@ -96,10 +97,20 @@ pub(crate) fn rollouts(c: &CaseData) -> Result<Entry> {
 /// [`rollouts`], from `trajectories.csv`.
 pub(crate) fn phase(c: &CaseData) -> Result<Entry> {
     let system = &c.config.system;
-    let orbit = if system.gamma == 0.0 {
+    let orbit = if !system.generator.is_exact() {
+        format!(
+            "the reference orbits are those of the {} rule the data were made with, not of the exact flow",
+            system.generator.name()
+        )
+    } else if system.gamma == 0.0 {
         "the exact orbits are closed ellipses (γ = 0 conserves energy)".to_string()
-    } else {
+    } else if system.gamma < system.omega0 {
         format!("the exact orbits spiral inwards (γ = {} dissipates energy)", system.gamma)
+    } else {
+        format!(
+            "the exact orbits fall into the origin without circling it (γ = {} ≥ ω0 = {}: critically or overdamped)",
+            system.gamma, system.omega0
+        )
     };
     let caption = format!(
         "Phase portrait p against x of the same rollouts (dots: starting states): {orbit}; a model that adds or \
@@ -169,7 +180,19 @@ pub(crate) fn component_error(c: &CaseData) -> Result<Entry> {
 pub(crate) fn energy(c: &CaseData) -> Result<Entry> {
     let energy = energies(&c.trajectories, c.config.system.omega0)?;
     let drift = max_abs(&energy.numbers("rel_diff")?);
-    let trend = if c.config.system.gamma == 0.0 { "exactly conserved" } else { "decaying on average as e^(−2γt)" };
+    let system = &c.config.system;
+    let trend = if !system.generator.is_exact() {
+        format!(
+            "the reference follows the {} rule the data were made with, not the exact flow",
+            system.generator.name()
+        )
+    } else if system.gamma == 0.0 {
+        "exactly conserved".into()
+    } else if system.gamma < system.omega0 {
+        "decaying on average as e^(−2γt)".into()
+    } else {
+        "decaying without oscillation (critically or overdamped)".into()
+    };
     let caption = format!(
         "Energy E = ½(p² + ω0² x²) along the rollouts, model against exact ({trend}), and below their difference \
          relative to the starting energy, ΔE/E₀ with ΔE = E_model − E_exact: at most {} here.",
@@ -196,30 +219,48 @@ pub(crate) fn map_figures(c: &CaseData) -> Result<Vec<Entry>> {
     }
 }
 
+/// Largest distance between learned and exact eigenvalues at which the
+/// caption says the learned ones sit on the exact rings (a fraction of a
+/// ring's radius, at the scale of the figure and of its zoom).
+const ON_RINGS: f64 = 1e-3;
+
 /// `eigenvalues`: eigenvalues of the learned map, of the exact propagator and
 /// of every candidate rule on the complex plane, from `interpret.json`.
 pub(crate) fn eigenvalues(c: &CaseData, map: &MapReport) -> Entry {
     let kind = if map.map_kind.is_empty() { "effective map".to_string() } else { map.map_kind.clone() };
-    let gap = map
-        .eigenvalues
-        .iter()
-        .map(|z| map.exact_eigenvalues.iter().map(|e| (e.re - z.re).hypot(e.im - z.im)).fold(f64::INFINITY, f64::min))
-        .fold(0.0, f64::max);
+    let gap = eigenvalue_gap(map);
+    let placement = if gap <= ON_RINGS {
+        format!("sit on the exact e^((−γ ± iω)Δt) (black rings), at most {} apart", sci(gap, 2))
+    } else {
+        format!(
+            "lie off the exact e^((−γ ± iω)Δt) (black rings): up to {} away, more than the {} at which they would \
+             look on them",
+            sci(gap, 2),
+            sci(ON_RINGS, 1)
+        )
+    };
     let caption = format!(
-        "Eigenvalues of the learned map ({kind}; filled orange dots) on the exact e^((−γ ± iω)Δt) (black rings), at \
-         most {} apart, and those of every candidate rule: in the zoom, rules outside the unit circle add \
-         energy (Euler), rules inside remove it (implicit Euler).",
-        sci(gap, 2)
+        "Eigenvalues of the learned map ({kind}; filled orange dots) {placement}, and those of every candidate rule: \
+         in the zoom, rules outside the unit circle add energy (Euler), rules inside remove it (implicit Euler)."
     );
     drawn(c, "eigenvalues", "eigenvalues", Figure::Eigenvalues, eigenvalue_table(map), caption)
 }
 
+/// The largest distance from a learned eigenvalue to the nearest exact one.
+fn eigenvalue_gap(map: &MapReport) -> f64 {
+    map.eigenvalues
+        .iter()
+        .map(|z| map.exact_eigenvalues.iter().map(|e| (e.re - z.re).hypot(e.im - z.im)).fold(f64::INFINITY, f64::min))
+        .fold(0.0, f64::max)
+}
+
 /// `rule_distances`: Frobenius distance from the learned map to each
-/// candidate update rule, and whether the nearest can be named, from
-/// `interpret.json`.
+/// candidate update rule, and what they allow one to say (the record's
+/// `rule_verdict`), from `interpret.json`.
 pub(crate) fn rule_distances(c: &CaseData, map: &MapReport) -> Entry {
-    let verdict = match map.methods.as_slice() {
-        [first, second, ..] if map.identifiable => format!(
+    let (s, dt) = (sci(map.rule_separation, 3), map.truth.system.dt);
+    let verdict = match (map.methods.as_slice(), map.rule_verdict) {
+        ([first, second, ..], RuleVerdict::Runs) => format!(
             "the nearest is {} at {}, and the runner-up {} is {}× farther, beyond the factor 10 (dashed line) \
              needed to name it",
             first.name,
@@ -227,13 +268,21 @@ pub(crate) fn rule_distances(c: &CaseData, map: &MapReport) -> Entry {
             second.name,
             sci(map.margin, 3)
         ),
-        [first, second, ..] => format!(
-            "{} and {} are within a factor {} < 10 of each other, so at Δt = {} the model cannot be said to run \
-             one rather than the other",
-            first.name,
-            second.name,
+        ([first, second, ..], RuleVerdict::CannotTellApart) => format!(
+            "{a} and {b} lie only {s} apart at Δt = {dt}, and the model is {} from {a} and {} from {b} (a factor {} \
+             < 10): it cannot be said to run one rather than the other",
+            sci(first.distance, 3),
+            sci(second.distance, 3),
             sci(map.margin, 3),
-            map.truth.system.dt
+            a = first.name,
+            b = second.name,
+        ),
+        ([first, second, ..], RuleVerdict::NoneOfThem) => format!(
+            "the model runs none of them: the nearest, {a}, is {} away, farther than the {s} between {a} and the \
+             runner-up {b} at Δt = {dt}, so its own error is too large to tell the rules apart",
+            sci(first.distance, 3),
+            a = first.name,
+            b = second.name,
         ),
         _ => "there are fewer than two rules to compare".into(),
     };

@@ -107,6 +107,7 @@ pub fn headline_rows(cases: &[CaseSummary]) -> Vec<Row> {
         row("margin", "margin d₂/d₁ (≥ 10: identifiable)", r"margin $d_2/d_1$ ($\geq 10$: identifiable)", &|c| {
             num(c.margin, 3)
         }),
+        row("rule_verdict", "rule verdict", "rule verdict", &|c| Cell::Code(c.rule_verdict.name().into())),
         row("error_vs_exact", "‖M − M_exact‖ (Frobenius)", r"$\|M - M_\mathrm{exact}\|_F$", &|c| {
             num(c.error_vs_exact, 3)
         }),

@@ -5,14 +5,16 @@
 //! - `interpret.json` is [`crate::interpret::map::MapReport`].
 //!
 //! Floats that were not finite are written as `null` (JSON has no NaN) and
-//! read back as NaN. Keys added after the first version read with a default,
-//! so older folders still load.
+//! read back as NaN. Keys added after the first version read with a default
+//! where one can be honest; the rule verdict (`rule_verdict`) has none, and a
+//! file without it is refused with its name (`physlens eval` remakes it).
 
 use serde::{Deserialize, Serialize};
 
 use crate::eval::RolloutSummary;
 use crate::interpret::map::{Learned, MapReport};
 use crate::physics::System;
+use crate::physics::readout::RuleVerdict;
 use crate::util::json::nan_if_null;
 
 /// One case of `summary.json`.
@@ -38,6 +40,9 @@ pub struct CaseSummary {
     /// `d₂/d₁` of the rule distances.
     #[serde(default = "crate::util::json::nan", deserialize_with = "nan_if_null")]
     pub margin: f64,
+    /// What the distances allow one to say: `runs`, `cannot_tell_apart`
+    /// or `none_of_them`.
+    pub rule_verdict: RuleVerdict,
     /// `‖M − M_exact‖_F`.
     #[serde(default = "crate::util::json::nan", deserialize_with = "nan_if_null")]
     pub error_vs_exact: f64,
@@ -89,6 +94,7 @@ impl CaseSummary {
             learned: r.learned.clone(),
             nearest_method: r.nearest_method.clone(),
             margin: r.margin,
+            rule_verdict: r.rule_verdict,
             error_vs_exact: r.error_vs_exact,
             model: format!("{name}/model.safetensors"),
             train_seconds,

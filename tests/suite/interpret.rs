@@ -156,8 +156,10 @@ fn context3_two_step_rule_shows_jacobians_on_the_right_tokens() {
     assert!(r.map.map_kind.contains("Jacobian"), "{}", r.map.map_kind);
     assert!(dist(&r.map.effective_map, &mat2::scale(&m, 2.0)) <= 1e-9);
     assert!(render(&r).contains("MEAN JACOBIAN"));
-    // 2M is no one-step rule: the verdict must not name one.
+    // 2M is no one-step rule: the verdict must not name one, nor say it is torn between two.
     assert!(!r.map.identifiable);
+    assert_eq!(r.map.rule_verdict, physlens::physics::readout::RuleVerdict::NoneOfThem);
+    assert!(r.margin_explanation.statement.starts_with("runs none"), "{}", r.margin_explanation.statement);
     // Along true trajectories the two-step rule is exact: the one-step fit finds M.
     let one = r.one_step.as_ref().unwrap();
     assert!(dist(&one.report.effective_map, &m) <= 1e-9, "{:?}", one.report.effective_map);

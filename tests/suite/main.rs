@@ -23,3 +23,4 @@ mod report;
 mod rules;
 mod run_folders;
 mod study;
+mod verdicts;

@@ -36,7 +36,7 @@ fn sel(s: &str) -> Selector {
 /// A number as displayed in the HTML text, Markdown or LaTeX: `8.37×10−7`,
 /// `8.37×10⁻⁷`, `$8.37\times10^{-7}$`, `0.100`; with the number of
 /// significant digits shown. `None` for words (`n/a`, rule names).
-fn displayed(text: &str) -> Option<(f64, usize)> {
+pub(crate) fn displayed(text: &str) -> Option<(f64, usize)> {
     let mut s =
         text.trim().replace(['$', '{', '}', '`'], "").replace("\\times", "×").replace('−', "-").replace("×10^", "×10");
     for (i, c) in "⁰¹²³⁴⁵⁶⁷⁸⁹".chars().enumerate() {
@@ -54,7 +54,7 @@ fn displayed(text: &str) -> Option<(f64, usize)> {
 }
 
 /// Whether `text` is `want` rounded to the digits it shows.
-fn shows(text: &str, want: f64) -> bool {
+pub(crate) fn shows(text: &str, want: f64) -> bool {
     let Some((got, sig)) = displayed(text) else { return false };
     if want == 0.0 {
         return got == 0.0;

@@ -13,10 +13,12 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use physlens::config::Config;
+use physlens::interpret::explain::margin_explanation;
 use physlens::interpret::full::InterpretOptions;
 use physlens::interpret::map::MapReport;
+use physlens::physics::readout::RuleVerdict;
 use physlens::run::interpret::{InterpretRequest, OutputRequest, run_interpret};
-use physlens::run::{RunDir, Summary, claim_output, resume_study, run_study};
+use physlens::run::{CaseSummary, RunDir, Summary, claim_output, resume_study, run_study};
 use physlens::train::progress::Progress;
 use physlens::train::{resume as resume_training, train};
 use physlens::util::error::Error;
@@ -287,14 +289,23 @@ fn load_config(path: Option<&Path>, study: bool) -> Result<(Config, String)> {
     Ok((config, name))
 }
 
+/// The rule verdict of a case, short.
+fn rule_words(c: &CaseSummary) -> String {
+    match c.rule_verdict {
+        RuleVerdict::Runs => format!("{} (margin {:.1})", c.nearest_method, c.margin),
+        RuleVerdict::CannotTellApart => format!("{} or the runner-up (margin {:.2} < 10)", c.nearest_method, c.margin),
+        RuleVerdict::NoneOfThem => format!("none: its error is too large (nearest {})", c.nearest_method),
+    }
+}
+
 fn print_summary(summary: &Summary, out: &Path) {
     println!(
-        "{:<10} {:>11} {:>11} {:>13} {:>13} {:>11} {:>11}  nearest rule",
+        "{:<10} {:>11} {:>11} {:>13} {:>13} {:>11} {:>11}  update rule",
         "case", "train MSE", "valid MSE", "rollout rel.", "rollout /‖s₀‖", "ω0 learned", "γ learned"
     );
     for c in &summary.cases {
         println!(
-            "{:<10} {:>11.3e} {:>11.3e} {:>13} {:>13} {:>11.7} {:>11.3e}  {} (margin {:.1})",
+            "{:<10} {:>11.3e} {:>11.3e} {:>13} {:>13} {:>11.7} {:>11.3e}  {}",
             c.name,
             c.train_mse,
             c.valid_mse,
@@ -302,8 +313,7 @@ fn print_summary(summary: &Summary, out: &Path) {
             sci(c.rollout.median_err_vs_initial_final),
             c.learned.omega0,
             c.learned.gamma,
-            c.nearest_method,
-            c.margin
+            rule_words(c)
         );
     }
     println!(
@@ -366,22 +376,14 @@ fn print_map_report(r: &MapReport) {
         "  best fit ω0 = {:.9}, γ = {:.9}, residual {:.2e}",
         r.best_fit.omega0, r.best_fit.gamma, r.best_fit.residual
     );
-    if !r.learned.identifiable {
+    if !r.learned.omega_identifiable {
         println!("  note: ω is not identifiable from the eigenvalues at this Δt (real eigenvalues or ωΔt ≥ π)");
     }
     println!("  distance to each rule (Frobenius):");
     for d in &r.methods {
         println!("    {:<17} {:.3e}", d.name, d.distance);
     }
-    if r.identifiable {
-        println!("  nearest rule: {} (margin d₂/d₁ = {:.1})", r.nearest_method, r.margin);
-    } else {
-        let (a, b) = (&r.methods[0].name, &r.methods[1].name);
-        println!(
-            "  cannot tell {a} from {b} at this Δt: margin d₂/d₁ = {:.2} < 10 (error vs exact {:.2e})",
-            r.margin, r.error_vs_exact
-        );
-    }
+    println!("  verdict: {}", margin_explanation(r).statement);
 }
 
 fn print_report(r: &physlens::report::build::ReportOutcome) {
