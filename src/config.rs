@@ -77,6 +77,11 @@ pub struct TrainConfig {
     pub log_every: u64,
     /// Steps between checkpoints written during training.
     pub checkpoint_every: u64,
+    /// Stop early once the validation MSE has stayed at the dtype's rounding
+    /// floor (`ε² · mean ‖s‖²` of the validation targets) for `floor_patience` steps.
+    pub stop_at_floor: bool,
+    /// Steps the validation MSE must stay at or below the floor before the stop.
+    pub floor_patience: u64,
 }
 
 /// `[eval]`: evaluation after training.
@@ -185,6 +190,8 @@ impl Default for TrainConfig {
             dtype: Dtype::F32,
             log_every: 500,
             checkpoint_every: 5000,
+            stop_at_floor: false,
+            floor_patience: 500,
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::model::Model;
 use crate::model::checkpoint;
 use crate::physics::rules::RULES;
 use crate::run::records::{CaseSummary, Evaluation, Summary};
+use crate::train::state::{STATE_FILE, TrainState};
 use crate::util::error::{Error, Result};
 use crate::util::io::read_json;
 use crate::util::mat2::{Mat2, sub};
@@ -205,7 +206,12 @@ fn lone_case_numbers(dir: &Path) -> Result<CaseSummary> {
     let config = Config::from_file(&dir.join("config.toml"))?;
     let eval: Evaluation = read_json(&dir.join("eval.json"))?;
     let name = dir.canonicalize().ok().and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()));
-    Ok(CaseSummary::new(&name.unwrap_or_else(|| "run".into()), config.system, &eval, f64::NAN))
+    let mut numbers = CaseSummary::new(&name.unwrap_or_else(|| "run".into()), config.system, &eval, f64::NAN);
+    let state = dir.join(STATE_FILE);
+    if state.is_file() {
+        numbers.stopped_at_floor_step = TrainState::<f64>::stopped_at_floor(&state)?;
+    }
+    Ok(numbers)
 }
 
 /// A report is made from one consistent set of files: the headline numbers

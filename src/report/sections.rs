@@ -76,6 +76,14 @@ pub(crate) fn training(c: &CaseData) -> Result<Entry> {
         cfg.data.e_train_max,
         sci(last_valid, 3)
     );
+    let caption = match c.numbers.stopped_at_floor_step {
+        Some(step) => format!(
+            "{caption} Training stopped at the floating-point floor at step {step} of {} (train.stop_at_floor): the \
+             validation MSE had stayed at or below ε²·mean‖s‖² for {} steps.",
+            cfg.train.steps, cfg.train.floor_patience
+        ),
+        None => caption,
+    };
     Ok(drawn(c, "training", "training", Figure::Training, training, caption))
 }
 

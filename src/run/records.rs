@@ -52,6 +52,17 @@ pub struct CaseSummary {
     /// Training wall time in seconds (NaN where unknown, e.g. a lone run folder).
     #[serde(default = "crate::util::json::nan", deserialize_with = "nan_if_null")]
     pub train_seconds: f64,
+    /// Optimizer steps taken (`train.steps`, or fewer after a stop at the
+    /// floor); null where unknown.
+    #[serde(default)]
+    pub train_steps: Option<u64>,
+    /// The step training stopped at the floating-point floor
+    /// (`train.stop_at_floor`); null if it ran to `train.steps`.
+    #[serde(default)]
+    pub stopped_at_floor_step: Option<u64>,
+    /// The rounding floor of the validation MSE, `ε² · mean ‖s‖²` (NaN where unknown).
+    #[serde(default = "crate::util::json::nan", deserialize_with = "nan_if_null")]
+    pub floor_mse: f64,
 }
 
 /// `summary.json`.
@@ -98,6 +109,9 @@ impl CaseSummary {
             error_vs_exact: r.error_vs_exact,
             model: format!("{name}/model.safetensors"),
             train_seconds,
+            train_steps: None,
+            stopped_at_floor_step: None,
+            floor_mse: f64::NAN,
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::run::folder::evaluate_into;
 use crate::run::records::{CaseSummary, Summary};
 use crate::train::progress::Progress;
 use crate::train::state::STATE_FILE;
-use crate::train::{resume as resume_training, train};
+use crate::train::{floor_mse, resume as resume_training, train};
 use crate::util::cancel::CancelToken;
 use crate::util::error::{Error, Result};
 use crate::util::io::{write_json, write_text};
@@ -82,10 +82,20 @@ fn study(
             let resume = resume && dir.join(STATE_FILE).is_file();
             let summary = run_case(c, dir, progress.as_ref(), cancel, resume);
             match &summary {
-                Ok(s) => progress.finish(&format!(
-                    "done in {:.1}s: rollout median rel. err. {:.2e} at step {}",
-                    s.train_seconds, s.rollout.median_rel_err_final, s.rollout.steps
-                )),
+                Ok(s) => {
+                    let stop = match s.stopped_at_floor_step {
+                        Some(step) => format!(
+                            "; training stopped at the floor at step {step} of {} (validation MSE at or below \
+                             ε²·mean‖s‖² = {:.3e} for train.floor_patience = {} steps)",
+                            c.train.steps, s.floor_mse, c.train.floor_patience
+                        ),
+                        None => String::new(),
+                    };
+                    progress.finish(&format!(
+                        "done in {:.1}s: rollout median rel. err. {:.2e} at step {}{stop}",
+                        s.train_seconds, s.rollout.median_rel_err_final, s.rollout.steps
+                    ))
+                }
                 Err(e) => progress.finish(&format!("failed: {e}")),
             }
             summary
@@ -122,5 +132,9 @@ fn run_case_typed<F: Real>(
         if resume { resume_training::<F>(dir, progress, cancel)? } else { train::<F>(config, dir, progress, cancel)? };
     let results = evaluate_into(config, &outcome.model, (&outcome.train, &outcome.valid), dir)?;
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    Ok(CaseSummary::new(&name, config.system, &results.evaluation, outcome.seconds))
+    let mut summary = CaseSummary::new(&name, config.system, &results.evaluation, outcome.seconds);
+    summary.train_steps = Some(outcome.end_step);
+    summary.stopped_at_floor_step = outcome.floor_stop.map(|s| s.step);
+    summary.floor_mse = floor_mse(&outcome.model.cfg, &outcome.valid);
+    Ok(summary)
 }

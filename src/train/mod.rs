@@ -8,4 +8,4 @@ pub mod state;
 pub mod trainer;
 
 pub use crate::kernel::chunks::on_workers;
-pub use trainer::{TrainOutcome, Trainer, resume, train, training_set, validation_set};
+pub use trainer::{FloorStop, TrainOutcome, Trainer, floor_mse, resume, train, training_set, validation_set};

@@ -9,7 +9,8 @@
 //! adam.v      [P]   F32/F64   AdamW second moment
 //! data.order  [N]   U32       batch order of the fixed training set (absent with fresh samples)
 //! __metadata__: format, step, adam_t, data_next, rng_position, elapsed_s,
-//!               window_sum_bits, window_count, first_loss_bits, metrics (the CSV so far)
+//!               window_sum_bits, window_count, first_loss_bits, metrics (the CSV so far),
+//!               floor_since, floor_reached (steps, or empty)
 //! ```
 
 use std::collections::HashMap;
@@ -69,6 +70,10 @@ pub struct TrainState<F> {
     pub first_loss: Option<f64>,
     /// `metrics.csv` up to `step`.
     pub metrics: String,
+    /// First metrics row of the current stretch of rows at the floor.
+    pub floor_since: Option<u64>,
+    /// The step training stopped at the floor (the run is complete).
+    pub floor_reached: Option<u64>,
 }
 
 impl<F: Real> TrainState<F> {
@@ -112,6 +117,8 @@ impl<F: Real> TrainState<F> {
             ("window_count", self.window.1.to_string()),
             ("first_loss_bits", self.first_loss.map_or(String::new(), |l| l.to_bits().to_string())),
             ("metrics", self.metrics.clone()),
+            ("floor_since", self.floor_since.map_or(String::new(), |s| s.to_string())),
+            ("floor_reached", self.floor_reached.map_or(String::new(), |s| s.to_string())),
         ] {
             meta.insert(k.into(), v);
         }
@@ -126,6 +133,19 @@ impl<F: Real> TrainState<F> {
             message: format!("cannot encode the training state: {e}"),
         })?;
         write_atomic(path, &bytes)
+    }
+
+    /// The step a run stopped at the floor, from the metadata of the state
+    /// file at `path` alone (any dtype); `None` if it did not stop there.
+    pub fn stopped_at_floor(path: &Path) -> Result<Option<u64>> {
+        let fail = |message: String| Error::Checkpoint { file: path.into(), message };
+        let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read the training state: {e}")))?;
+        let (_, header) =
+            SafeTensors::read_metadata(&bytes).map_err(|e| fail(format!("not a training state file: {e}")))?;
+        match header.metadata().as_ref().and_then(|m| m.get("floor_reached")).map(String::as_str) {
+            None | Some("") => Ok(None),
+            Some(v) => v.parse().map(Some).map_err(|e| fail(format!("metadata `floor_reached`: {e}"))),
+        }
     }
 
     /// Reads a state written by [`TrainState::save`] with the same dtype.
@@ -172,6 +192,13 @@ impl<F: Real> TrainState<F> {
             Err(_) => DataState::Fresh { rng_position },
         };
         let first = get("first_loss_bits")?;
+        // Absent in states written before the floor stop: no stop.
+        let optional_step = |k: &str| -> Result<Option<u64>> {
+            match meta.get(k).map(String::as_str) {
+                None | Some("") => Ok(None),
+                Some(v) => v.parse().map(Some).map_err(|e| fail(format!("metadata `{k}`: {e}"))),
+            }
+        };
         Ok(TrainState {
             step: num("step")? as u64,
             params,
@@ -183,6 +210,8 @@ impl<F: Real> TrainState<F> {
             window: (f64::from_bits(num("window_sum_bits")? as u64), num("window_count")? as u64),
             first_loss: if first.is_empty() { None } else { Some(f64::from_bits(num("first_loss_bits")? as u64)) },
             metrics: get("metrics")?,
+            floor_since: optional_step("floor_since")?,
+            floor_reached: optional_step("floor_reached")?,
         })
     }
 }

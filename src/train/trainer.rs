@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::data::{Batches, Dataset};
 use crate::kernel::{Batch, Kernel, on_workers};
 use crate::model::checkpoint;
-use crate::model::{Model, mse};
+use crate::model::{Model, ModelConfig, mse};
 use crate::physics::Oscillator;
 use crate::train::optim::{AdamW, AdamWConfig};
 use crate::train::progress::Progress;
@@ -41,6 +41,9 @@ pub struct Trainer<F: Real> {
     pub opt: AdamW<F>,
     /// Steps taken.
     pub step: u64,
+    /// The step at which the validation MSE had stayed at the floor for
+    /// `train.floor_patience` steps (`train.stop_at_floor`): training stops there.
+    pub floor_reached: Option<u64>,
     osc: Oscillator,
     propagator: Mat2,
     source: Source<F>,
@@ -70,6 +73,7 @@ impl<F: Real> Trainer<F> {
             config: config.clone(),
             model,
             step: 0,
+            floor_reached: None,
             osc,
             propagator,
             source,
@@ -77,7 +81,7 @@ impl<F: Real> Trainer<F> {
     }
 
     /// The full state after `self.step` steps, with the loop's bookkeeping.
-    fn snapshot(&self, window: (f64, u64), first_loss: Option<f64>, metrics: String, elapsed: f64) -> TrainState<F> {
+    fn snapshot(&self, log: &LoopLog, elapsed: f64) -> TrainState<F> {
         let data = match &self.source {
             Source::Fixed { batches, .. } => {
                 let (order, next, rng_position) = batches.state();
@@ -93,9 +97,11 @@ impl<F: Real> Trainer<F> {
             adam_t: self.opt.t,
             data,
             elapsed,
-            window,
-            first_loss,
-            metrics,
+            window: log.window,
+            first_loss: log.first_loss,
+            metrics: log.metrics.clone(),
+            floor_since: log.floor_since,
+            floor_reached: self.floor_reached,
         }
     }
 
@@ -131,6 +137,7 @@ impl<F: Real> Trainer<F> {
         trainer.opt.v = state.v;
         trainer.opt.t = state.adam_t;
         trainer.step = state.step;
+        trainer.floor_reached = state.floor_reached;
         Ok(trainer)
     }
 
@@ -138,6 +145,12 @@ impl<F: Real> Trainer<F> {
     pub fn lr(&self) -> f64 {
         let t = &self.config.train;
         t.schedule.lr(self.step, t.steps, t.lr, t.lr_min)
+    }
+
+    /// The step training ends at: `train.steps`, or the step the floor was
+    /// reached at (`train.stop_at_floor`).
+    pub fn end_step(&self) -> u64 {
+        self.floor_reached.unwrap_or(self.config.train.steps)
     }
 
     /// One optimizer step on the next batch; returns the batch loss before
@@ -178,6 +191,63 @@ pub struct TrainOutcome<F: Real> {
     /// The step training started from: 0 for a fresh run, the saved step
     /// for a resumed one (`train.steps` if it had already finished).
     pub start_step: u64,
+    /// The step training ended at: `train.steps`, or the step of a stop at
+    /// the floor.
+    pub end_step: u64,
+    /// The stop at the floating-point floor, if training stopped there.
+    pub floor_stop: Option<FloorStop>,
+}
+
+impl<F: Real> TrainOutcome<F> {
+    /// Whether a resumed run had nothing left to train.
+    pub fn was_complete(&self) -> bool {
+        self.start_step == self.end_step
+    }
+}
+
+/// A stop at the floating-point floor (`train.stop_at_floor`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FloorStop {
+    /// The step training stopped at.
+    pub step: u64,
+    /// The steps of the schedule (`train.steps`).
+    pub steps: u64,
+    /// Validation MSE at the stop.
+    pub valid_mse: f64,
+    /// The floor ([`floor_mse`]).
+    pub floor_mse: f64,
+    /// `train.floor_patience`.
+    pub patience: u64,
+}
+
+impl std::fmt::Display for FloorStop {
+    /// One line: where and why training stopped.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "training stopped at the floor at step {} of {}: the validation MSE ({:.3e}) stayed at or below the \
+             rounding floor ε²·mean‖s‖² = {:.3e} for train.floor_patience = {} steps",
+            self.step, self.steps, self.valid_mse, self.floor_mse, self.patience
+        )
+    }
+}
+
+/// The rounding floor of the validation MSE for the dtype `F`:
+/// `ε² · mean ‖s‖²` over the scored targets of `valid`, with `ε` the
+/// dtype's machine epsilon (2⁻²³ for f32, 2⁻⁵² for f64). A model whose
+/// predictions are each off by one relative rounding unit has this MSE.
+pub fn floor_mse<F: Real>(cfg: &ModelConfig, valid: &Dataset<F>) -> f64 {
+    let scored = cfg.scored_positions();
+    let t = cfg.n_ctx;
+    let (mut total, mut count) = (0.0, 0usize);
+    for (i, y) in valid.targets.chunks_exact(2).enumerate() {
+        if scored.contains(&(i % t)) {
+            total += y[0].f64() * y[0].f64() + y[1].f64() * y[1].f64();
+            count += 1;
+        }
+    }
+    let eps = F::epsilon().f64();
+    eps * eps * total / count.max(1) as f64
 }
 
 /// The fixed training set of a config; with `n_train = 0` (fresh samples
@@ -209,6 +279,7 @@ struct LoopLog {
     first_loss: Option<f64>,
     history: Vec<(u64, f64)>,
     elapsed_before: f64,
+    floor_since: Option<u64>, // first metrics row of the current stretch of rows at the floor
 }
 
 /// Trains from scratch to the end of the schedule, writing into `dir`:
@@ -244,6 +315,7 @@ pub fn resume<F: Real>(dir: &Path, progress: &dyn Progress, cancel: &CancelToken
         first_loss: state.first_loss,
         history: vec![],
         elapsed_before: state.elapsed,
+        floor_since: state.floor_since,
     };
     let trainer = Trainer::<F>::restore(&config, state).map_err(|message| Error::Checkpoint { file: path, message })?;
     on_workers(|| train_loop(trainer, log, dir, progress, cancel))
@@ -259,10 +331,11 @@ fn train_loop<F: Real>(
     let config = trainer.config.clone();
     let t = &config.train;
     let valid = validation_set::<F>(&config);
+    let floor = floor_mse(&trainer.model.cfg, &valid);
     let start = Instant::now();
     let start_step = trainer.step;
     let elapsed = |log: &LoopLog| log.elapsed_before + start.elapsed().as_secs_f64();
-    while trainer.step < t.steps {
+    while trainer.step < trainer.end_step() {
         if cancel.is_cancelled() {
             save_state(&trainer, &log, elapsed(&log), dir)?;
             return Err(Error::Interrupted(format!(
@@ -295,17 +368,31 @@ fn train_loop<F: Real>(
             progress.update(s, train_loss, valid_mse, secs);
             log.history.push((s, train_loss));
             log.window = (0.0, 0);
+            if t.stop_at_floor && trainer.floor_reached.is_none() {
+                log.floor_since = if valid_mse <= floor { log.floor_since.or(Some(s)) } else { None };
+                if s < t.steps && log.floor_since.is_some_and(|since| s - since >= t.floor_patience) {
+                    trainer.floor_reached = Some(s);
+                }
+            }
         }
-        if s.is_multiple_of(t.checkpoint_every) || s == t.steps {
+        if s.is_multiple_of(t.checkpoint_every) || s == trainer.end_step() {
             save_state(&trainer, &log, elapsed(&log), dir)?;
         }
     }
     let seconds = elapsed(&log);
+    let end_step = trainer.end_step();
+    let floor_stop = trainer.floor_reached.map(|step| FloorStop {
+        step,
+        steps: t.steps,
+        valid_mse: mse(&trainer.model, &valid),
+        floor_mse: floor,
+        patience: t.floor_patience,
+    });
     let train = match trainer.source {
         Source::Fixed { data, .. } => data,
         Source::Fresh { .. } => training_set(&config),
     };
-    Ok(TrainOutcome { seconds, model: trainer.model, train, valid, start_step })
+    Ok(TrainOutcome { seconds, model: trainer.model, train, valid, start_step, end_step, floor_stop })
 }
 
 /// Writes `model.safetensors` and `train_state.safetensors` for the current step.
@@ -318,7 +405,7 @@ fn save_state<F: Real>(trainer: &Trainer<F>, log: &LoopLog, elapsed: f64, dir: &
     ];
     let extra = extra.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     checkpoint::save(&dir.join("model.safetensors"), &trainer.model, &trainer.config.system, &extra)?;
-    trainer.snapshot(log.window, log.first_loss, log.metrics.clone(), elapsed).save(&dir.join(STATE_FILE))
+    trainer.snapshot(log, elapsed).save(&dir.join(STATE_FILE))
 }
 
 /// A human-readable account of a divergence with a hint; it names the last

@@ -194,16 +194,23 @@ fn execute(command: Command) -> Result<()> {
             let group = ProgressGroup::new(quiet);
             let progress = group.add("train", config.train.steps);
             let cancel = interrupt::cancel_on_ctrl_c();
-            let (seconds, start_step) = match (config.train.dtype, resume.is_some()) {
+            let (seconds, complete, floor_stop) = match (config.train.dtype, resume.is_some()) {
                 (Dtype::F32, false) => outcome_of(train::<f32>(&config, &out, &progress, &cancel)?),
                 (Dtype::F64, false) => outcome_of(train::<f64>(&config, &out, &progress, &cancel)?),
                 (Dtype::F32, true) => outcome_of(resume_training::<f32>(&out, &progress, &cancel)?),
                 (Dtype::F64, true) => outcome_of(resume_training::<f64>(&out, &progress, &cancel)?),
             };
-            if start_step == config.train.steps {
-                progress.finish(&format!("already complete: step {start_step} of {start_step}, nothing to train"));
-            } else {
-                progress.finish(&format!("trained in {seconds:.1}s"));
+            match (complete, floor_stop) {
+                (true, Some(stop)) => progress.finish(&format!(
+                    "already complete: stopped at the floor at step {} of {}, nothing to train",
+                    stop.step, stop.steps
+                )),
+                (true, None) => {
+                    let steps = config.train.steps;
+                    progress.finish(&format!("already complete: step {steps} of {steps}, nothing to train"));
+                }
+                (false, Some(stop)) => progress.finish(&format!("trained in {seconds:.1}s; {stop}")),
+                (false, None) => progress.finish(&format!("trained in {seconds:.1}s")),
             }
             println!("wrote {}", out.join("model.safetensors").display());
         }
@@ -264,9 +271,9 @@ fn execute(command: Command) -> Result<()> {
     Ok(())
 }
 
-/// Training wall time and the step training started from.
-fn outcome_of<F: physlens::Real>(o: physlens::TrainOutcome<F>) -> (f64, u64) {
-    (o.seconds, o.start_step)
+/// Training wall time, whether the run was already complete, and its stop at the floor.
+fn outcome_of<F: physlens::Real>(o: physlens::TrainOutcome<F>) -> (f64, bool, Option<physlens::train::FloorStop>) {
+    (o.seconds, o.was_complete(), o.floor_stop)
 }
 
 /// The config at `path` (or the defaults) and the name of the run folder;
