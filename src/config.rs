@@ -1,6 +1,8 @@
 //! The typed run configuration (docs/config.md): TOML in, every key defaulted,
 //! unknown keys rejected with the nearest valid key suggested, values checked
-//! with the culprit named.
+//! with the culprit named; [`memory`] refuses what the machine cannot hold.
+
+pub mod memory;
 
 use std::path::Path;
 

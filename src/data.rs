@@ -51,6 +51,10 @@ impl<F: Real> Dataset<F> {
     pub fn refill(&mut self, osc: &Oscillator, step: &Mat2, e_max: f64, n: usize, rng: &mut Rng) {
         self.inputs.clear();
         self.targets.clear();
+        // Exactly the room needed (growing by doubling could hold twice that).
+        let len = n.saturating_mul(self.context).saturating_mul(2);
+        self.inputs.reserve_exact(len);
+        self.targets.reserve_exact(len);
         for _ in 0..n {
             let mut s = sample_state(osc, e_max, rng);
             for _ in 0..self.context {

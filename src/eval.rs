@@ -109,7 +109,8 @@ pub fn rollout<F: Real>(model: &Model<F>, system: &System, starts: &[Vec2], step
     let t = model.cfg.n_ctx;
     let osc = system.oscillator();
     let n = starts.len() + 1;
-    let mut acts = Activations::new(&model.cfg, n);
+    let chunk = Activations::<F>::chunk(&model.cfg, n);
+    let mut acts = Activations::new(&model.cfg, chunk);
     let reference = |s0: &Vec2| -> Vec<Vec2> {
         if system.generator.is_exact() {
             (0..t + steps)
@@ -130,14 +131,23 @@ pub fn rollout<F: Real>(model: &Model<F>, system: &System, starts: &[Vec2], step
     }
     let exact: Vec<Vec<Vec2>> = references[..starts.len()].iter().map(|r| r[t - 1..].to_vec()).collect();
     let given = |w: &[F]| [w[(t - 1) * D_IN].f64(), w[(t - 1) * D_IN + 1].f64()];
-    let mut states: Vec<Vec<Vec2>> = window.chunks_exact(t * D_IN).map(|w| vec![given(w)]).collect();
+    let mut states: Vec<Vec<Vec2>> = window
+        .chunks_exact(t * D_IN)
+        .map(|w| {
+            let mut states = Vec::with_capacity(steps + 1);
+            states.push(given(w));
+            states
+        })
+        .collect();
     for _ in 0..steps {
-        model.forward(&window, &mut acts);
-        for (i, seq) in window.chunks_exact_mut(t * D_IN).enumerate() {
-            let p = &acts.pred[(i * t + t - 1) * D_IN..][..D_IN];
-            seq.copy_within(D_IN.., 0);
-            seq[(t - 1) * D_IN..].copy_from_slice(p);
-            states[i].push([p[0].f64(), p[1].f64()]);
+        for (c, part) in window.chunks_mut(chunk * t * D_IN).enumerate() {
+            model.forward(part, &mut acts);
+            for (i, seq) in part.chunks_exact_mut(t * D_IN).enumerate() {
+                let p = &acts.pred[(i * t + t - 1) * D_IN..][..D_IN];
+                seq.copy_within(D_IN.., 0);
+                seq[(t - 1) * D_IN..].copy_from_slice(p);
+                states[c * chunk + i].push([p[0].f64(), p[1].f64()]);
+            }
         }
     }
     let zero_start = states.pop().expect("the zero-state rollout is last");
@@ -290,18 +300,16 @@ fn csv_number(x: f64) -> String {
     if x.is_finite() { format!("{x:e}") } else { String::new() }
 }
 
-/// Sequences per forward pass in [`error_vs_energy_csv`].
-const CHUNK: usize = 4096;
-
 /// `error_vs_energy.csv`: for every validation sequence, the energy of the
 /// last input state, and the squared and relative error `‖ŝ − s‖/‖s‖` of the
 /// model's prediction of the state after it.
 pub fn error_vs_energy_csv<F: Real>(model: &Model<F>, valid: &Dataset<F>, osc: &Oscillator) -> String {
     let t = model.cfg.n_ctx;
     let w = t * D_IN;
-    let mut acts = Activations::new(&model.cfg, CHUNK.min(valid.len()).max(1));
+    let chunk = Activations::<F>::chunk(&model.cfg, valid.len());
+    let mut acts = Activations::new(&model.cfg, chunk);
     let mut out = String::from("energy,sq_err,rel_err\n");
-    for (inputs, targets) in valid.inputs.chunks(CHUNK * w).zip(valid.targets.chunks(CHUNK * w)) {
+    for (inputs, targets) in valid.inputs.chunks(chunk * w).zip(valid.targets.chunks(chunk * w)) {
         model.forward(inputs, &mut acts);
         for ((seq, target), pred) in inputs.chunks_exact(w).zip(targets.chunks_exact(w)).zip(acts.pred.chunks_exact(w))
         {

@@ -23,9 +23,6 @@ use crate::util::error::{Error, Result};
 use crate::util::io::write_atomic;
 use crate::util::real::{Dtype, Real};
 
-/// Sequences per forward pass.
-const CHUNK: usize = 1024;
-
 /// The `format` metadata value of `activations.safetensors`.
 pub const DUMP_FORMAT: &str = "physlens-activations/1";
 
@@ -93,8 +90,9 @@ pub fn collect_activations<F: Real>(model: &Model<F>, inputs: &[F], names: &[Str
     let batch = inputs.len() / w;
     let mut out: Vec<Collected<F>> =
         names.iter().map(|n| Collected { name: n.clone(), shape: vec![], data: vec![] }).collect();
-    let mut acts = Activations::new(cfg, CHUNK.min(batch.max(1)));
-    for chunk in inputs.chunks(CHUNK * w) {
+    let chunk = Activations::<F>::chunk(cfg, batch);
+    let mut acts = Activations::new(cfg, chunk);
+    for chunk in inputs.chunks(chunk * w) {
         model.forward(chunk, &mut acts);
         for c in &mut out {
             let (data, shape) = acts.get(cfg, &c.name).expect("names resolved above");

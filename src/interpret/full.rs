@@ -13,6 +13,8 @@
 //! (`s' = M s + c`); `D×D` circuit matrices are in the model's row convention
 //! (see [`crate::model::circuits`]).
 
+use std::path::Path;
+
 use serde::Serialize;
 
 use crate::data::Dataset;
@@ -23,13 +25,14 @@ use crate::interpret::map::{MapReport, analyze_map, interpret_with_jacobians};
 use crate::interpret::order::{OrderFit, OrderPoint, fit_order};
 use crate::interpret::patterns::{TrajectoryPatterns, trajectory_patterns};
 use crate::interpret::probe::{DEFAULT_LAMBDA, ProbeResult, default_probe_names, probe_table};
-use crate::model::ModelConfig;
 use crate::model::checkpoint::{AnyModel, Checkpoint};
+use crate::model::{Activations, D_IN, ModelConfig, Scratch, chunk_sequences};
 use crate::physics::System;
 use crate::physics::generator::{Generator, generator};
-use crate::util::error::Result;
+use crate::util::error::{Error, Result};
 use crate::util::mat2::Vec2;
-use crate::util::real::Real;
+use crate::util::memory::{Available, Bytes, Estimate};
+use crate::util::real::{Dtype, Real};
 use crate::util::rng::{Rng, Stream};
 
 /// Settings of [`interpret_checkpoint`]; the defaults are those of the config (docs/config.md).
@@ -50,10 +53,13 @@ pub struct InterpretOptions {
     pub ridge_lambda: f64,
 }
 
+/// [`InterpretOptions::n_valid`] by default.
+pub const DEFAULT_N_VALID: usize = 4096;
+
 impl Default for InterpretOptions {
     fn default() -> Self {
         InterpretOptions {
-            n_valid: 4096,
+            n_valid: DEFAULT_N_VALID,
             e_valid_max: 4.0,
             seed: 0,
             probe_names: None,
@@ -153,6 +159,82 @@ pub fn validation_inputs<F: Real>(system: &System, n_ctx: usize, opts: &Interpre
     let osc = system.oscillator();
     let mut rng = Rng::new(opts.seed, Stream::Valid);
     Dataset::<F>::generate(&osc, &system.data_step(), opts.e_valid_max, opts.n_valid, n_ctx, &mut rng).inputs
+}
+
+/// The memory interpreting a model of `cfg` stored in `dtype` needs at its
+/// peak with `opts`, dumping the activations `dump` (names already resolved,
+/// empty for none): the f64 model, the validation states, their Jacobians,
+/// the probe features, the attention patterns, the dumps.
+pub fn memory_estimate(cfg: &ModelConfig, dtype: Dtype, opts: &InterpretOptions, dump: &[String]) -> Estimate {
+    let (n, t) = (opts.n_valid, cfg.n_ctx);
+    let (l, h) = (cfg.n_layers, cfg.n_heads);
+    let chunk = chunk_sequences(cfg, n, 8);
+    let per_sequence = |name: &String| Activations::<f64>::shape(cfg, name, 1).map_or(0, |s| s.iter().product());
+    let probe_names = opts.probe_names.clone().unwrap_or_else(|| default_probe_names(cfg));
+    // A probe keeps one row per state of the activation at the last position.
+    let probe_width: usize = probe_names.iter().map(|name| per_sequence(name) / t.max(1)).sum();
+    let widest = probe_names.iter().map(|name| per_sequence(name) / t.max(1)).max().unwrap_or(0);
+    let mut e = Estimate::default();
+    e.add("the model and its f64 copy", cfg.parameter_bytes(dtype.size()) + cfg.parameter_bytes(8));
+    e.add("the validation states", Bytes::of_values(&[n, t, 2 * D_IN], 8));
+    e.add("their Jacobians", Bytes::of_values(&[n, t, D_IN * D_IN + D_IN], 8) + Bytes::of_values(&[n, 16], 8));
+    e.add(
+        "a forward and backward pass",
+        Activations::<f64>::bytes(cfg, chunk, 8) + Scratch::<f64>::bytes(cfg, chunk, 8),
+    );
+    e.add(
+        "the probes",
+        Bytes::of_values(&[n, probe_width], 8)
+            + Bytes::of_values(&[n, widest], 8)
+            + Bytes::of_values(&[widest, widest], 8)
+            + Bytes::of_values(&[n, PROBE_TARGETS], 8),
+    );
+    // Each weight of each row: the f64, its JSON and its text.
+    e.add("the attention patterns", Bytes::of_values(&[l, h, t, t, 64], 1) + Activations::<f64>::bytes(cfg, 1, 8));
+    if !dump.is_empty() {
+        let values: usize = dump.iter().map(per_sequence).fold(t * D_IN, usize::saturating_add);
+        // Gathered, then encoded into the file's bytes.
+        e.add("the dumped activations", Bytes::of_values(&[n, values, 2], dtype.size()));
+    }
+    e.add("the program itself", Bytes(8 << 20));
+    e
+}
+
+/// Targets a probe is fitted to (`x`, `p`, energy and the rule intermediates), at most.
+const PROBE_TARGETS: usize = 32;
+
+/// Refuses to interpret `ckpt` (read from `file`) with `opts` when it needs
+/// more memory than `available`.
+///
+/// # Errors
+/// [`Error::Option`] `n_valid` when the validation states are what needs
+/// the memory; [`Error::Checkpoint`] naming `n_ctx` of the `model` metadata
+/// when the checkpoint's context is.
+pub fn check_memory(
+    ckpt: &Checkpoint,
+    file: &Path,
+    opts: &InterpretOptions,
+    dump: &[String],
+    available: &Available,
+) -> Result<()> {
+    let (cfg, dtype) = (ckpt.model.cfg(), ckpt.model.dtype());
+    let estimate = memory_estimate(cfg, dtype, opts, dump);
+    let fewer_states = InterpretOptions { n_valid: opts.n_valid.min(DEFAULT_N_VALID), ..opts.clone() };
+    let shorter = ModelConfig { n_ctx: 1, ..cfg.clone() };
+    let context_matters =
+        memory_estimate(&shorter, dtype, opts, dump).total() < memory_estimate(cfg, dtype, &fewer_states, dump).total();
+    let advice = if context_matters {
+        "The checkpoint's context n_ctx is more than this machine can interpret"
+    } else {
+        "Use fewer validation states"
+    };
+    let Some(message) = estimate.refusal("interpreting the model", available, advice) else { return Ok(()) };
+    Err(if context_matters {
+        let message = format!("`model` metadata: n_ctx = {}: {message}", cfg.n_ctx);
+        Error::Checkpoint { file: file.into(), message }
+    } else {
+        Error::Option { name: "n_valid".into(), message: format!("{}: {message}", opts.n_valid) }
+    })
 }
 
 /// Interprets one checkpoint read from `file` (the name is only reported).

@@ -30,9 +30,6 @@ use crate::model::{Activations, D_IN, Model, Scratch};
 use crate::util::mat2::{Mat2, Vec2};
 use crate::util::real::{Dtype, Real};
 
-/// Sequences per forward/backward pass.
-const CHUNK: usize = 1024;
-
 /// The Jacobians of the last prediction for a batch of sequences, and the
 /// predictions themselves.
 #[derive(Clone, Debug, PartialEq)]
@@ -72,7 +69,7 @@ pub fn last_prediction_jacobians<F: Real>(model: &Model<F>, inputs: &[F]) -> Jac
     let (t, w) = (cfg.n_ctx, cfg.n_ctx * D_IN);
     assert_eq!(inputs.len() % w, 0, "inputs are not a whole number of sequences");
     let batch = inputs.len() / w;
-    let cap = CHUNK.min(batch.max(1));
+    let cap = Activations::<F>::chunk(cfg, batch);
     let mut acts = Activations::new(cfg, cap);
     let mut scratch = Scratch::new(cfg, cap);
     let mut grads = vec![F::zero(); model.layout.len];

@@ -17,9 +17,6 @@ use crate::physics::Oscillator;
 use crate::util::mat2::Vec2;
 use crate::util::real::Real;
 
-/// Sequences per forward pass.
-const CHUNK: usize = 1024;
-
 /// One query row of one head's pattern on the trajectory.
 #[derive(Clone, Debug, Serialize)]
 pub struct PatternRow {
@@ -138,8 +135,9 @@ pub fn validation_last_query_stats<F: Real>(model: &Model<F>, inputs: &[F]) -> V
     let w = t * D_IN;
     let batch = inputs.len() / w;
     let mut sums = vec![(0.0, 0.0); cfg.n_layers * hn];
-    let mut acts = Activations::new(cfg, CHUNK.min(batch.max(1)));
-    for chunk in inputs.chunks(CHUNK * w) {
+    let chunk = Activations::<F>::chunk(cfg, batch);
+    let mut acts = Activations::new(cfg, chunk);
+    for chunk in inputs.chunks(chunk * w) {
         model.forward(chunk, &mut acts);
         for (l, block) in acts.blocks.iter().enumerate() {
             for b in 0..acts.batch {

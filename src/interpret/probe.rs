@@ -42,9 +42,6 @@ pub const DEFAULT_LAMBDA: f64 = 1e-8;
 /// Fraction of the states used to fit; the rest score the probe.
 pub const TRAIN_FRACTION: f64 = 0.75;
 
-/// Sequences per forward pass when collecting features.
-const CHUNK: usize = 1024;
-
 /// A fitted ridge regression `y ≈ w · (x − mean)/scale + intercept`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Ridge {
@@ -265,8 +262,9 @@ pub fn probe_table<F: Real>(
     let last: Vec<Vec2> = (0..batch).map(|b| [inputs[(b * w) + w - 2].f64(), inputs[(b * w) + w - 1].f64()]).collect();
     let targets = rule_targets(osc, dt, &last);
     let mut features: Vec<(Vec<f64>, usize)> = vec![(Vec::new(), 0); names.len()];
-    let mut acts = Activations::new(cfg, CHUNK.min(batch.max(1)));
-    for chunk in inputs.chunks(CHUNK * w) {
+    let chunk = Activations::<F>::chunk(cfg, batch);
+    let mut acts = Activations::new(cfg, chunk);
+    for chunk in inputs.chunks(chunk * w) {
         model.forward(chunk, &mut acts);
         for (slot, name) in features.iter_mut().zip(names) {
             let (rows, p) = last_position_features(&acts, cfg, name).expect("name checked above");

@@ -32,7 +32,8 @@ use std::ops::Range;
 
 use crate::kernel::chunks::{Batch, CHUNK, ChunkOutput, run_chunks};
 use crate::kernel::lanes::{LANES, Lane, Ops, Simd, lane_dispatch, sum_lanes};
-use crate::model::{D_IN, Layout, Model};
+use crate::model::{D_IN, Layout, Model, ModelConfig};
+use crate::util::memory::Bytes;
 use crate::util::real::Real;
 
 /// Per-chunk work buffers.
@@ -45,6 +46,18 @@ struct Work<F> {
     dv: Vec<Lane<F>>,  // [H·K]      gradient w.r.t. one layer's values
     grad: Vec<F>,      // [P]        this chunk's gradient
     loss: f64,         //            this chunk's sum of squared errors
+}
+
+/// Bytes of [`Ctx1Kernel::new`] for `batch` samples of `cfg` at `size` bytes
+/// per value (saturating): per chunk, the [`Work`] buffers.
+pub(crate) fn bytes(cfg: &ModelConfig, batch: usize, size: usize) -> Bytes {
+    let (d, hk, l) = (cfg.d_model, cfg.n_heads * cfg.d_head, cfg.n_layers);
+    let p = cfg.parameter_bytes(size);
+    let lanes = Bytes::of_values(&[LANES], size) * (l.saturating_add(1).saturating_mul(d)) // r
+        + Bytes::of_values(&[LANES, l, hk], size) // v
+        + Bytes::of_values(&[LANES], size) * d.saturating_add(hk); // dr, dv
+    let work = p * LANES + p + lanes; // acc, grad, activations
+    work * batch.div_ceil(CHUNK).max(1)
 }
 
 /// The fused context-1 kernel with its buffers for one batch size.

@@ -23,7 +23,8 @@ pub(crate) use lanes::Simd;
 use ctx1::Ctx1Kernel;
 use seq::SeqKernel;
 
-use crate::model::Model;
+use crate::model::{Model, ModelConfig};
+use crate::util::memory::Bytes;
 use crate::util::real::Real;
 
 /// The training step's loss-and-gradient kernel: the fused context-1 path,
@@ -34,6 +35,12 @@ pub enum Kernel<F> {
     Ctx1(Ctx1Kernel<F>),
     /// `n_ctx > 1`.
     Seq(SeqKernel<F>),
+}
+
+/// Bytes a kernel for batches of `batch` sequences of `cfg` allocates, at
+/// `size` bytes per value (saturating; nothing is allocated to find out).
+pub(crate) fn bytes(cfg: &ModelConfig, batch: usize, size: usize) -> Bytes {
+    if cfg.n_ctx == 1 { ctx1::bytes(cfg, batch, size) } else { seq::bytes(cfg, batch, size) }
 }
 
 impl<F: Real> Kernel<F> {

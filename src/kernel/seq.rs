@@ -17,7 +17,8 @@ use std::ops::Range;
 use crate::kernel::chunks::{Batch, ChunkOutput, run_chunks};
 use crate::kernel::lanes::{LANES, Lane, Ops, Simd, lane_dispatch, sum_lanes};
 use crate::kernel::pack::{Packed, PackedLayer, project};
-use crate::model::{D_IN, Model};
+use crate::model::{D_IN, Model, ModelConfig};
+use crate::util::memory::Bytes;
 use crate::util::real::Real;
 
 /// Sequences per parallel work item (fixed, so results do not depend on threads).
@@ -48,6 +49,20 @@ impl<F> ChunkOutput<F> for Work<F> {
     fn loss(&self) -> f64 {
         self.loss
     }
+}
+
+/// Bytes of [`SeqKernel::new`] for `batch` sequences of `cfg` at `size` bytes
+/// per value (saturating): the packed projections, and per chunk the
+/// [`Work`] buffers (the activations of `LANES` sequences kept for backward).
+pub(crate) fn bytes(cfg: &ModelConfig, batch: usize, size: usize) -> Bytes {
+    let (t, d, h, l) = (cfg.n_ctx, cfg.d_model, cfg.n_heads, cfg.n_layers);
+    let hk = h.saturating_mul(cfg.d_head);
+    let lane = |dims: &[usize]| Bytes::of_values(&[&[LANES], dims].concat(), size);
+    let kept = lane(&[l.saturating_add(1), t, d]) + lane(&[l, t, 4, hk]) + lane(&[l, h, t, t]); // r, qkv and z, pattern
+    let reused = lane(&[t, d]) + lane(&[t, 4, hk]) + lane(&[t, t]) + lane(&[t, 3 * D_IN]); // dr, dqkv and dz, ds, dp s y
+    let p = cfg.parameter_bytes(size);
+    let packed = Bytes::of_values(&[l, 8, d, hk], size);
+    packed + (p * LANES + p + kept + reused) * batch.div_ceil(CHUNK_SEQ).max(1)
 }
 
 /// The lane kernel for context-T models with its buffers for one batch size.

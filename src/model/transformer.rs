@@ -22,6 +22,7 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
+use crate::util::memory::Bytes;
 use crate::util::real::Real;
 use crate::util::rng::Rng;
 
@@ -87,6 +88,15 @@ impl ModelConfig {
     /// causal mask, only the last one without it (docs/physics.md).
     pub fn scored_positions(&self) -> Range<usize> {
         if self.causal { 0..self.n_ctx } else { self.n_ctx - 1..self.n_ctx }
+    }
+
+    /// Bytes of the parameters at `size` bytes per value, without building a
+    /// [`Layout`] (saturating: safe for any dimensions).
+    pub fn parameter_bytes(&self, size: usize) -> Bytes {
+        let (d, h, k) = (self.d_model, self.n_heads, self.d_head);
+        let io = Bytes::of_values(&[2 * D_IN + 1, d], size) + Bytes::of_values(&[D_IN], size);
+        let pos = if self.positional { Bytes::of_values(&[self.n_ctx, d], size) } else { Bytes::ZERO };
+        io + pos + Bytes::of_values(&[self.n_layers, 4, h, d, k], size)
     }
 }
 
@@ -236,6 +246,11 @@ impl<F: Real> Model<F> {
 
 // ---------------------------------------------------------------- activations
 
+/// The activations one forward pass over many sequences (evaluation,
+/// interpretation) may hold at once; the sequences go through in chunks of
+/// [`Activations::chunk`], so a large validation set needs no more.
+pub const CHUNK_BYTES: Bytes = Bytes(64 << 20);
+
 /// Every intermediate of one forward pass, for a batch of up to `capacity`
 /// sequences. Field names match the cache names of [`Activations::get`].
 #[derive(Clone, Debug)]
@@ -294,6 +309,21 @@ impl<F: Real> Activations<F> {
         }
     }
 
+    /// Bytes of [`Activations::new`] for `capacity` sequences at `size` bytes
+    /// per value (saturating).
+    pub fn bytes(cfg: &ModelConfig, capacity: usize, size: usize) -> Bytes {
+        let (d, h, k, t, l) = (cfg.d_model, cfg.n_heads, cfg.d_head, cfg.n_ctx, cfg.n_layers);
+        let values = |dims: &[usize]| Bytes::of_values(&[&[capacity, t], dims].concat(), size);
+        let block = values(&[4, h, k]) + values(&[2, h, t]) + values(&[h, d]); // q k v z, scores pattern, result
+        values(&[l + 2, d]) + block * l + values(&[D_IN]) // embed and resid, blocks, pred
+    }
+
+    /// Sequences per forward pass when going through `n` of them: as many as
+    /// fit in [`CHUNK_BYTES`] of activations, at least 1, at most `n`.
+    pub fn chunk(cfg: &ModelConfig, n: usize) -> usize {
+        chunk_sequences(cfg, n, size_of::<F>())
+    }
+
     /// Sequences the buffers can hold.
     pub fn capacity(&self, cfg: &ModelConfig) -> usize {
         self.pred.len() / (cfg.n_ctx * D_IN)
@@ -316,34 +346,55 @@ impl<F: Real> Activations<F> {
     /// The activation called `name` (see [`Activations::names`]) for the last
     /// forward pass, with its shape.
     pub fn get(&self, cfg: &ModelConfig, name: &str) -> Option<(&[F], Vec<usize>)> {
-        let (b, t, d, h, k) = (self.batch, cfg.n_ctx, cfg.d_model, cfg.n_heads, cfg.d_head);
+        let shape = Self::shape(cfg, name, self.batch)?;
+        let buf = match name {
+            "embed" => &self.embed,
+            "pred" => &self.pred,
+            _ => {
+                let (l, what) = name.strip_prefix("blocks.")?.split_once('.')?;
+                let l: usize = l.parse().ok()?;
+                let a = &self.blocks[l];
+                match what {
+                    "resid_pre" => &self.resid[l],
+                    "resid_post" => &self.resid[l + 1],
+                    "attn.q" => &a.q,
+                    "attn.k" => &a.k,
+                    "attn.v" => &a.v,
+                    "attn.scores" => &a.scores,
+                    "attn.pattern" => &a.pattern,
+                    "attn.z" => &a.z,
+                    _ => &a.result,
+                }
+            }
+        };
+        Some((&buf[..shape.iter().product()], shape))
+    }
+
+    /// The shape of the activation called `name` (see [`Activations::names`])
+    /// for `batch` sequences; `None` for a name the model does not have.
+    pub fn shape(cfg: &ModelConfig, name: &str, batch: usize) -> Option<Vec<usize>> {
+        let (b, t, d, h, k) = (batch, cfg.n_ctx, cfg.d_model, cfg.n_heads, cfg.d_head);
         match name {
-            "embed" => return cut(&self.embed, vec![b, t, d]),
-            "pred" => return cut(&self.pred, vec![b, t, D_IN]),
+            "embed" => return Some(vec![b, t, d]),
+            "pred" => return Some(vec![b, t, D_IN]),
             _ => {}
         }
-        let rest = name.strip_prefix("blocks.")?;
-        let (l, what) = rest.split_once('.')?;
-        let l: usize = l.parse().ok().filter(|&l| l < cfg.n_layers)?;
-        let a = &self.blocks[l];
+        let (l, what) = name.strip_prefix("blocks.")?.split_once('.')?;
+        l.parse().ok().filter(|&l: &usize| l < cfg.n_layers)?;
         match what {
-            "resid_pre" => cut(&self.resid[l], vec![b, t, d]),
-            "resid_post" => cut(&self.resid[l + 1], vec![b, t, d]),
-            "attn.q" => cut(&a.q, vec![b, t, h, k]),
-            "attn.k" => cut(&a.k, vec![b, t, h, k]),
-            "attn.v" => cut(&a.v, vec![b, t, h, k]),
-            "attn.scores" => cut(&a.scores, vec![b, h, t, t]),
-            "attn.pattern" => cut(&a.pattern, vec![b, h, t, t]),
-            "attn.z" => cut(&a.z, vec![b, t, h, k]),
-            "attn.result" => cut(&a.result, vec![b, t, h, d]),
+            "resid_pre" | "resid_post" => Some(vec![b, t, d]),
+            "attn.q" | "attn.k" | "attn.v" | "attn.z" => Some(vec![b, t, h, k]),
+            "attn.scores" | "attn.pattern" => Some(vec![b, h, t, t]),
+            "attn.result" => Some(vec![b, t, h, d]),
             _ => None,
         }
     }
 }
 
-/// The first `shape.iter().product()` entries of `buf`, with the shape.
-fn cut<F>(buf: &[F], shape: Vec<usize>) -> Option<(&[F], Vec<usize>)> {
-    Some((&buf[..shape.iter().product()], shape))
+/// [`Activations::chunk`] at `size` bytes per value.
+pub fn chunk_sequences(cfg: &ModelConfig, n: usize, size: usize) -> usize {
+    let per_sequence = Activations::<f32>::bytes(cfg, 1, size).get().max(1);
+    usize::try_from(CHUNK_BYTES.get() / per_sequence).unwrap_or(usize::MAX).clamp(1, n.max(1))
 }
 
 // ---------------------------------------------------------------- forward
@@ -514,17 +565,15 @@ pub fn mse_loss<F: Real>(cfg: &ModelConfig, pred: &[F], target: &[F], d_pred: &m
     total / count as f64
 }
 
-/// Sequences per forward pass when evaluating a large set.
-const EVAL_CHUNK: usize = 4096;
-
 /// Mean over scored tokens of `‖ŝ − s‖²` on `data` (the training loss, docs/physics.md).
 pub fn mse<F: Real>(model: &Model<F>, data: &Dataset<F>) -> f64 {
     let cfg = &model.cfg;
     let w = cfg.n_ctx * D_IN;
-    let mut acts = Activations::new(cfg, EVAL_CHUNK.min(data.len()));
+    let chunk = Activations::<F>::chunk(cfg, data.len());
+    let mut acts = Activations::new(cfg, chunk);
     let scored = cfg.scored_positions();
     let mut total = 0.0;
-    for (inputs, targets) in data.inputs.chunks(EVAL_CHUNK * w).zip(data.targets.chunks(EVAL_CHUNK * w)) {
+    for (inputs, targets) in data.inputs.chunks(chunk * w).zip(data.targets.chunks(chunk * w)) {
         model.forward(inputs, &mut acts);
         for (i, (p, y)) in acts.pred.chunks_exact(D_IN).zip(targets.chunks_exact(D_IN)).enumerate() {
             if scored.contains(&(i % cfg.n_ctx)) {
@@ -551,6 +600,13 @@ pub struct Scratch<F> {
 }
 
 impl<F: Real> Scratch<F> {
+    /// Bytes of [`Scratch::new`] for `capacity` sequences at `size` bytes per value (saturating).
+    pub fn bytes(cfg: &ModelConfig, capacity: usize, size: usize) -> Bytes {
+        let per_token = [D_IN, cfg.d_model, cfg.n_heads * cfg.d_head * 4];
+        per_token.iter().map(|&w| Bytes::of_values(&[capacity, cfg.n_ctx, w], size)).sum::<Bytes>()
+            + Bytes::of_values(&[cfg.n_ctx], size)
+    }
+
     /// Buffers for up to `capacity` sequences.
     pub fn new(cfg: &ModelConfig, capacity: usize) -> Self {
         let n = capacity * cfg.n_ctx;

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
+use crate::config::memory::Workload;
 use crate::data::Dataset;
 use crate::eval::Rollout;
 use crate::interpret::patterns::patterns_csv;
@@ -33,7 +34,17 @@ impl RunDir {
     /// Opens a folder written by `physlens train` (or one case of `physlens run`).
     pub fn open(dir: &Path) -> Result<RunDir> {
         let config = Self::config_of(dir)?;
-        let model = checkpoint::load(&dir.join("model.safetensors"))?.model;
+        let file = dir.join("model.safetensors");
+        let model = checkpoint::load(&file)?.model;
+        if *model.cfg() != config.model_config() {
+            let message = format!(
+                "its `model` metadata {:?} is not the architecture of the folder's config.toml {:?} ([model] and \
+                 data.context); the folder mixes two runs",
+                model.cfg(),
+                config.model_config()
+            );
+            return Err(Error::Checkpoint { file, message });
+        }
         Ok(RunDir { dir: dir.into(), config, model })
     }
 
@@ -54,7 +65,13 @@ impl RunDir {
 
     /// Evaluates the model (rollouts of `eval.rollout_steps`) and writes the
     /// evaluation files ([`write_results`]).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the evaluation needs more memory than the
+    /// machine has (nothing computed or written); [`Error::Io`] if a file
+    /// cannot be written.
     pub fn evaluate(&self) -> Result<CaseResults> {
+        self.config.check_memory(Workload::Evaluate, &self.config_file())?;
         fn typed<F: Real>(run: &RunDir, model: &Model<F>) -> Result<CaseResults> {
             let sets = (&training_set(&run.config), &validation_set(&run.config));
             evaluate_into(&run.config, model, sets, &run.dir)
@@ -71,11 +88,23 @@ impl RunDir {
     ///
     /// # Errors
     /// [`Error::Option`] `steps` for 0 steps (nothing to roll out, nothing
-    /// written); [`Error::Io`] if a file cannot be written.
+    /// written), or for more steps than the machine has memory for;
+    /// [`Error::Config`] when `eval.n_rollouts` is what needs too much
+    /// memory; [`Error::Io`] if a file cannot be written.
     pub fn rollout(&self, steps: usize) -> Result<(Rollout, [PathBuf; 2])> {
         if steps == 0 {
             let message = "must be at least 1 (the number of autoregressive steps to roll out)".into();
             return Err(Error::Option { name: "steps".into(), message });
+        }
+        match self.config.check_memory(Workload::Rollout { steps }, &self.config_file()) {
+            Err(Error::Config { key, message, .. }) if key == "eval.rollout_steps" => {
+                let message = message.split(" Lower `").next().unwrap_or_default();
+                return Err(Error::Option {
+                    name: "steps".into(),
+                    message: format!("{steps}: {message} Roll out fewer steps"),
+                });
+            }
+            other => other?,
         }
         let rollout = match &self.model {
             AnyModel::F32(m) => rollout_of(&self.config, m, steps),
@@ -85,6 +114,11 @@ impl RunDir {
         write_text(&files[0], &rollout.stats_csv())?;
         write_text(&files[1], &rollout.trajectories_csv(SAVED_TRAJECTORIES, self.config.system.dt))?;
         Ok((rollout, files))
+    }
+
+    /// `config.toml` of the folder, as errors name it.
+    fn config_file(&self) -> String {
+        self.dir.join("config.toml").display().to_string()
     }
 }
 

@@ -53,14 +53,17 @@ pub struct OutputRequest {
 /// name), [`crate::util::error::Error::Io`] when writing fails.
 pub fn run_interpret(req: &InterpretRequest) -> Result<String> {
     let ckpts = req.models.iter().map(|p| crate::model::checkpoint::load(p)).collect::<Result<Vec<_>>>()?;
-    if let Some(out) = req.out.as_ref().filter(|o| !o.dump.is_empty()) {
-        // Refuse unknown names before anything is written.
-        for ckpt in &ckpts {
-            crate::interpret::dump::resolve_names(
+    // Refuse unknown names, and work the machine cannot hold, before anything is computed or written.
+    let available = crate::util::memory::available();
+    for (ckpt, path) in ckpts.iter().zip(&req.models) {
+        let dump = match req.out.as_ref().filter(|o| !o.dump.is_empty()) {
+            Some(out) => crate::interpret::dump::resolve_names(
                 &crate::model::Activations::<f64>::names(ckpt.model.cfg()),
                 &out.dump,
-            )?;
-        }
+            )?,
+            None => vec![],
+        };
+        crate::interpret::full::check_memory(ckpt, path, &req.options, &dump, &available)?;
     }
     let files: Vec<String> = req.models.iter().map(|p| p.display().to_string()).collect();
     let multi = interpret_many(&ckpts, &files, &req.options)?;

@@ -14,11 +14,13 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use crate::config::Config;
+use crate::config::memory::Workload;
 use crate::run::folder::evaluate_into;
 use crate::run::records::{CaseSummary, Summary};
 use crate::train::progress::Progress;
 use crate::train::state::STATE_FILE;
-use crate::train::{floor_mse, resume as resume_training, train};
+use crate::train::trainer::resume_checked as resume_training;
+use crate::train::{floor_mse, train};
 use crate::util::cancel::CancelToken;
 use crate::util::error::{Error, Result};
 use crate::util::io::{write_json, write_text};
@@ -55,7 +57,9 @@ pub fn resume_study(out: &Path, progress: &ProgressFactory<'_>, cancel: &CancelT
         };
         return Err(Error::Input { file: out.into(), message: message.into() });
     }
-    study(&Config::from_file(&path)?, out, progress, cancel, true)
+    let config = Config::from_file(&path)?;
+    config.check_memory(Workload::Study, &path.display().to_string())?;
+    study(&config, out, progress, cancel, true)
 }
 
 fn study(

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::config::Config;
+use crate::config::memory::Workload;
 use crate::data::{Batches, Dataset};
 use crate::kernel::{Batch, Kernel, on_workers};
 use crate::model::checkpoint;
@@ -305,7 +306,23 @@ pub fn train<F: Real>(
 /// Continues the run in `dir` from its `train_state.safetensors`, with the
 /// config saved there; the final weights are bit-identical to a run that was
 /// never stopped.
+///
+/// # Errors
+/// [`Error::Config`] when the run needs more memory than the machine has
+/// (checked before the state is read); as [`train`] otherwise.
 pub fn resume<F: Real>(dir: &Path, progress: &dyn Progress, cancel: &CancelToken) -> Result<TrainOutcome<F>> {
+    let file = dir.join("config.toml");
+    Config::from_file(&file)?.check_memory(Workload::Train, &file.display().to_string())?;
+    resume_checked(dir, progress, cancel)
+}
+
+/// [`resume`] without the memory check: for the cases of a study, which
+/// checked them all together before starting.
+pub(crate) fn resume_checked<F: Real>(
+    dir: &Path,
+    progress: &dyn Progress,
+    cancel: &CancelToken,
+) -> Result<TrainOutcome<F>> {
     let config = Config::from_file(&dir.join("config.toml"))?;
     let path = dir.join(STATE_FILE);
     let state = TrainState::<F>::load(&path)?;

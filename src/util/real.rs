@@ -24,6 +24,14 @@ impl Dtype {
             Dtype::F64 => "f64",
         }
     }
+
+    /// Bytes per value: 4 or 8.
+    pub fn size(self) -> usize {
+        match self {
+            Dtype::F32 => 4,
+            Dtype::F64 => 8,
+        }
+    }
 }
 
 /// A float the model kernel is generic over: `f32` or `f64`.

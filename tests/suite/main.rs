@@ -15,6 +15,7 @@ mod gradcheck;
 mod honest_numbers;
 mod interpret;
 mod interpret_cli;
+mod memory;
 mod physics;
 mod readout;
 mod reference;

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use physlens::config::Config;
+use physlens::config::memory::Workload;
 use physlens::interpret::explain::margin_explanation;
 use physlens::interpret::full::InterpretOptions;
 use physlens::interpret::map::MapReport;
@@ -287,6 +288,8 @@ fn load_config(path: Option<&Path>, study: bool) -> Result<(Config, String)> {
         }
         None => (Config::default(), "blog".to_string(), vec![]),
     };
+    let (workload, file) = (if study { Workload::Study } else { Workload::Train }, path.map(Path::display));
+    config.check_memory(workload, &file.map_or("(defaults)".into(), |f| f.to_string()))?;
     for warning in config.warnings() {
         eprintln!("warning: {warning}");
     }
