@@ -771,7 +771,8 @@ mod tests {
     #[test]
     fn huge_and_tiny_axes_get_short_scientific_ticks() {
         assert_eq!(sci_tick(3.5e8, 4e8), "3.5×10⁸");
-        assert_eq!(sci_tick(350932992.0, 1e9), "3.5×10⁸");
+        assert_eq!(sci_tick(350932992.0, 1e8), "3.5×10⁸");
+        assert_eq!(sci_tick(350932992.0, 1e9), "4×10⁸");
         assert_eq!(sci_tick(-2e-7, 1e-6), "−2×10⁻⁷");
         assert_eq!(sci_tick(0.0, 1e9), "0");
         assert_eq!(sci_tick(9.9999e8, 1e9), "1×10⁹");
