@@ -167,7 +167,17 @@ fn step_stats(osc: &Oscillator, model: &[Vec<Vec2>], exact: &[Vec<Vec2>], zero_s
         vs_initial.push(err / norm(e[0]));
         drift.push((osc.energy(s_hat) - osc.energy(s)) / osc.energy(e[0]));
     }
+    // A state that is no longer finite has an unbounded error (NaN from inf − inf
+    // counts as +inf): it sorts last whatever the NaN's sign bit, so a maximum
+    // over it is never finite while a median over mostly finite states stays
+    // finite. Sorting NaN with total_cmp put a negative NaN first, and gave a
+    // finite maximum beside a NaN median.
     let [rel, vs_initial, drift] = [rel, vs_initial, drift].map(|mut xs| {
+        for x in &mut xs {
+            if x.is_nan() {
+                *x = f64::INFINITY;
+            }
+        }
         xs.sort_by(f64::total_cmp);
         xs
     });
@@ -181,8 +191,15 @@ fn step_stats(osc: &Oscillator, model: &[Vec<Vec2>], exact: &[Vec<Vec2>], zero_s
         max_err_vs_initial: finite(vs_initial[vs_initial.len() - 1]),
         zero_start_norm: finite(norm(zero_start[n])),
         median_energy_drift: finite(quantile(&drift, 0.5)),
-        max_abs_energy_drift: finite(drift.iter().fold(0.0, |a: f64, d| a.max(d.abs()))),
+        max_abs_energy_drift: max_abs(&drift),
     }
+}
+
+/// The largest `|x|`, NaN if some `x` is not finite (as the largest relative
+/// error is; `f64::max` alone would skip a NaN and report a finite maximum
+/// for a rollout that diverged).
+fn max_abs(xs: &[f64]) -> f64 {
+    if xs.iter().any(|x| !x.is_finite()) { f64::NAN } else { xs.iter().fold(0.0, |a: f64, x| a.max(x.abs())) }
 }
 
 /// `x`, or NaN where it is not finite (the one "not meaningful" value).
@@ -198,6 +215,9 @@ fn norm(v: Vec2) -> f64 {
 fn quantile(xs: &[f64], q: f64) -> f64 {
     let pos = q * (xs.len() - 1) as f64;
     let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    if lo == hi {
+        return xs[lo]; // no interpolation (towards an infinite neighbour it would give NaN)
+    }
     xs[lo] + (xs[hi] - xs[lo]) * (pos - lo as f64)
 }
 

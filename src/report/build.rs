@@ -15,7 +15,9 @@ use crate::report::sections::{
     Content, Entry, attention, component_error, energy, error_vs_energy, map_figures, paths, phase, rollout_error,
     rollouts, training,
 };
-use crate::report::tables::{headline_html, headline_latex, headline_markdown, headline_rows, html_escape, setup_html};
+use crate::report::tables::{
+    caption_html, headline_html, headline_latex, headline_markdown, headline_rows, html_escape, setup_html,
+};
 use crate::run::CaseSummary;
 use crate::util::error::Result;
 use crate::util::io::write_text;
@@ -197,7 +199,7 @@ fn page(run: &Path, title: &str, cases: &[CaseData], headline: &str, slots: &[Sl
                          {} <span class=\"files\">Data: <a href=\"{rel}.csv\">{id}.csv</a> · <a href=\"{rel}.svg\">SVG</a> · \
                          <a href=\"{rel}.png\">PNG</a></span></figcaption>\n</figure>",
                         svg.trim(),
-                        html_escape(&slot.text)
+                        caption_html(&slot.text)
                     );
                 }
                 None => {

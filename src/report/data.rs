@@ -39,15 +39,16 @@ impl Table {
         Table { source: PathBuf::new(), header: header.iter().map(|s| s.to_string()).collect(), rows: vec![] }
     }
 
-    /// Appends a row of numbers (written in a form that reads back exactly).
+    /// Appends a row of numbers (written in a form that reads back exactly;
+    /// a number that is not finite is an empty cell, read back as NaN).
     pub fn push(&mut self, row: &[f64]) {
-        self.rows.push(row.iter().map(|v| format!("{v:e}")).collect());
+        self.rows.push(row.iter().map(|v| cell(*v)).collect());
     }
 
     /// Appends a row whose first cell is a label.
     pub fn push_labelled(&mut self, label: &str, row: &[f64]) {
         let mut cells = vec![label.to_string()];
-        cells.extend(row.iter().map(|v| format!("{v:e}")));
+        cells.extend(row.iter().map(|v| cell(*v)));
         self.rows.push(cells);
     }
 
@@ -133,6 +134,12 @@ impl Table {
         let rows = self.rows.iter().filter(|r| r[i] == value).cloned().collect();
         Ok(Table { source: self.source.clone(), header: self.header.clone(), rows })
     }
+}
+
+/// A number as a CSV cell: full precision, or empty where it is not finite
+/// (as the evaluation's files write it, docs/outputs.md).
+fn cell(v: f64) -> String {
+    if v.is_finite() { format!("{v:e}") } else { String::new() }
 }
 
 // ---------------------------------------------------------------- run folder

@@ -2,13 +2,15 @@
 //! (the CSV written beside it, see [`crate::report::data`]) and a few scalars;
 //! [`crate::report::plot::render`] turns it into SVG and PNG.
 
+use std::ops::Range;
+
 use plotters::prelude::*;
 
 use crate::report::data::{Table, matrices};
 use crate::report::plot::{
-    Area, Axis, Backend, ColorScale, Drawable, Heatmap, INK, Mark, PALETTE, PlotResult, Shape, Theme, axes,
-    axis_exponent, chart, decade_range, exponent_suffix, heatmap, log10_pos, marker, note, padded_range, sci, titled,
-    with_legend,
+    Area, Axis, Backend, Chart, ColorScale, Drawable, Heatmap, INK, Mark, PALETTE, PlotResult, Shape, Theme, axes,
+    axis_exponent, chart, clip_polyline, decade_range, exponent_suffix, heatmap, log10_pos, marker, note, padded_range,
+    sci, titled, with_legend,
 };
 
 /// One figure of the report, with its data.
@@ -56,10 +58,10 @@ impl Drawable for Titled {
             Figure::Training(_) | Figure::Rollout(..) | Figure::Energy(_) => (640, 600),
             Figure::Phase(..) => (560, 560),
             Figure::Eigenvalues(t) => (zooms(t).map_or(1, |z| z.halves.len() as u32 + 1) * 400 + 10, 480),
-            Figure::Matrices(t, _) => (matrices(t).map_or(1, |m| m.len()).max(1) as u32 * 205 + 20, 250),
+            Figure::Matrices(t, _) => (matrices(t).map_or(1, |m| m.len()).max(1) as u32 * 275 + 20, 250),
             Figure::Attention(t) => {
                 let (layers, heads, _) = attention_shape(t).unwrap_or((1, 1, 1));
-                (heads as u32 * 300 + 20, layers as u32 * 300 + 40)
+                (heads as u32 * 370 + 20, layers as u32 * 300 + 40)
             }
             _ => (640, 460),
         }
@@ -84,6 +86,37 @@ impl Drawable for Titled {
 }
 
 // ---------------------------------------------------------------- helpers
+
+/// The rollout, phase-portrait and energy figures show the model's values up
+/// to this many times the largest magnitude of the exact ones: a diverging
+/// rollout leaves the plotted area instead of squashing the exact orbit.
+pub const CLIP: f64 = 3.0;
+
+/// The plotted range of a quantity whose exact values are `exact` and the
+/// model's `model`: all exact values and the model's within [`CLIP`] times
+/// the exact largest magnitude, padded by 6 %.
+fn view(model: &[f64], exact: &[f64]) -> Range<f64> {
+    let extent = exact.iter().fold(0.0, |m: f64, v| if v.is_finite() { m.max(v.abs()) } else { m });
+    let limit = if extent > 0.0 { CLIP * extent } else { f64::INFINITY };
+    padded_range(exact.iter().copied().chain(model.iter().copied().filter(|v| v.abs() <= limit)), 0.06)
+}
+
+/// For each model value, whether it lies outside the range [`view`] plots
+/// (or is not finite): where the model's line leaves the figure.
+pub fn outside_view(model: &[f64], exact: &[f64]) -> Vec<bool> {
+    let range = view(model, exact);
+    model.iter().map(|v| !range.contains(v)).collect()
+}
+
+/// Draws the line through `points`, cut at the chart's axes and broken at
+/// points that are not finite.
+fn clipped_line<DB: Backend>(ch: &mut Chart<'_, DB>, points: &[(f64, f64)], style: ShapeStyle) -> PlotResult {
+    let (x, y) = (ch.x_range(), ch.y_range());
+    for piece in clip_polyline(points, &x, &y) {
+        ch.draw_series(LineSeries::new(piece, style))?;
+    }
+    Ok(())
+}
 
 /// Columns `names` of `t` as numbers.
 fn columns<const N: usize>(t: &Table, names: [&str; N]) -> Boxed<[Vec<f64>; N]> {
@@ -127,9 +160,10 @@ fn pair_legend(labels: &[String]) -> Vec<(Mark, String)> {
     entries
 }
 
-/// Draws model (thin) over exact (wide, pale) for each run of trajectories.
+/// Draws model (thin) over exact (wide, pale) for each run of trajectories,
+/// cut at the axes.
 fn pair_lines<DB: Backend>(
-    ch: &mut crate::report::plot::Chart<'_, DB>,
+    ch: &mut Chart<'_, DB>,
     th: &Theme,
     groups: &[std::ops::Range<usize>],
     exact: &dyn Fn(usize) -> (f64, f64),
@@ -137,11 +171,12 @@ fn pair_lines<DB: Backend>(
 ) -> PlotResult {
     for (g, range) in groups.iter().enumerate() {
         let color = PALETTE[g % 8];
-        ch.draw_series(LineSeries::new(range.clone().map(exact), th.line(&alpha(color, 0.3), 7.0)))?;
+        let points: Vec<(f64, f64)> = range.clone().map(exact).collect();
+        clipped_line(ch, &points, th.line(&alpha(color, 0.3), 7.0))?;
     }
     for (g, range) in groups.iter().enumerate() {
-        let color = PALETTE[g % 8];
-        ch.draw_series(LineSeries::new(range.clone().map(model), th.line(&color, 1.5)))?;
+        let points: Vec<(f64, f64)> = range.clone().map(model).collect();
+        clipped_line(ch, &points, th.line(&PALETTE[g % 8], 1.5))?;
     }
     Ok(())
 }
@@ -193,8 +228,7 @@ fn rollout<DB: Backend>(area: &Area<DB>, th: &Theme, t: &Table, omega0: f64) -> 
     for (panel, model, exact, desc, last) in
         [(&top, &x, &xe, "position x", false), (&bottom, &p, &pe, "momentum p", true)]
     {
-        let y = padded_range(model.iter().chain(exact.iter()).copied(), 0.06);
-        let mut ch = chart(panel, th, 0.0..t_max, y, 72.0)?;
+        let mut ch = chart(panel, th, 0.0..t_max, view(model, exact), 72.0)?;
         axes(&mut ch, th, &Axis::linear(if last { "time t" } else { "" }), &Axis::linear(desc))?;
         pair_lines(&mut ch, th, &groups, &|i| (time[i], exact[i]), &|i| (time[i], model[i]))?;
     }
@@ -205,9 +239,7 @@ fn phase<DB: Backend>(area: &Area<DB>, th: &Theme, t: &Table, omega0: f64) -> Pl
     let [id, x, p, xe, pe] = columns(t, ["trajectory", "x", "p", "x_exact", "p_exact"])?;
     let groups = runs(&id);
     let area = with_legend(area, th, &pair_legend(&energy_labels(t, &groups, omega0)?))?;
-    let xr = padded_range(x.iter().chain(&xe).copied(), 0.06);
-    let yr = padded_range(p.iter().chain(&pe).copied(), 0.06);
-    let mut ch = chart(&area, th, xr, yr, 72.0)?;
+    let mut ch = chart(&area, th, view(&x, &xe), view(&p, &pe), 72.0)?;
     axes(&mut ch, th, &Axis::linear("position x"), &Axis::linear("momentum p"))?;
     pair_lines(&mut ch, th, &groups, &|i| (xe[i], pe[i]), &|i| (x[i], p[i]))?;
     for (g, r) in groups.iter().enumerate() {
@@ -282,8 +314,8 @@ fn energy<DB: Backend>(area: &Area<DB>, th: &Theme, t: &Table) -> PlotResult {
     let (_, h) = area.dim_in_pixel();
     let (top, bottom) = area.split_vertically(h * 55 / 100);
     let t_max = time.iter().copied().fold(0.0, f64::max);
-    let y = padded_range(e.iter().chain(&ee).copied().chain([0.0]), 0.05);
-    let mut ch = chart(&top, th, 0.0..t_max, y, 72.0)?;
+    let exact_and_zero: Vec<f64> = ee.iter().copied().chain([0.0]).collect();
+    let mut ch = chart(&top, th, 0.0..t_max, view(&e, &exact_and_zero), 72.0)?;
     axes(&mut ch, th, &Axis::linear(""), &Axis::linear("energy E"))?;
     pair_lines(&mut ch, th, &groups, &|i| (time[i], ee[i]), &|i| (time[i], e[i]))?;
     let ex = axis_exponent(diff.iter().fold(0.0, |m: f64, v| if v.is_finite() { m.max(v.abs()) } else { m }));
@@ -292,7 +324,8 @@ fn energy<DB: Backend>(area: &Area<DB>, th: &Theme, t: &Table) -> PlotResult {
     let mut ch = chart(&bottom, th, 0.0..t_max, y, 72.0)?;
     axes(&mut ch, th, &Axis::linear("time t"), &Axis::linear(format!("ΔE / E₀{}", exponent_suffix(ex))))?;
     for (g, r) in groups.iter().enumerate() {
-        ch.draw_series(LineSeries::new(r.clone().map(|i| (time[i], diff[i] * scale)), th.line(&PALETTE[g % 8], 1.5)))?;
+        let points: Vec<(f64, f64)> = r.clone().map(|i| (time[i], diff[i] * scale)).collect();
+        clipped_line(&mut ch, &points, th.line(&PALETTE[g % 8], 1.5))?;
     }
     Ok(())
 }
@@ -377,7 +410,7 @@ fn eigenvalue_plane<DB: Backend>(area: &Area<DB>, th: &Theme, t: &Table) -> Plot
         .iter()
         .map(|n| {
             let (shape, color, _) = eigen_style(n);
-            (Mark::Point(shape, color), if n == "exact" { "exact e^((−γ ± iω)Δt)".to_string() } else { n.clone() })
+            (Mark::Point(shape, color), if n == "exact" { "exact exp((−γ ± iω)Δt)".to_string() } else { n.clone() })
         })
         .collect();
     let area = with_legend(area, th, &entries)?;
@@ -402,12 +435,16 @@ fn eigenvalue_plane<DB: Backend>(area: &Area<DB>, th: &Theme, t: &Table) -> Plot
     });
     ch.draw_series(LineSeries::new(circle, th.line(&alpha(PALETTE[6], 0.6), 1.0)))?;
     let (c, h1) = (z.center, z.halves[0]);
-    ch.draw_series(std::iter::once(Rectangle::new([(c.0 - h1, c.1 - h1), (c.0 + h1, c.1 + h1)], th.line(&INK, 1.0))))?;
     let screen = ch.plotting_area().use_screen_coord();
     for &i in &order {
-        let (shape, color, r) = eigen_style(&z.source[i]);
-        marker(&screen, th, shape, color, ch.backend_coord(&(z.re[i], z.im[i])), r)?;
+        if z.re[i].is_finite() && z.im[i].is_finite() {
+            let (shape, color, r) = eigen_style(&z.source[i]);
+            marker(&screen, th, shape, color, ch.backend_coord(&(z.re[i], z.im[i])), r)?;
+        }
     }
+    // Each zoom box (in backend pixels), drawn last with leader lines to the panel it zooms into.
+    let mut boxes = vec![(ch.backend_coord(&(c.0 - h1, c.1 + h1)), ch.backend_coord(&(c.0 + h1, c.1 - h1)))];
+    let mut insets = vec![];
 
     // Each zoom, in offsets from the exact eigenvalue, with the next zoom's box.
     for (level, &half) in z.halves.iter().enumerate() {
@@ -434,10 +471,6 @@ fn eigenvalue_plane<DB: Backend>(area: &Area<DB>, th: &Theme, t: &Table) -> Plot
             .filter(|&(x, y)| inside(x, y))
             .collect();
         zc.draw_series(LineSeries::new(arc, th.line(&alpha(PALETTE[6], 0.6), 1.0)))?;
-        if let Some(&h2) = z.halves.get(level + 1) {
-            let b = h2 * s;
-            zc.draw_series(std::iter::once(Rectangle::new([(-b, -b), (b, b)], th.line(&INK, 1.0))))?;
-        }
         let screen = zc.plotting_area().use_screen_coord();
         for &i in &order {
             let (dx, dy) = ((z.re[i] - c.0) * s, (z.im[i] - c.1) * s);
@@ -446,6 +479,35 @@ fn eigenvalue_plane<DB: Backend>(area: &Area<DB>, th: &Theme, t: &Table) -> Plot
                 marker(&screen, th, shape, color, zc.backend_coord(&(dx, dy)), r)?;
             }
         }
+        let (xs, ys) = zc.plotting_area().get_pixel_range();
+        insets.push(((xs.start, ys.start), (xs.start, ys.end)));
+        if let Some(&h2) = z.halves.get(level + 1) {
+            let b = h2 * s;
+            boxes.push((zc.backend_coord(&(-b, b)), zc.backend_coord(&(b, -b))));
+        }
+    }
+    zoom_boxes(&area, th, &boxes, &insets)
+}
+
+/// Two corners of a rectangle or an edge, in backend pixels.
+type Corners = ((i32, i32), (i32, i32));
+
+/// Draws each zoom box (corners in backend pixels, at least 10 pixels wide so
+/// that a tiny window stays visible) on top of the markers, with leader lines
+/// from its right corners to the left corners of the panel it zooms into.
+fn zoom_boxes<DB: Backend>(area: &Area<DB>, th: &Theme, boxes: &[Corners], insets: &[Corners]) -> PlotResult {
+    let base = area.get_base_pixel();
+    let local = |p: (i32, i32)| (p.0 - base.0, p.1 - base.1);
+    let min_half = th.ipx(5.0);
+    for (&(top_left, bottom_right), &(inset_top, inset_bottom)) in boxes.iter().zip(insets) {
+        let (cx, cy) = ((top_left.0 + bottom_right.0) / 2, (top_left.1 + bottom_right.1) / 2);
+        let half_w = ((bottom_right.0 - top_left.0) / 2).max(min_half);
+        let half_h = ((bottom_right.1 - top_left.1) / 2).max(min_half);
+        let (a, b) = (local((cx - half_w, cy - half_h)), local((cx + half_w, cy + half_h)));
+        let leader = th.line(&alpha(INK, 0.55), 1.0);
+        area.draw(&PathElement::new(vec![(b.0, a.1), local(inset_top)], leader))?;
+        area.draw(&PathElement::new(vec![(b.0, b.1), local(inset_bottom)], leader))?;
+        area.draw(&Rectangle::new([a, b], th.line(&INK, 1.5)))?;
     }
     Ok(())
 }
@@ -573,7 +635,7 @@ fn matrix_panels<DB: Backend>(area: &Area<DB>, th: &Theme, t: &Table, shared: bo
 fn panel_title(term: &str) -> String {
     match term {
         "learned" => "learned M".into(),
-        "exact" => "exact e^(AΔt)".into(),
+        "exact" => "exact exp(AΔt)".into(),
         "learned - exact" => "learned − exact".into(),
         "direct" => "direct path".into(),
         "total" => "total = M".into(),

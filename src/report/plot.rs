@@ -208,6 +208,36 @@ pub fn linear_tick(v: f64, span: f64) -> String {
     if s == "-0" { "0".into() } else { s.replace('-', "−") }
 }
 
+/// A linear-axis tick in `m×10ⁿ` form for an axis spanning `span`: as many
+/// mantissa decimals as the tick spacing (about a tenth of the span) needs,
+/// at most three; "n/a" for a value that is not finite.
+pub fn sci_tick(v: f64, span: f64) -> String {
+    if !v.is_finite() {
+        return "n/a".into();
+    }
+    if v == 0.0 || v.abs() < 1e-9 * span.abs() {
+        return "0".into();
+    }
+    let mut e = v.abs().log10().floor() as i32;
+    let spacing = (span.abs() / 10.0).max(f64::MIN_POSITIVE).log10().floor() as i32;
+    let decimals = (e - spacing).clamp(0, 3) as usize;
+    let mut mantissa = format!("{:.decimals$}", v / 10f64.powi(e));
+    if mantissa.trim_start_matches('-').starts_with("10") {
+        e += 1;
+        mantissa = format!("{:.decimals$}", v / 10f64.powi(e));
+    }
+    let mantissa =
+        if mantissa.contains('.') { mantissa.trim_end_matches('0').trim_end_matches('.') } else { &mantissa };
+    format!("{mantissa}×10{}", superscript(e)).replace('-', "−")
+}
+
+/// Whether the ticks of a linear axis over `range` are written as
+/// [`sci_tick`]: when its largest magnitude is 10⁵ or more, or below 10⁻³.
+pub fn needs_sci_ticks(range: &Range<f64>) -> bool {
+    let max = range.start.abs().max(range.end.abs());
+    max.is_finite() && (max >= 1e5 || (max > 0.0 && max < 1e-3))
+}
+
 /// The power of ten to factor out of a linear axis whose largest magnitude is
 /// `max_abs` (0 when its ticks read well as they are).
 pub fn axis_exponent(max_abs: f64) -> i32 {
@@ -264,6 +294,59 @@ pub fn log10_pos(v: f64) -> Option<f64> {
     (v.is_finite() && v > 0.0).then(|| v.log10())
 }
 
+/// The part of the segment `a`–`b` inside the box `x × y` (Liang–Barsky),
+/// with the parameters `t0 ≤ t1` in `[0, 1]` where it enters and leaves;
+/// `None` when it misses the box or is not finite.
+fn clip_segment(a: (f64, f64), b: (f64, f64), x: &Range<f64>, y: &Range<f64>) -> Option<(f64, f64)> {
+    let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+    if !(a.0.is_finite() && a.1.is_finite() && dx.is_finite() && dy.is_finite()) {
+        return None;
+    }
+    let (mut t0, mut t1) = (0.0f64, 1.0f64);
+    for (p, q) in [(-dx, a.0 - x.start), (dx, x.end - a.0), (-dy, a.1 - y.start), (dy, y.end - a.1)] {
+        if p == 0.0 {
+            if q < 0.0 {
+                return None;
+            }
+        } else if p < 0.0 {
+            t0 = t0.max(q / p);
+        } else {
+            t1 = t1.min(q / p);
+        }
+    }
+    (t0 <= t1).then_some((t0, t1))
+}
+
+/// The pieces of the polyline `points` that lie inside the box `x × y`:
+/// cut where the line leaves the box, and broken at points that are not
+/// finite, so that nothing is drawn outside the axes and no NaN is drawn.
+pub fn clip_polyline(points: &[(f64, f64)], x: &Range<f64>, y: &Range<f64>) -> Vec<Vec<(f64, f64)>> {
+    let mut pieces: Vec<Vec<(f64, f64)>> = vec![];
+    let mut open = false;
+    for pair in points.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        let Some((t0, t1)) = clip_segment(a, b, x, y) else {
+            open = false;
+            continue;
+        };
+        let at = |t: f64| {
+            if t == 0.0 {
+                a
+            } else if t == 1.0 {
+                b
+            } else {
+                (a.0 + t * (b.0 - a.0), a.1 + t * (b.1 - a.1))
+            }
+        };
+        if !(open && t0 == 0.0) {
+            pieces.push(vec![at(t0)]);
+        }
+        pieces.last_mut().expect("a piece was just started").push(at(t1));
+        open = t1 == 1.0;
+    }
+    pieces
+}
+
 // ---------------------------------------------------------------- charts
 
 /// How one axis is labelled.
@@ -309,8 +392,14 @@ pub fn axes<DB: Backend>(chart: &mut Chart<'_, DB>, theme: &Theme, x: &Axis, y: 
     let xs = chart.x_range();
     let ys = chart.y_range();
     let (x_span, y_span) = (xs.end - xs.start, ys.end - ys.start);
-    let fx = |v: &f64| if x.log { decade_tick(*v) } else { linear_tick(*v, x_span) };
-    let fy = |v: &f64| if y.log { decade_tick(*v) } else { linear_tick(*v, y_span) };
+    let (x_sci, y_sci) = (needs_sci_ticks(&xs), needs_sci_ticks(&ys));
+    let tick = |v: f64, log: bool, sci: bool, span: f64| match (log, sci) {
+        (true, _) => decade_tick(v),
+        (false, true) => sci_tick(v, span),
+        (false, false) => linear_tick(v, span),
+    };
+    let fx = |v: &f64| tick(*v, x.log, x_sci, x_span);
+    let fy = |v: &f64| tick(*v, y.log, y_sci, y_span);
     let decades = |span: f64| (span.round() as usize + 1).min(9);
     // About one label per 90 pixels of axis, so that long tick labels never touch.
     let width = chart.plotting_area().dim_in_pixel().0;
@@ -559,7 +648,50 @@ fn fitting_text<DB: Backend>(area: &Area<DB>, theme: &Theme, text: &str, width: 
     theme.text(size)
 }
 
-/// Draws a [`Heatmap`] filling `area`, with square cells.
+/// Width in SVG pixels a heat map keeps right of its cells for the colour bar and its labels.
+const COLOR_BAR_ROOM: f64 = 74.0;
+
+/// Stripes a colour bar is drawn with.
+const COLOR_BAR_STRIPES: i32 = 48;
+
+/// The values at the ends (and, for a diverging scale, the middle) of a colour bar, top first.
+fn color_bar_ticks(scale: ColorScale) -> Vec<f64> {
+    match scale {
+        ColorScale::Diverging(m) => vec![m, 0.0, -m],
+        ColorScale::Sequential(m) => vec![m, 0.0],
+    }
+}
+
+/// A vertical colour bar of `height` pixels with its top-left corner at
+/// `at`: [`COLOR_BAR_STRIPES`] stripes from the scale's top value down to
+/// its bottom value, a frame, and the values at its ends (and middle).
+fn color_bar<DB: Backend>(
+    area: &Area<DB>,
+    theme: &Theme,
+    scale: ColorScale,
+    at: (i32, i32),
+    height: i32,
+) -> PlotResult {
+    let ticks = color_bar_ticks(scale);
+    let (top, bottom) = (ticks[0], ticks[ticks.len() - 1]);
+    let (x, y) = at;
+    let width = theme.ipx(12.0);
+    for i in 0..COLOR_BAR_STRIPES {
+        let (y_a, y_b) = (y + height * i / COLOR_BAR_STRIPES, y + height * (i + 1) / COLOR_BAR_STRIPES);
+        let v = top + (bottom - top) * (f64::from(i) + 0.5) / f64::from(COLOR_BAR_STRIPES);
+        area.draw(&Rectangle::new([(x, y_a), (x + width, y_b)], scale.color(v).filled()))?;
+    }
+    area.draw(&Rectangle::new([(x, y), (x + width, y + height)], theme.line(&INK, 1.0)))?;
+    let style = theme.text(12.0).pos(Pos::new(HPos::Left, VPos::Center));
+    for (k, v) in ticks.iter().enumerate() {
+        let ty = y + height * k as i32 / (ticks.len() as i32 - 1);
+        area.draw(&PathElement::new(vec![(x + width, ty), (x + width + theme.ipx(3.0), ty)], theme.line(&INK, 1.0)))?;
+        area.draw_text(&sci(*v, 2), &style, (x + width + theme.ipx(5.0), ty))?;
+    }
+    Ok(())
+}
+
+/// Draws a [`Heatmap`] filling `area`, with square cells and a colour bar.
 pub fn heatmap<DB: Backend>(area: &Area<DB>, theme: &Theme, map: &Heatmap<'_>) -> PlotResult {
     let (w, h) = area.dim_in_pixel();
     let (n_rows, n_cols) = (map.values.len(), map.values.first().map_or(0, Vec::len));
@@ -569,9 +701,9 @@ pub fn heatmap<DB: Backend>(area: &Area<DB>, theme: &Theme, map: &Heatmap<'_>) -
     let title = theme.title_font().pos(Pos::new(HPos::Center, VPos::Top));
     area.draw_text(map.title, &title, (w as i32 / 2, theme.ipx(2.0)))?;
     let (left, top, bottom) = (theme.ipx(58.0), theme.ipx(52.0), theme.ipx(6.0));
-    let cell =
-        ((w as i32 - left - theme.ipx(10.0)) / n_cols as i32).min((h as i32 - top - bottom) / n_rows as i32).max(2);
-    let x0 = left + (w as i32 - left - theme.ipx(10.0) - cell * n_cols as i32) / 2;
+    let right = theme.ipx(10.0) + theme.ipx(COLOR_BAR_ROOM);
+    let cell = ((w as i32 - left - right) / n_cols as i32).min((h as i32 - top - bottom) / n_rows as i32).max(2);
+    let x0 = left + (w as i32 - left - right - cell * n_cols as i32) / 2;
     let y0 = top;
     let tick = theme.tick_font();
     for (r, row) in map.values.iter().enumerate() {
@@ -591,6 +723,8 @@ pub fn heatmap<DB: Backend>(area: &Area<DB>, theme: &Theme, map: &Heatmap<'_>) -
             }
         }
     }
+    let bar_x = x0 + cell * n_cols as i32 + theme.ipx(12.0);
+    color_bar(area, theme, map.scale, (bar_x, y0), cell * n_rows as i32)?;
     let right = tick.pos(Pos::new(HPos::Right, VPos::Center));
     for (r, label) in map.rows.iter().enumerate() {
         area.draw_text(label, &right, (x0 - theme.ipx(6.0), y0 + r as i32 * cell + cell / 2))?;
@@ -631,6 +765,40 @@ mod tests {
         assert_eq!(linear_tick(-0.0, 2.0), "0");
         assert_eq!(linear_tick(40000.0, 40000.0), "40000");
         assert_eq!(linear_tick(0.0002, 0.001), "0.0002");
+    }
+
+    /// Diverging rollouts put ticks like "350932992" on the axes, running over them.
+    #[test]
+    fn huge_and_tiny_axes_get_short_scientific_ticks() {
+        assert_eq!(sci_tick(3.5e8, 4e8), "3.5×10⁸");
+        assert_eq!(sci_tick(350932992.0, 1e8), "3.5×10⁸");
+        assert_eq!(sci_tick(350932992.0, 1e9), "4×10⁸");
+        assert_eq!(sci_tick(-2e-7, 1e-6), "−2×10⁻⁷");
+        assert_eq!(sci_tick(0.0, 1e9), "0");
+        assert_eq!(sci_tick(9.9999e8, 1e9), "1×10⁹");
+        assert_eq!(sci_tick(f64::NAN, 1.0), "n/a");
+        assert!(needs_sci_ticks(&(-3e8..2e8)) && needs_sci_ticks(&(0.0..2e-4)));
+        assert!(!needs_sci_ticks(&(-3.0..2.0)) && !needs_sci_ticks(&(0.0..0.0)));
+        for v in [1.2345e12, -7.5e-9, 4e300] {
+            assert!(sci_tick(v, v.abs()).chars().count() <= 9, "{}", sci_tick(v, v.abs()));
+        }
+    }
+
+    #[test]
+    fn lines_are_cut_at_the_axes_and_broken_at_non_finite_points() {
+        let (x, y) = (0.0..1.0, 0.0..1.0);
+        let pts = [(0.5, 0.5), (0.5, 2.0), (0.6, 0.5), (0.7, 0.5), (f64::NAN, 0.5), (0.8, 0.5), (1e300, 0.5)];
+        let pieces = clip_polyline(&pts, &x, &y);
+        assert_eq!(pieces.len(), 3, "{pieces:?}");
+        assert_eq!(pieces[0], vec![(0.5, 0.5), (0.5, 1.0)]);
+        assert_eq!(pieces[1].len(), 3);
+        assert_eq!(pieces[1][1..], [(0.6, 0.5), (0.7, 0.5)]);
+        assert_eq!(pieces[2][0], (0.8, 0.5));
+        assert!((pieces[2][1].0 - 1.0).abs() < 1e-12, "{pieces:?}");
+        for p in pieces.iter().flatten() {
+            assert!((-1e-12..=1.0 + 1e-12).contains(&p.0) && (-1e-12..=1.0 + 1e-12).contains(&p.1), "{p:?}");
+        }
+        assert!(clip_polyline(&[(2.0, 2.0), (3.0, 3.0)], &x, &y).is_empty());
     }
 
     #[test]

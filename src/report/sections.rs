@@ -10,7 +10,7 @@ use crate::report::data::{
     CaseData, SHOWN_TRAJECTORIES, Table, component_errors, distance_table, eigenvalue_table, energies, map_table,
     path_table, select, shown_trajectories,
 };
-use crate::report::figures::{Figure, Titled};
+use crate::report::figures::{CLIP, Figure, Titled, outside_view};
 use crate::report::plot::sci;
 use crate::util::error::Result;
 
@@ -56,9 +56,35 @@ fn or_nan(v: Option<&f64>) -> f64 {
     v.copied().unwrap_or(f64::NAN)
 }
 
-/// The largest absolute value, 0 for none.
+/// The largest absolute value, 0 for none; NaN if some value is not finite.
 fn max_abs(values: &[f64]) -> f64 {
+    if values.iter().any(|v| !v.is_finite()) {
+        return f64::NAN;
+    }
     values.iter().fold(0.0, |m: f64, v| m.max(v.abs()))
+}
+
+/// What the captions of the rollout and phase figures add for a rollout
+/// that diverged or leaves the plotted area: the step at which the model's
+/// states stop being finite (`diverged_at` of the rollout summary) and the
+/// first step of the shown trajectories at which x or p leaves the clipped
+/// axes (see [`outside_view`]).
+fn divergence_note(c: &CaseData, shown: &Table) -> Result<String> {
+    let [step, x, p, xe, pe] = ["step", "x", "p", "x_exact", "p_exact"].map(|n| shown.numbers(n));
+    let (step, x, p, xe, pe) = (step?, x?, p?, xe?, pe?);
+    let (out_x, out_p) = (outside_view(&x, &xe), outside_view(&p, &pe));
+    let leaves = (0..step.len()).filter(|&i| out_x[i] || out_p[i]).map(|i| step[i]).fold(f64::INFINITY, f64::min);
+    let mut note = String::new();
+    if let Some(n) = c.numbers.rollout.diverged_at {
+        note.push_str(&format!(" The rollout diverged: model states are no longer finite from step {n} on."));
+    }
+    if leaves.is_finite() {
+        note.push_str(&format!(
+            " The axes stop at about {CLIP}× the largest exact value so that the exact orbits stay readable; the \
+             model's rollout leaves the plotted area from step {leaves} on."
+        ));
+    }
+    Ok(note)
 }
 
 // ---------------------------------------------------------------- the figures
@@ -91,14 +117,16 @@ pub(crate) fn training(c: &CaseData) -> Result<Entry> {
 /// model against exact, from `trajectories.csv`.
 pub(crate) fn rollouts(c: &CaseData) -> Result<Entry> {
     let (cfg, steps) = (&c.config, c.numbers.rollout.steps);
+    let shown = shown_trajectories(&c.trajectories)?;
     let caption = format!(
         "{SHOWN_TRAJECTORIES} of the {} rollouts over {steps} steps, the model fed its own predictions: wherever a thin \
-         model line leaves its wide exact line the model has drifted (median error after {steps} steps: {}).",
+         model line leaves its wide exact line the model has drifted (median error after {steps} steps: {}).{}",
         cfg.eval.n_rollouts,
-        sci(c.numbers.rollout.median_rel_err_final, 3)
+        sci(c.numbers.rollout.median_rel_err_final, 3),
+        divergence_note(c, &shown)?
     );
     let omega0 = cfg.system.omega0;
-    Ok(drawn(c, "rollouts", "rollouts", |t| Figure::Rollout(t, omega0), shown_trajectories(&c.trajectories)?, caption))
+    Ok(drawn(c, "rollouts", "rollouts", |t| Figure::Rollout(t, omega0), shown, caption))
 }
 
 /// `phase`: the phase portrait, p against x of the same rollouts as
@@ -120,12 +148,14 @@ pub(crate) fn phase(c: &CaseData) -> Result<Entry> {
             system.gamma, system.omega0
         )
     };
+    let shown = shown_trajectories(&c.trajectories)?;
     let caption = format!(
         "Phase portrait p against x of the same rollouts (dots: starting states): {orbit}; a model that adds or \
-         removes energy would spiral off them."
+         removes energy would spiral off them.{}",
+        divergence_note(c, &shown)?
     );
     let omega0 = system.omega0;
-    Ok(drawn(c, "phase", "phase portrait", |t| Figure::Phase(t, omega0), shown_trajectories(&c.trajectories)?, caption))
+    Ok(drawn(c, "phase", "phase portrait", |t| Figure::Phase(t, omega0), shown, caption))
 }
 
 /// `rollout_error`: median, 5–95 % band and maximum of the norm-based
@@ -187,6 +217,8 @@ pub(crate) fn component_error(c: &CaseData) -> Result<Entry> {
 /// relative difference, from `trajectories.csv`.
 pub(crate) fn energy(c: &CaseData) -> Result<Entry> {
     let energy = energies(&c.trajectories, c.config.system.omega0)?;
+    let (model, exact) = (energy.numbers("energy")?, energy.numbers("energy_exact")?);
+    let exact_and_zero: Vec<f64> = exact.iter().copied().chain([0.0]).collect();
     let drift = max_abs(&energy.numbers("rel_diff")?);
     let system = &c.config.system;
     let trend = if !system.generator.is_exact() {
@@ -197,15 +229,27 @@ pub(crate) fn energy(c: &CaseData) -> Result<Entry> {
     } else if system.gamma == 0.0 {
         "exactly conserved".into()
     } else if system.gamma < system.omega0 {
-        "decaying on average as e^(−2γt)".into()
+        "decaying on average as e^{−2γt}".into()
     } else {
         "decaying without oscillation (critically or overdamped)".into()
     };
-    let caption = format!(
-        "Energy E = ½(p² + ω0² x²) along the rollouts, model against exact ({trend}), and below their difference \
-         relative to the starting energy, ΔE/E₀ with ΔE = E_model − E_exact: at most {} here.",
+    let mut caption = format!(
+        "Energy E = ½(p² + ω_{{0}}² x²) along the rollouts, model against exact ({trend}), and below their difference \
+         relative to the starting energy, ΔE/E₀ with ΔE = E_{{model}} − E_{{exact}}: at most {} here.",
         sci(drift, 3)
     );
+    if let Some(n) = c.numbers.rollout.diverged_at {
+        caption.push_str(&format!(
+            " The rollout diverged: model states are no longer finite from step {n} on, so the largest difference is \
+             n/a and the lines stop there."
+        ));
+    }
+    if outside_view(&model, &exact_and_zero).into_iter().any(|out| out) {
+        caption.push_str(&format!(
+            " The energy axis stops at about {CLIP}× the largest exact energy; the model's energy leaves the plotted \
+             area."
+        ));
+    }
     Ok(drawn(c, "energy", "energy", Figure::Energy, energy, caption))
 }
 
@@ -238,10 +282,10 @@ pub(crate) fn eigenvalues(c: &CaseData, map: &MapReport) -> Entry {
     let kind = if map.map_kind.is_empty() { "effective map".to_string() } else { map.map_kind.clone() };
     let gap = eigenvalue_gap(map);
     let placement = if gap <= ON_RINGS {
-        format!("sit on the exact e^((−γ ± iω)Δt) (black rings), at most {} apart", sci(gap, 2))
+        format!("sit on the exact e^{{(−γ ± iω)Δt}} (black rings), at most {} apart", sci(gap, 2))
     } else {
         format!(
-            "lie off the exact e^((−γ ± iω)Δt) (black rings): up to {} away, more than the {} at which they would \
+            "lie off the exact e^{{(−γ ± iω)Δt}} (black rings): up to {} away, more than the {} at which they would \
              look on them",
             sci(gap, 2),
             sci(ON_RINGS, 1)
@@ -295,7 +339,7 @@ pub(crate) fn rule_distances(c: &CaseData, map: &MapReport) -> Entry {
         _ => "there are fewer than two rules to compare".into(),
     };
     let caption =
-        format!("Frobenius distance ‖M − M_rule‖ from the learned map to each candidate update rule: {verdict}.");
+        format!("Frobenius distance ‖M − M_{{rule}}‖ from the learned map to each candidate update rule: {verdict}.");
     drawn(c, "rule_distances", "distance to each rule", Figure::Distances, distance_table(map), caption)
 }
 
@@ -306,7 +350,8 @@ pub(crate) fn learned_map(c: &CaseData, map: &MapReport) -> Result<Entry> {
     let diff = max_abs(&entries.filter("term", "learned - exact")?.numbers("value")?);
     let caption = format!(
         "Entries of the learned map M (column convention s′ = M s + c; rows: output, columns: input) beside \
-         the exact propagator e^(AΔt); the difference has its own colour scale (largest entry {}).",
+         the exact propagator e^{{AΔt}}, each with its colour bar; the difference has its own colour scale (largest \
+         entry {}).",
         sci(diff, 2)
     );
     Ok(drawn(c, "map", "learned map", |t| Figure::Matrices(t, false), entries, caption))
@@ -321,8 +366,8 @@ pub(crate) fn paths(c: &CaseData) -> Result<Entry> {
             let heads = paths.text("term")?.iter().filter(|t| t.starts_with('L')).count() / 4;
             let heads = if heads == 1 { "the head".to_string() } else { format!("each of the {heads} heads") };
             let caption = format!(
-                "The map split into the direct path (W_E W_U)ᵀ and the OV path (W_E W_V W_O W_U)ᵀ of {heads}, \
-                 on one colour scale; they add up to M (last panel). Only the sum is fixed by the \
+                "The map split into the direct path (W_{{E}} W_{{U}})ᵀ and the OV path (W_{{E}} W_{{V}} W_{{O}} \
+                 W_{{U}})ᵀ of {heads}, on one colour scale (colour bars); they add up to M (last panel). Only the sum is fixed by the \
                  task: how it is shared between the paths is the model's choice."
             );
             drawn(c, "paths", "path decomposition", |t| Figure::Matrices(t, true), paths, caption)
@@ -344,8 +389,8 @@ pub(crate) fn attention(c: &CaseData) -> Result<Entry> {
     let context = c.config.data.context;
     Ok(match &c.attention {
         Some(t) => {
-            let caption = "Attention weights of each layer and head (rows: query position, columns: key position), from \
-                 attention.csv; a causal mask leaves the upper triangle empty.";
+            let caption = "Attention weights of each layer and head (rows: query position, columns: key position; colour \
+                 bar: 0 to 1), from attention.csv; a causal mask leaves the upper triangle empty.";
             let data = select(t, &["layer", "head", "query", "key", "weight"])?;
             drawn(c, "attention", "attention patterns", Figure::Attention, data, caption.into())
         }

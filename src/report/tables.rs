@@ -122,6 +122,32 @@ pub fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
+/// A caption as HTML: the text escaped ([`html_escape`]), with `^{…}` set as
+/// a superscript (`<sup>`) and `_{…}` as a subscript (`<sub>`), so that
+/// captions write `e^{AΔt}` and `ω_{0}` and the page shows them as math.
+pub fn caption_html(text: &str) -> String {
+    let escaped = html_escape(text);
+    let mut out = String::with_capacity(escaped.len());
+    let mut rest = escaped.as_str();
+    while let Some(i) = rest.find(['^', '_']) {
+        let tag = if rest[i..].starts_with('^') { "sup" } else { "sub" };
+        let after = &rest[i + 1..];
+        match after.strip_prefix('{').and_then(|a| a.split_once('}')) {
+            Some((inner, tail)) => {
+                out.push_str(&rest[..i]);
+                out.push_str(&format!("<{tag}>{inner}</{tag}>"));
+                rest = tail;
+            }
+            None => {
+                out.push_str(&rest[..=i]);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Escapes the LaTeX special characters of plain text.
 pub fn tex_escape(s: &str) -> String {
     let mut out = String::new();

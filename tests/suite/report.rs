@@ -351,3 +351,194 @@ fn report_renders_in_headless_chromium_without_console_errors() {
     assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
     assert!(run.join("screenshots/report-top.png").is_file());
 }
+
+// ---------------------------------------------------------------- runs built by hand (no training)
+
+/// A lone run folder whose context-1 model computes `s' = scale · e^{AΔt} s`
+/// exactly (two heads, random gauge), evaluated and reported in-process:
+/// `scale > 1` gives a rollout that grows by `scale` per step until it
+/// overflows. With `attention`, an `attention.csv` of one layer with two
+/// heads is added, so that the report draws attention patterns too.
+fn handbuilt_run(scale: f64, attention: bool) -> (tempfile::TempDir, PathBuf) {
+    use crate::handbuilt::{gauge, two_head_model};
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("handbuilt");
+    std::fs::create_dir(&run).unwrap();
+    let text =
+        "[model]\nn_heads = 2\n[data]\nn_train = 256\nn_valid = 64\n[eval]\nrollout_steps = 700\nn_rollouts = 8\n";
+    std::fs::write(run.join("config.toml"), text).unwrap();
+    std::fs::write(
+        run.join("metrics.csv"),
+        "step,lr,train_loss,valid_mse,elapsed_s\n0,0.01,1.0,1.0,0.0\n100,0.01,1e-3,2e-3,0.1\n",
+    )
+    .unwrap();
+    let config = physlens::Config::parse(text, "handbuilt").unwrap();
+    let m = physlens::util::mat2::scale(&config.system.oscillator().propagator(config.system.dt), scale);
+    let model = two_head_model(m, [0.0, 0.0], gauge(5), 5);
+    let path = run.join("model.safetensors");
+    physlens::model::checkpoint::save(&path, &model, &config.system, &Default::default()).unwrap();
+    physlens::RunDir::open(&run).unwrap().evaluate().unwrap();
+    if attention {
+        let mut csv = String::from("layer,head,query,key,weight\n");
+        for head in 0..2 {
+            for (q, k, w) in [(0, 0, 1.0), (1, 0, 0.25), (1, 1, 0.75), (2, 0, 0.1), (2, 1, 0.2), (2, 2, 0.7)] {
+                csv.push_str(&format!("0,{head},{q},{k},{w}\n"));
+            }
+        }
+        std::fs::write(run.join("attention.csv"), csv).unwrap();
+    }
+    physlens::build_report(&run).unwrap();
+    (dir, run)
+}
+
+/// The `<figure>` of `id` in a report.
+fn figure<'a>(doc: &'a Html, id: &str) -> ElementRef<'a> {
+    doc.select(&sel(&format!("figure[data-figure=\"{id}\"]"))).next().unwrap_or_else(|| panic!("no figure {id}"))
+}
+
+fn caption(figure: ElementRef<'_>) -> String {
+    figure.select(&sel("figcaption")).next().unwrap().text().collect()
+}
+
+/// The texts of an SVG that are numbers (tick labels, colour-bar labels, cell values).
+fn number_texts(svg: ElementRef<'_>) -> Vec<String> {
+    svg.select(&sel("text"))
+        .map(|t| t.text().collect::<String>().trim().to_string())
+        .filter(|t| t.chars().any(|c| c.is_ascii_digit()) && t.chars().all(|c| "0123456789.−-×⁰¹²³⁴⁵⁶⁷⁸⁹⁻".contains(c)))
+        .collect()
+}
+
+/// Words that say a number was not finite.
+fn has_non_finite_word(text: &str) -> bool {
+    text.split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|w| ["nan", "inf", "infinity"].contains(&w.to_lowercase().as_str()))
+}
+
+/// Issue 16, item 7: a diverging rollout drew ticks like "…350932992" over
+/// the axes, smeared the phase portrait, and its figures never said the
+/// rollout diverged. Now every number on every figure is short, the rollout
+/// and phase figures clip at a few times the exact extent and say so, the
+/// captions name the divergence step, and no figure, caption or CSV holds
+/// NaN or inf.
+#[test]
+fn a_diverging_rollout_gets_short_ticks_clipped_axes_and_a_divergence_caption() {
+    let (_dir, run) = handbuilt_run(3.0, false);
+    let eval: Value = serde_json::from_str(&read(&run.join("eval.json"))).unwrap();
+    let n = eval["rollout"]["diverged_at"].as_u64().expect("the rollout diverges");
+    assert!((100..700).contains(&n), "diverged at {n}");
+    let html = read(&run.join("report.html"));
+    let doc = Html::parse_document(&html);
+    for (id, _) in SECTIONS.iter().filter(|(id, _)| *id != "attention") {
+        let fig = figure(&doc, id);
+        let svg = fig.select(&sel("svg")).next().unwrap();
+        for text in number_texts(svg) {
+            let len = text.chars().count();
+            assert!(len <= 8 || (text.contains('×') && len <= 11), "{id}: number `{text}` is too long");
+        }
+        let all: String = svg.text().collect();
+        assert!(!has_non_finite_word(&all) && !has_non_finite_word(&caption(fig)), "{id}: NaN or inf shown");
+        let csv = read(&run.join("figures").join(format!("{id}.csv")));
+        assert!(!has_non_finite_word(&csv), "{id}.csv holds NaN or inf");
+    }
+    // The phase portrait and x(t), p(t) stop at about 3× the exact extent.
+    let shown = read(&run.join("figures/phase.csv"));
+    let mut extent: f64 = 0.0;
+    for line in shown.lines().skip(1) {
+        let cells: Vec<&str> = line.split(',').collect();
+        extent = extent.max(cells[5].parse::<f64>().unwrap().abs()).max(cells[6].parse::<f64>().unwrap().abs());
+    }
+    for id in ["phase", "rollouts"] {
+        let fig = figure(&doc, id);
+        let ticks: Vec<f64> = number_texts(fig.select(&sel("svg")).next().unwrap())
+            .iter()
+            .filter_map(|t| displayed(t).map(|(v, _)| v))
+            .collect();
+        let largest = ticks.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        if id == "phase" {
+            assert!(largest > extent && largest <= 3.4 * extent, "{id}: ticks reach {largest}, exact extent {extent}");
+        }
+        let text = caption(fig);
+        assert!(text.contains(&format!("diverged: model states are no longer finite from step {n}")), "{id}: {text}");
+        assert!(text.contains("leaves the plotted area from step"), "{id}: {text}");
+    }
+    let energy = caption(figure(&doc, "energy"));
+    assert!(energy.contains(&format!("from step {n}")) && energy.contains("n/a"), "{energy}");
+    assert!(caption(figure(&doc, "rollout_error")).contains(&format!("from step {n}")));
+    // rollout.csv: where a state is no longer finite, the energy drift is as empty as the error.
+    let rollout = read(&run.join("rollout.csv"));
+    for line in rollout.lines().skip(1 + n as usize) {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert!(cells[4].is_empty() && cells[9].is_empty(), "rollout.csv: {line}");
+    }
+    assert!(eval["rollout"]["max_rel_err"].is_null());
+}
+
+/// The filled `<rect>`s of `svg` that are stripes of a colour bar: runs of at
+/// least 32 (a bar has 48) with the same `x` and `width`. One per heat map.
+fn color_bars(svg: ElementRef<'_>) -> usize {
+    let mut columns: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    for r in svg.select(&sel("rect")).filter(|r| r.attr("fill").is_some_and(|f| f != "none")) {
+        let key = (r.attr("x").unwrap_or("").to_string(), r.attr("width").unwrap_or("").to_string());
+        *columns.entry(key).or_default() += 1;
+    }
+    columns.values().filter(|&&n| n >= 32).count()
+}
+
+/// Issue 16, item 12: heat maps had no colour bar, the eigenvalue plane's
+/// zoom box was drawn under the markers (and too small to see), and captions
+/// wrote `e^(AΔt)` and `ω0`. Now every heat map has a colour bar, each zoom
+/// box is drawn after the markers it frames, at least 10 pixels wide, with
+/// two leader lines to its inset, and captions set exponents in `<sup>`.
+#[test]
+fn heat_maps_have_colour_bars_the_zoom_box_is_on_top_and_captions_use_sup() {
+    let (_dir, run) = handbuilt_run(1.0, true);
+    let doc = Html::parse_document(&read(&run.join("report.html")));
+    let svg = |id: &str| figure(&doc, id).select(&sel("svg")).next().unwrap();
+    assert_eq!(color_bars(svg("map")), 3, "learned, exact and difference each have a colour bar");
+    assert_eq!(color_bars(svg("paths")), 4, "direct, two heads and total each have a colour bar");
+    assert_eq!(color_bars(svg("attention")), 2, "each head has a colour bar");
+    assert_eq!(color_bars(svg("rollouts")), 0);
+
+    // The zoom boxes: unfilled dark rectangles, after the markers inside them.
+    let eigen = svg("eigenvalues");
+    let elements: Vec<ElementRef> = eigen.descendants().filter_map(ElementRef::wrap).collect();
+    let num = |e: &ElementRef, a: &str| e.attr(a).unwrap().parse::<f64>().unwrap();
+    let boxes: Vec<usize> = (0..elements.len())
+        .filter(|&i| {
+            let e = &elements[i];
+            e.value().name() == "rect" && e.attr("fill") == Some("none") && e.attr("stroke") == Some("#1E1E1E")
+        })
+        .collect();
+    assert_eq!(boxes.len(), 2, "a box on the plane and one on the first zoom");
+    for &b in &boxes {
+        let r = &elements[b];
+        let (x, y, w, h) = (num(r, "x"), num(r, "y"), num(r, "width"), num(r, "height"));
+        assert!(w >= 10.0 && h >= 10.0, "zoom box {w}×{h} pixels");
+        let inside: Vec<usize> = (0..elements.len())
+            .filter(|&i| elements[i].value().name() == "circle")
+            .filter(|&i| {
+                let (cx, cy) = (num(&elements[i], "cx"), num(&elements[i], "cy"));
+                (x..=x + w).contains(&cx) && (y..=y + h).contains(&cy)
+            })
+            .collect();
+        assert!(!inside.is_empty(), "no marker inside the zoom box");
+        assert!(inside.iter().all(|&i| i < b), "a marker is drawn over the zoom box");
+        let leaders = elements[b - 2..b].iter().filter(|e| e.value().name() == "polyline").count();
+        assert_eq!(leaders, 2, "two leader lines from the box to its inset");
+    }
+
+    // Captions: math as <sup>/<sub>, no caret notation.
+    for fig in doc.select(&sel("figure")) {
+        let id = fig.attr("data-figure").unwrap();
+        let cap = fig.select(&sel("figcaption")).next().unwrap();
+        let text: String = cap.text().collect();
+        assert!(!text.contains("^{") && !text.contains("_{"), "{id}: markup left in the caption: {text}");
+        assert!(!text.contains('^'), "{id}: caret notation in the caption: {text}");
+    }
+    let eigen = figure(&doc, "eigenvalues").select(&sel("figcaption")).next().unwrap().inner_html();
+    assert!(eigen.contains("e<sup>(−γ ± iω)Δt</sup>"), "{eigen}");
+    let map = figure(&doc, "map").select(&sel("figcaption")).next().unwrap().inner_html();
+    assert!(map.contains("e<sup>AΔt</sup>"), "{map}");
+    let energy = figure(&doc, "energy").select(&sel("figcaption")).next().unwrap().inner_html();
+    assert!(energy.contains("ω<sub>0</sub>") && energy.contains("e<sup>−2γt</sup>"), "{energy}");
+}
