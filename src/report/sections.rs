@@ -102,6 +102,12 @@ pub(crate) fn training(c: &CaseData) -> Result<Entry> {
         cfg.data.e_train_max,
         sci(last_valid, 3)
     );
+    let steps = training.numbers("step")?;
+    let valid = training.numbers("valid_mse")?;
+    let caption = match jump(&steps, &valid) {
+        Some(j) => format!("{caption} {}", jump_words(&j, c.numbers.floor_mse)),
+        None => caption,
+    };
     let caption = match c.numbers.stopped_at_floor_step {
         Some(step) => format!(
             "{caption} Training stopped at the floating-point floor at step {step} of {} (train.stop_at_floor): the \
@@ -111,6 +117,70 @@ pub(crate) fn training(c: &CaseData) -> Result<Entry> {
         None => caption,
     };
     Ok(drawn(c, "training", "training", Figure::Training, training, caption))
+}
+
+/// A jump of the validation MSE: from its lowest value so far to more than
+/// [`JUMP`] times that, and where it came back within [`BACK`] times.
+struct Jump {
+    /// Step and value of the lowest MSE before the jump.
+    low: (f64, f64),
+    /// First step above `JUMP × low`.
+    at: f64,
+    /// Highest MSE after the jump.
+    peak: f64,
+    /// First step from which the MSE stays within `BACK × low` to the end, if any.
+    back: Option<f64>,
+}
+
+/// A rise by more than this factor over the lowest MSE so far is a jump.
+const JUMP: f64 = 100.0;
+
+/// The MSE is back once it stays within this factor of its lowest value before the jump.
+const BACK: f64 = 10.0;
+
+/// The first jump of `valid` (the validation MSE at `steps`), if there is one.
+fn jump(steps: &[f64], valid: &[f64]) -> Option<Jump> {
+    let mut low = (f64::NAN, f64::INFINITY);
+    for (i, (&step, &v)) in steps.iter().zip(valid).enumerate().filter(|(_, (_, v))| v.is_finite()) {
+        if v > JUMP * low.1 {
+            let after = || steps[i..].iter().zip(&valid[i..]).filter(|(_, v)| v.is_finite());
+            let peak = after().map(|(_, v)| *v).fold(v, f64::max);
+            let last_above = after().filter(|(_, v)| **v > BACK * low.1).map(|(s, _)| *s).last();
+            let back = after().map(|(s, _)| *s).find(|s| Some(*s) > last_above);
+            return Some(Jump { low, at: step, peak, back });
+        }
+        if v < low.1 {
+            low = (step, v);
+        }
+    }
+    None
+}
+
+/// The caption's account of a jump; the mechanism is named only when the MSE
+/// had reached the rounding floor `floor` (NaN where unknown) before it.
+fn jump_words(j: &Jump, floor: f64) -> String {
+    let back = match j.back {
+        Some(step) => format!("it stays within {BACK}× of that low only from step {step} on"),
+        None => format!("it does not settle back within {BACK}× of that low before the end"),
+    };
+    let mut words = format!(
+        "The validation MSE jumps: it had fallen to {} by step {}, rises above {JUMP}× that at step {} (peak {}), and \
+         {back}.",
+        sci(j.low.1, 2),
+        j.low.0,
+        j.at,
+        sci(j.peak, 2)
+    );
+    if j.low.1 <= BACK * floor {
+        words.push_str(&format!(
+            " The low was at the floating-point floor (ε²·mean‖s‖² = {}): there the gradients are rounding noise, \
+             Adam's second-moment estimate decays to their size and its steps grow back to about the learning rate, \
+             until the falling cosine rate brings the loss down again. train.stop_at_floor stops before the jump, \
+             at some cost in accuracy (docs/config.md).",
+            sci(floor, 2)
+        ));
+    }
+    words
 }
 
 /// `rollouts`: x(t) and p(t) of the first [`SHOWN_TRAJECTORIES`] rollouts,
@@ -446,4 +516,28 @@ pub(crate) fn error_vs_energy(c: &CaseData) -> Result<Entry> {
     );
     let what = "error against energy";
     Ok(drawn(c, "error_vs_energy", what, |t| Figure::ErrorVsEnergy(t, e_train_max), data, caption))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jump_is_found_with_its_low_peak_and_the_step_it_settles_back() {
+        let steps: Vec<f64> = (1..=8).map(|s| f64::from(s) * 100.0).collect();
+        let valid = [1e-3, 1e-12, 2e-12, 5e-9, 1e-8, 2e-11, 5e-12, 4e-12];
+        let j = jump(&steps, &valid).unwrap();
+        assert_eq!((j.low, j.at, j.peak, j.back), ((200.0, 1e-12), 400.0, 1e-8, Some(700.0)));
+        // Words name the mechanism only at the floor.
+        assert!(jump_words(&j, 1e-12).contains("floating-point floor"));
+        assert!(!jump_words(&j, 1e-14).contains("floating-point floor"));
+        assert!(!jump_words(&j, f64::NAN).contains("floating-point floor"));
+    }
+
+    #[test]
+    fn a_falling_or_noisy_curve_has_no_jump() {
+        let steps = [1.0, 2.0, 3.0, 4.0, 5.0];
+        assert!(jump(&steps, &[1.0, 0.1, 0.5, 0.01, f64::NAN]).is_none());
+        assert!(jump(&steps, &[1e-12, 5e-11, 9e-11, 2e-12, 1e-12]).is_none());
+    }
 }

@@ -70,3 +70,42 @@ fn a_short_run_that_never_reaches_the_floor_trains_every_step_as_without_the_sto
     let bits = |p: &[f32]| p.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&on.model.params), bits(&off.model.params));
 }
+
+/// Issue 16, item 10: the default study's training curve jumps once the loss
+/// is at the floor; the report's first figure says so, with the steps and
+/// values of metrics.csv, instead of showing it unexplained.
+#[test]
+fn regression_the_default_training_curve_jump_is_explained_in_its_caption() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = crate::common::physlens(&["run", "--out", "out", "--quiet"], dir.path());
+    assert!(out.status.success(), "{}", crate::common::stderr(&out));
+    let html = std::fs::read_to_string(dir.path().join("out/report.html")).unwrap();
+    let doc = scraper::Html::parse_document(&html);
+    for case in ["undamped", "damped"] {
+        let selector = scraper::Selector::parse(&format!("figure#{case}-training figcaption")).unwrap();
+        let caption: String = doc.select(&selector).next().unwrap().text().collect();
+        assert!(caption.contains("The validation MSE jumps") && caption.contains("floating-point floor"), "{caption}");
+        // The low it names is metrics.csv's lowest validation MSE before the jump, at that step.
+        let metrics = std::fs::read_to_string(dir.path().join(format!("out/{case}/metrics.csv"))).unwrap();
+        let header: Vec<&str> = metrics.lines().next().unwrap().split(',').collect();
+        let (col_step, col_valid) =
+            (header.iter().position(|h| *h == "step").unwrap(), header.iter().position(|h| *h == "valid_mse").unwrap());
+        let rows: Vec<(u64, f64)> = metrics
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .filter(|f| !f[col_valid].is_empty())
+            .map(|f| (f[col_step].parse().unwrap(), f[col_valid].parse().unwrap()))
+            .collect();
+        let mut low = (0, f64::INFINITY);
+        for &(step, v) in &rows {
+            if v > 100.0 * low.1 {
+                break;
+            }
+            if v < low.1 {
+                low = (step, v);
+            }
+        }
+        assert!(caption.contains(&format!("by step {}", low.0)), "{caption}");
+    }
+}
