@@ -145,7 +145,7 @@ fn jump(steps: &[f64], valid: &[f64]) -> Option<Jump> {
         if v > JUMP * low.1 {
             let after = || steps[i..].iter().zip(&valid[i..]).filter(|(_, v)| v.is_finite());
             let peak = after().map(|(_, v)| *v).fold(v, f64::max);
-            let last_above = after().filter(|(_, v)| **v > BACK * low.1).map(|(s, _)| *s).last();
+            let last_above = after().filter(|(_, v)| **v > BACK * low.1).map(|(s, _)| *s).next_back();
             let back = after().map(|(s, _)| *s).find(|s| Some(*s) > last_above);
             return Some(Jump { low, at: step, peak, back });
         }
