@@ -318,9 +318,11 @@ fn energy<DB: Backend>(area: &Area<DB>, th: &Theme, t: &Table) -> PlotResult {
     let mut ch = chart(&top, th, 0.0..t_max, view(&e, &exact_and_zero), 72.0)?;
     axes(&mut ch, th, &Axis::linear(""), &Axis::linear("energy E"))?;
     pair_lines(&mut ch, th, &groups, &|i| (time[i], ee[i]), &|i| (time[i], e[i]))?;
-    let ex = axis_exponent(diff.iter().fold(0.0, |m: f64, v| if v.is_finite() { m.max(v.abs()) } else { m }));
+    // The difference panel stops where the energy panel does: |ΔE/E₀| ≤ CLIP.
+    let shown: Vec<f64> = diff.iter().filter(|v| v.is_finite()).map(|v| v.clamp(-CLIP, CLIP)).collect();
+    let ex = axis_exponent(shown.iter().fold(0.0, |m: f64, v| m.max(v.abs())));
     let scale = 10f64.powi(-ex);
-    let y = padded_range(diff.iter().map(|v| v * scale).chain([0.0]), 0.08);
+    let y = padded_range(shown.iter().map(|v| v * scale).chain([0.0]), 0.08);
     let mut ch = chart(&bottom, th, 0.0..t_max, y, 72.0)?;
     axes(&mut ch, th, &Axis::linear("time t"), &Axis::linear(format!("ΔE / E₀{}", exponent_suffix(ex))))?;
     for (g, r) in groups.iter().enumerate() {

@@ -320,6 +320,9 @@ pub(crate) fn energy(c: &CaseData) -> Result<Entry> {
              area."
         ));
     }
+    if energy.numbers("rel_diff")?.iter().any(|v| v.abs() > CLIP) {
+        caption.push_str(&format!(" The ΔE/E₀ axis stops at ±{CLIP}; larger differences leave it."));
+    }
     Ok(drawn(c, "energy", "energy", Figure::Energy, energy, caption))
 }
 
@@ -459,10 +462,17 @@ pub(crate) fn attention(c: &CaseData) -> Result<Entry> {
     let context = c.config.data.context;
     Ok(match &c.attention {
         Some(t) => {
-            let caption = "Attention weights of each layer and head (rows: query position, columns: key position; colour \
-                 bar: 0 to 1), from attention.csv; a causal mask leaves the upper triangle empty.";
+            let mask = if c.config.model.causal {
+                "the causal mask leaves the upper triangle without weights (no key after the query)"
+            } else {
+                "without the causal mask every query attends to every key"
+            };
+            let caption = format!(
+                "Attention weights of each layer and head (rows: query position, columns: key position; colour \
+                 bar: 0 to 1), from attention.csv; {mask}."
+            );
             let data = select(t, &["layer", "head", "query", "key", "weight"])?;
-            drawn(c, "attention", "attention patterns", Figure::Attention, data, caption.into())
+            drawn(c, "attention", "attention patterns", Figure::Attention, data, caption)
         }
         None if context == 1 => skipped(
             "attention",

@@ -463,6 +463,10 @@ fn a_diverging_rollout_gets_short_ticks_clipped_axes_and_a_divergence_caption() 
     }
     let energy = caption(figure(&doc, "energy"));
     assert!(energy.contains(&format!("from step {n}")) && energy.contains("n/a"), "{energy}");
+    // The ΔE/E₀ panel stops at ±3 like the energy panel, instead of an axis scaled by 10³⁰⁷.
+    assert!(energy.contains("ΔE/E₀ axis stops at ±3"), "{energy}");
+    let energy_svg = read(&run.join("figures/energy.svg"));
+    assert!(!energy_svg.contains("×10³") && !energy_svg.contains("×10¹"), "the ΔE/E₀ axis is scaled up");
     assert!(caption(figure(&doc, "rollout_error")).contains(&format!("from step {n}")));
     // rollout.csv: where a state is no longer finite, the energy drift is as empty as the error.
     let rollout = read(&run.join("rollout.csv"));
