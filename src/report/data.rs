@@ -12,7 +12,7 @@ use crate::model::Model;
 use crate::model::checkpoint;
 use crate::physics::rules::RULES;
 use crate::run::records::{CaseSummary, Evaluation, Summary};
-use crate::train::state::{STATE_FILE, TrainState};
+use crate::train::state::{STATE_FILE, stopped_at_floor};
 use crate::util::error::{Error, Result};
 use crate::util::io::read_json;
 use crate::util::mat2::{Mat2, sub};
@@ -216,7 +216,7 @@ fn lone_case_numbers(dir: &Path) -> Result<CaseSummary> {
     let mut numbers = CaseSummary::new(&name.unwrap_or_else(|| "run".into()), config.system, &eval, f64::NAN);
     let state = dir.join(STATE_FILE);
     if state.is_file() {
-        numbers.stopped_at_floor_step = TrainState::<f64>::stopped_at_floor(&state)?;
+        numbers.stopped_at_floor_step = stopped_at_floor(&state)?;
     }
     Ok(numbers)
 }

@@ -135,19 +135,6 @@ impl<F: Real> TrainState<F> {
         write_atomic(path, &bytes)
     }
 
-    /// The step a run stopped at the floor, from the metadata of the state
-    /// file at `path` alone (any dtype); `None` if it did not stop there.
-    pub fn stopped_at_floor(path: &Path) -> Result<Option<u64>> {
-        let fail = |message: String| Error::Checkpoint { file: path.into(), message };
-        let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read the training state: {e}")))?;
-        let (_, header) =
-            SafeTensors::read_metadata(&bytes).map_err(|e| fail(format!("not a training state file: {e}")))?;
-        match header.metadata().as_ref().and_then(|m| m.get("floor_reached")).map(String::as_str) {
-            None | Some("") => Ok(None),
-            Some(v) => v.parse().map(Some).map_err(|e| fail(format!("metadata `floor_reached`: {e}"))),
-        }
-    }
-
     /// Reads a state written by [`TrainState::save`] with the same dtype.
     pub fn load(path: &Path) -> Result<Self> {
         let fail = |message: String| Error::Checkpoint { file: path.into(), message };
@@ -213,5 +200,18 @@ impl<F: Real> TrainState<F> {
             floor_since: optional_step("floor_since")?,
             floor_reached: optional_step("floor_reached")?,
         })
+    }
+}
+
+/// The step a run stopped at the floor, from the metadata of the state
+/// file at `path` alone (either dtype); `None` if it did not stop there.
+pub fn stopped_at_floor(path: &Path) -> Result<Option<u64>> {
+    let fail = |message: String| Error::Checkpoint { file: path.into(), message };
+    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read the training state: {e}")))?;
+    let (_, header) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| fail(format!("not a training state file: {e}")))?;
+    match header.metadata().as_ref().and_then(|m| m.get("floor_reached")).map(String::as_str) {
+        None | Some("") => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|e| fail(format!("metadata `floor_reached`: {e}"))),
     }
 }
