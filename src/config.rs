@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{AttnScale, ModelConfig};
+use crate::model::{AttnScale, LossPositions, ModelConfig};
 use crate::physics::{Oscillator, System};
 use crate::util::error::{Error, Result};
 use crate::util::real::Dtype;
@@ -84,6 +84,11 @@ pub struct TrainConfig {
     pub stop_at_floor: bool,
     /// Steps the validation MSE must stay at or below the floor before the stop.
     pub floor_patience: u64,
+    /// `"all"` or `"last"`: the positions scored by the loss. When a file
+    /// does not set it, [`Config::parse`] resolves it from `model.causal`
+    /// (all with the mask, the last without it); `None` only in configs built
+    /// in code, where [`ModelConfig::scored_positions`] does the same.
+    pub loss_positions: Option<LossPositions>,
 }
 
 /// `[eval]`: evaluation after training.
@@ -194,6 +199,7 @@ impl Default for TrainConfig {
             checkpoint_every: 5000,
             stop_at_floor: false,
             floor_patience: 500,
+            loss_positions: Some(LossPositions::All),
         }
     }
 }
@@ -228,10 +234,15 @@ impl Config {
             err("(syntax)", format!("{at}{}", e.message().trim()))
         })?;
         check_keys(&table, &toml::Table::try_from(Config::default()).expect("defaults serialise"), "", &err)?;
-        let config: Config = toml::from_str(text).map_err(|e| {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
             let key = e.span().map(|span| key_at(text, span.start)).unwrap_or_else(|| "(value)".into());
             err(&key, e.message().trim().to_string())
         })?;
+        // Unset, the scored positions follow the mask (all with it, the last without it).
+        if table.get("train").and_then(|t| t.get("loss_positions")).is_none() {
+            let default = if config.model.causal { LossPositions::All } else { LossPositions::Last };
+            config.train.loss_positions = Some(default);
+        }
         config.validate(file)?;
         Ok(config)
     }
@@ -253,6 +264,7 @@ impl Config {
             attn_scale: m.attn_scale,
             causal: m.causal,
             positional: m.positional,
+            loss_positions: self.train.loss_positions,
         }
     }
 
@@ -298,6 +310,15 @@ impl Config {
         let err = |key: &str, message: String| Err(Error::Config { file: file.into(), key: key.into(), message });
         if let Some(bad) = self.system.invalid() {
             return err(&format!("system.{}", bad.field), format!("must be {}, got {}", bad.accepted, bad.value));
+        }
+        if !self.model.causal && self.train.loss_positions == Some(LossPositions::All) {
+            return err(
+                "train.loss_positions",
+                "\"all\" needs model.causal = true: without the causal mask, position t attends to token t + 1, \
+                 which is its own target, so the loss would reward copying the answer (a leak, not learning); \
+                 use \"last\" (the default without the mask) or turn the mask on"
+                    .into(),
+            );
         }
         let positive = [
             ("data.e_train_max", self.data.e_train_max),

@@ -7,7 +7,7 @@ use crate::kernel::chunks::{Batch, CHUNK};
 use crate::kernel::ctx1::Ctx1Kernel;
 use crate::kernel::lanes::{LANES, Simd};
 use crate::kernel::seq::CHUNK_SEQ;
-use crate::model::{Activations, AttnScale, Model, ModelConfig, Scratch, mse_loss};
+use crate::model::{Activations, AttnScale, LossPositions, Model, ModelConfig, Scratch, mse_loss};
 use crate::util::real::Real;
 use crate::util::rng::{Rng, Stream};
 
@@ -22,6 +22,7 @@ fn config(d_model: usize, n_heads: usize, d_head: usize, n_layers: usize, n_ctx:
         attn_scale: AttnScale::DModel,
         causal: true,
         positional: false,
+        loss_positions: None,
     }
 }
 
@@ -135,6 +136,8 @@ fn seq_configs() -> Vec<ModelConfig> {
         // blocks of four (d_model and d_head multiples of 4) over two layers, both masks
         ModelConfig { causal: false, positional: true, ..config(8, 2, 4, 2, 6) },
         ModelConfig { positional: true, ..config(8, 3, 4, 2, 7) },
+        // the causal mask with only the last position scored (`loss_positions = "last"`)
+        ModelConfig { loss_positions: Some(LossPositions::Last), positional: true, ..config(4, 2, 2, 2, 5) },
     ]
 }
 

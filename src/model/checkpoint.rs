@@ -672,6 +672,7 @@ mod tests {
                 n_ctx: 5,
                 attn_scale: AttnScale::DHead,
                 causal: false,
+                loss_positions: None,
                 positional,
             };
             assert_eq!(param_count(&cfg), Some(Layout::new(&cfg).len));

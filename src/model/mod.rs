@@ -8,6 +8,6 @@ pub mod circuits;
 pub mod transformer;
 
 pub use transformer::{
-    Activations, AttnScale, BlockActivations, BlockLayout, CHUNK_BYTES, D_IN, Layout, Model, ModelConfig, Scratch,
-    TensorInfo, chunk_sequences, mse, mse_loss,
+    Activations, AttnScale, BlockActivations, BlockLayout, CHUNK_BYTES, D_IN, Layout, LossPositions, Model,
+    ModelConfig, Scratch, TensorInfo, chunk_sequences, mse, mse_loss,
 };

@@ -39,6 +39,17 @@ pub enum AttnScale {
     DHead,
 }
 
+/// Which positions carry a prediction in the loss (`[train] loss_positions`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossPositions {
+    /// Every position predicts the next state (needs the causal mask: without
+    /// it, position t sees its own target, token t + 1).
+    All,
+    /// Only the last position.
+    Last,
+}
+
 /// The architecture of one model (docs/model-and-checkpoint.md; the `[model]` config table plus `n_ctx`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
@@ -58,6 +69,10 @@ pub struct ModelConfig {
     pub causal: bool,
     /// Learned positional embeddings on.
     pub positional: bool,
+    /// Positions scored by the loss; `None` (absent in older checkpoints):
+    /// all with the causal mask, the last without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_positions: Option<LossPositions>,
 }
 
 impl ModelConfig {
@@ -72,6 +87,7 @@ impl ModelConfig {
             attn_scale: AttnScale::DModel,
             causal: true,
             positional: false,
+            loss_positions: None,
         }
     }
 
@@ -84,10 +100,21 @@ impl ModelConfig {
         1.0 / (width as f64).sqrt()
     }
 
-    /// Positions that carry a prediction in the loss: all of them with the
-    /// causal mask, only the last one without it (docs/physics.md).
+    /// Positions that carry a prediction in the loss: `loss_positions`, by
+    /// default all of them with the causal mask and only the last one without
+    /// it (docs/physics.md).
     pub fn scored_positions(&self) -> Range<usize> {
-        if self.causal { 0..self.n_ctx } else { self.n_ctx - 1..self.n_ctx }
+        match self.resolved().loss_positions {
+            Some(LossPositions::All) => 0..self.n_ctx,
+            _ => self.n_ctx - 1..self.n_ctx,
+        }
+    }
+
+    /// The same config with `loss_positions` spelt out (`None` resolved from
+    /// the mask): two configs that train and score alike compare equal.
+    pub fn resolved(&self) -> ModelConfig {
+        let default = if self.causal { LossPositions::All } else { LossPositions::Last };
+        ModelConfig { loss_positions: Some(self.loss_positions.unwrap_or(default)), ..self.clone() }
     }
 
     /// Bytes of the parameters at `size` bytes per value, without building a

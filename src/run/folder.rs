@@ -36,10 +36,10 @@ impl RunDir {
         let config = Self::config_of(dir)?;
         let file = dir.join("model.safetensors");
         let model = checkpoint::load(&file)?.model;
-        if *model.cfg() != config.model_config() {
+        if model.cfg().resolved() != config.model_config().resolved() {
             let message = format!(
-                "its `model` metadata {:?} is not the architecture of the folder's config.toml {:?} ([model] and \
-                 data.context); the folder mixes two runs",
+                "its `model` metadata {:?} is not the architecture of the folder's config.toml {:?} ([model], data.context \
+                 and train.loss_positions); the folder mixes two runs",
                 model.cfg(),
                 config.model_config()
             );

@@ -28,6 +28,7 @@ fn wide_cfg() -> ModelConfig {
         attn_scale: AttnScale::DHead,
         causal: false,
         positional: true,
+        loss_positions: None,
     }
 }
 

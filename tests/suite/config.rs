@@ -168,3 +168,25 @@ fn bad_case_names_are_rejected() {
     let (key, _) = config_error("[run]\ncases = []\n");
     assert_eq!(key, "run.cases");
 }
+
+/// The leak guard (docs/config.md): without the causal mask, scoring every
+/// position would let position t read its own target (token t + 1).
+#[test]
+fn loss_positions_follow_the_mask_and_all_without_it_is_a_leak() {
+    use physlens::model::LossPositions;
+    let with_mask = Config::parse("[data]\ncontext = 4\n", "t").unwrap();
+    assert_eq!(with_mask.train.loss_positions, Some(LossPositions::All));
+    assert_eq!(with_mask.model_config().scored_positions(), 0..4);
+    let without = Config::parse("[data]\ncontext = 4\n[model]\ncausal = false\n", "t").unwrap();
+    assert_eq!(without.train.loss_positions, Some(LossPositions::Last));
+    assert_eq!(without.model_config().scored_positions(), 3..4);
+    let last = Config::parse("[data]\ncontext = 4\n[train]\nloss_positions = \"last\"\n", "t").unwrap();
+    assert_eq!(last.model_config().scored_positions(), 3..4);
+    // The resolved value is written out, so a run folder's config says which was used.
+    assert!(without.to_toml().contains("loss_positions = \"last\""), "{}", without.to_toml());
+    let (key, message) = config_error("[model]\ncausal = false\n[train]\nloss_positions = \"all\"\n");
+    assert_eq!(key, "train.loss_positions");
+    assert!(message.contains("leak") && message.contains("t + 1") && message.contains("\"last\""), "{message}");
+    let (key, _) = config_error("[train]\nloss_positions = \"first\"\n");
+    assert_eq!(key, "train.loss_positions");
+}

@@ -2,7 +2,7 @@
 //! for every switch of the model family.
 
 use crate::common::config;
-use physlens::model::{Activations, AttnScale, Model, ModelConfig, Scratch, mse_loss};
+use physlens::model::{Activations, AttnScale, LossPositions, Model, ModelConfig, Scratch, mse_loss};
 use physlens::util::rng::{Rng, Stream};
 
 /// Loss of `model` on (`input`, `target`).
@@ -75,6 +75,11 @@ fn gradients_two_layers_two_heads_context_8() {
 #[test]
 fn gradients_without_causal_mask() {
     assert_gradients(ModelConfig { causal: false, ..config(3, 2, 2, 1, 4) });
+}
+
+#[test]
+fn gradients_with_the_causal_mask_and_only_the_last_position_scored() {
+    assert_gradients(ModelConfig { loss_positions: Some(LossPositions::Last), ..config(3, 2, 2, 2, 4) });
 }
 
 #[test]

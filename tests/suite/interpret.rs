@@ -188,6 +188,7 @@ fn jacobians_match_central_differences_on_random_models() {
             attn_scale: AttnScale::DHead,
             causal,
             positional,
+            loss_positions: None,
         };
         let mut rng = Rng::new(5, Stream::Init);
         let mut model = Model::<f64>::init(&cfg, &mut rng);
@@ -236,6 +237,7 @@ fn probes_find_linear_targets_and_not_noise() {
         attn_scale: AttnScale::DModel,
         causal: true,
         positional: true,
+        loss_positions: None,
     };
     let mut rng = Rng::new(9, Stream::Init);
     let mut model = Model::<f64>::init(&cfg, &mut rng);

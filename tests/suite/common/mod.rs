@@ -85,6 +85,7 @@ pub fn config(d_model: usize, n_heads: usize, d_head: usize, n_layers: usize, n_
         attn_scale: AttnScale::DModel,
         causal: true,
         positional: false,
+        loss_positions: None,
     }
 }
 

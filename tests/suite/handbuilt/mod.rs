@@ -100,6 +100,7 @@ pub fn two_step_model(m: Mat2, c: Vec2, g: Mat2, beta: Vec2) -> (Model<f64>, Vec
         attn_scale: AttnScale::DModel,
         causal: true,
         positional: true,
+        loss_positions: None,
     };
     let (d, k) = (5, 3);
     let mut model = Model::<f64>::zeros(&cfg);
