@@ -6,6 +6,7 @@
 
 use crate::interpret::map::MapReport;
 use crate::physics::readout::RuleVerdict;
+use crate::physics::{Regime, System};
 use crate::report::data::{
     CaseData, SHOWN_TRAJECTORIES, Table, component_errors, distance_table, eigenvalue_table, energies, map_table,
     path_table, select, shown_trajectories,
@@ -85,6 +86,31 @@ fn divergence_note(c: &CaseData, shown: &Table) -> Result<String> {
         ));
     }
     Ok(note)
+}
+
+/// What the "exact" lines of the rollout figures follow: a rule's data, or
+/// the exact flow in one of its regimes.
+enum Reference {
+    /// `[system] generator`, a numerical rule.
+    Rule(&'static str),
+    /// The exact flow at γ = 0.
+    Conserving,
+    /// The exact flow, 0 < γ < ω0.
+    Underdamped,
+    /// The exact flow, γ ≥ ω0 (critically or overdamped).
+    NotOscillating(Regime),
+}
+
+/// The reference of the rollout figures of `system`.
+fn reference(system: &System) -> Reference {
+    if !system.generator.is_exact() {
+        return Reference::Rule(system.generator.name());
+    }
+    match system.oscillator().regime() {
+        _ if system.gamma == 0.0 => Reference::Conserving,
+        Regime::Underdamped => Reference::Underdamped,
+        regime => Reference::NotOscillating(regime),
+    }
 }
 
 // ---------------------------------------------------------------- the figures
@@ -203,20 +229,18 @@ pub(crate) fn rollouts(c: &CaseData) -> Result<Entry> {
 /// [`rollouts`], from `trajectories.csv`.
 pub(crate) fn phase(c: &CaseData) -> Result<Entry> {
     let system = &c.config.system;
-    let orbit = if !system.generator.is_exact() {
-        format!(
-            "the reference orbits are those of the {} rule the data were made with, not of the exact flow",
-            system.generator.name()
-        )
-    } else if system.gamma == 0.0 {
-        "the exact orbits are closed ellipses (γ = 0 conserves energy)".to_string()
-    } else if system.gamma < system.omega0 {
-        format!("the exact orbits spiral inwards (γ = {} dissipates energy)", system.gamma)
-    } else {
-        format!(
-            "the exact orbits fall into the origin without circling it (γ = {} ≥ ω0 = {}: critically or overdamped)",
-            system.gamma, system.omega0
-        )
+    let orbit = match reference(system) {
+        Reference::Rule(rule) => {
+            format!("the reference orbits are those of the {rule} rule the data were made with, not of the exact flow")
+        }
+        Reference::Conserving => "the exact orbits are closed ellipses (γ = 0 conserves energy)".to_string(),
+        Reference::Underdamped => format!("the exact orbits spiral inwards (γ = {} dissipates energy)", system.gamma),
+        Reference::NotOscillating(regime) => format!(
+            "the exact orbits fall into the origin without circling it (γ = {} ≥ ω0 = {}: {})",
+            system.gamma,
+            system.omega0,
+            regime.name()
+        ),
     };
     let shown = shown_trajectories(&c.trajectories)?;
     let caption = format!(
@@ -289,19 +313,15 @@ pub(crate) fn energy(c: &CaseData) -> Result<Entry> {
     let energy = energies(&c.trajectories, c.config.system.omega0)?;
     let (model, exact) = (energy.numbers("energy")?, energy.numbers("energy_exact")?);
     let exact_and_zero: Vec<f64> = exact.iter().copied().chain([0.0]).collect();
-    let drift = max_abs(&energy.numbers("rel_diff")?);
-    let system = &c.config.system;
-    let trend = if !system.generator.is_exact() {
-        format!(
-            "the reference follows the {} rule the data were made with, not the exact flow",
-            system.generator.name()
-        )
-    } else if system.gamma == 0.0 {
-        "exactly conserved".into()
-    } else if system.gamma < system.omega0 {
-        "decaying on average as e^{−2γt}".into()
-    } else {
-        "decaying without oscillation (critically or overdamped)".into()
+    let rel_diff = energy.numbers("rel_diff")?;
+    let drift = max_abs(&rel_diff);
+    let trend = match reference(&c.config.system) {
+        Reference::Rule(rule) => {
+            format!("the reference follows the {rule} rule the data were made with, not the exact flow")
+        }
+        Reference::Conserving => "exactly conserved".into(),
+        Reference::Underdamped => "decaying on average as e^{−2γt}".into(),
+        Reference::NotOscillating(regime) => format!("decaying without oscillation ({})", regime.name()),
     };
     let mut caption = format!(
         "Energy E = ½(p² + ω_{{0}}² x²) along the rollouts, model against exact ({trend}), and below their difference \
@@ -320,7 +340,7 @@ pub(crate) fn energy(c: &CaseData) -> Result<Entry> {
              area."
         ));
     }
-    if energy.numbers("rel_diff")?.iter().any(|v| v.abs() > CLIP) {
+    if rel_diff.iter().any(|v| v.abs() > CLIP) {
         caption.push_str(&format!(" The ΔE/E₀ axis stops at ±{CLIP}; larger differences leave it."));
     }
     Ok(drawn(c, "energy", "energy", Figure::Energy, energy, caption))

@@ -19,8 +19,8 @@ use crate::run::folder::evaluate_into;
 use crate::run::records::{CaseSummary, Summary};
 use crate::train::progress::Progress;
 use crate::train::state::STATE_FILE;
+use crate::train::train;
 use crate::train::trainer::resume_checked as resume_training;
-use crate::train::{floor_mse, train};
 use crate::util::cancel::CancelToken;
 use crate::util::error::{Error, Result};
 use crate::util::io::{write_json, write_text};
@@ -139,6 +139,6 @@ fn run_case_typed<F: Real>(
     let mut summary = CaseSummary::new(&name, config.system, &results.evaluation, outcome.seconds);
     summary.train_steps = Some(outcome.end_step);
     summary.stopped_at_floor_step = outcome.floor_stop.map(|s| s.step);
-    summary.floor_mse = floor_mse(&outcome.model.cfg, &outcome.valid);
+    summary.floor_mse = outcome.floor_mse;
     Ok(summary)
 }

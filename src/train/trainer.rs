@@ -195,6 +195,8 @@ pub struct TrainOutcome<F: Real> {
     /// The step training ended at: `train.steps`, or the step of a stop at
     /// the floor.
     pub end_step: u64,
+    /// The rounding floor of the validation MSE ([`floor_mse`]), computed once.
+    pub floor_mse: f64,
     /// The stop at the floating-point floor, if training stopped there.
     pub floor_stop: Option<FloorStop>,
 }
@@ -409,7 +411,7 @@ fn train_loop<F: Real>(
         Source::Fixed { data, .. } => data,
         Source::Fresh { .. } => training_set(&config),
     };
-    Ok(TrainOutcome { seconds, model: trainer.model, train, valid, start_step, end_step, floor_stop })
+    Ok(TrainOutcome { seconds, model: trainer.model, train, valid, start_step, end_step, floor_mse: floor, floor_stop })
 }
 
 /// Writes `model.safetensors` and `train_state.safetensors` for the current step.
