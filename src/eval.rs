@@ -9,7 +9,7 @@ use crate::data::{Dataset, sample_state};
 use crate::model::{Activations, D_IN, Model};
 use crate::physics::{Oscillator, System};
 use crate::util::mat2::{Vec2, apply};
-use crate::util::real::Real;
+use crate::util::real::{Real, max_abs};
 use crate::util::rng::Rng;
 
 /// Statistics over trajectories at one rollout step. A number that is not
@@ -193,13 +193,6 @@ fn step_stats(osc: &Oscillator, model: &[Vec<Vec2>], exact: &[Vec<Vec2>], zero_s
         median_energy_drift: finite(quantile(&drift, 0.5)),
         max_abs_energy_drift: max_abs(&drift),
     }
-}
-
-/// The largest `|x|`, NaN if some `x` is not finite (as the largest relative
-/// error is; `f64::max` alone would skip a NaN and report a finite maximum
-/// for a rollout that diverged).
-fn max_abs(xs: &[f64]) -> f64 {
-    if xs.iter().any(|x| !x.is_finite()) { f64::NAN } else { xs.iter().fold(0.0, |a: f64, x| a.max(x.abs())) }
 }
 
 /// `x`, or NaN where it is not finite (the one "not meaningful" value).

@@ -14,6 +14,7 @@ use crate::report::data::{
 use crate::report::figures::{CLIP, Figure, Titled, outside_view};
 use crate::report::plot::sci;
 use crate::util::error::Result;
+use crate::util::real::max_abs;
 
 /// One figure of one case, or why it is left out.
 pub(crate) enum Content {
@@ -55,14 +56,6 @@ fn skipped(id: &'static str, why: String) -> Entry {
 /// A value for a caption, NaN where the column is empty.
 fn or_nan(v: Option<&f64>) -> f64 {
     v.copied().unwrap_or(f64::NAN)
-}
-
-/// The largest absolute value, 0 for none; NaN if some value is not finite.
-fn max_abs(values: &[f64]) -> f64 {
-    if values.iter().any(|v| !v.is_finite()) {
-        return f64::NAN;
-    }
-    values.iter().fold(0.0, |m: f64, v| m.max(v.abs()))
 }
 
 /// What the captions of the rollout and phase figures add for a rollout

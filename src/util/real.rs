@@ -84,3 +84,10 @@ impl Real for f64 {
         f64::from_bits(((n + 1023) as u64) << 52)
     }
 }
+
+/// The largest `|x|` (0 for none), NaN if some `x` is not finite: `f64::max`
+/// alone would skip a NaN and report a finite maximum for, say, a rollout
+/// that diverged.
+pub fn max_abs(xs: &[f64]) -> f64 {
+    if xs.iter().any(|x| !x.is_finite()) { f64::NAN } else { xs.iter().fold(0.0, |a: f64, x| a.max(x.abs())) }
+}
