@@ -179,13 +179,7 @@ impl<F: Real> TrainState<F> {
             Err(_) => DataState::Fresh { rng_position },
         };
         let first = get("first_loss_bits")?;
-        // Absent in states written before the floor stop: no stop.
-        let optional_step = |k: &str| -> Result<Option<u64>> {
-            match meta.get(k).map(String::as_str) {
-                None | Some("") => Ok(None),
-                Some(v) => v.parse().map(Some).map_err(|e| fail(format!("metadata `{k}`: {e}"))),
-            }
-        };
+        let optional_step = |k: &str| optional_step(Some(&meta), k).map_err(fail);
         Ok(TrainState {
             step: num("step")? as u64,
             params,
@@ -210,8 +204,14 @@ pub fn stopped_at_floor(path: &Path) -> Result<Option<u64>> {
     let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read the training state: {e}")))?;
     let (_, header) =
         SafeTensors::read_metadata(&bytes).map_err(|e| fail(format!("not a training state file: {e}")))?;
-    match header.metadata().as_ref().and_then(|m| m.get("floor_reached")).map(String::as_str) {
+    optional_step(header.metadata().as_ref(), "floor_reached").map_err(fail)
+}
+
+/// The step stored under metadata `key`: `None` when empty, or absent (states
+/// written before the floor stop); `Err` with the message when not a number.
+fn optional_step(meta: Option<&HashMap<String, String>>, key: &str) -> std::result::Result<Option<u64>, String> {
+    match meta.and_then(|m| m.get(key)).map(String::as_str) {
         None | Some("") => Ok(None),
-        Some(v) => v.parse().map(Some).map_err(|e| fail(format!("metadata `floor_reached`: {e}"))),
+        Some(v) => v.parse().map(Some).map_err(|e| format!("metadata `{key}`: {e}")),
     }
 }
