@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use physlens::System;
-use physlens::eval::rollout;
+use physlens::eval::{Start, rollout};
 use physlens::interpret::map::interpret_affine;
 use physlens::model::{Activations, Model, ModelConfig};
 use physlens::train::Trainer;
@@ -57,10 +57,9 @@ fn forward(c: &mut Criterion) {
 fn rollouts(c: &mut Criterion) {
     let model = Model::<f32>::init(&ModelConfig::seed(), &mut Rng::new(0, Stream::Init));
     let osc = physlens::physics::Oscillator { omega0: 2.0, gamma: 0.1 };
-    let starts: Vec<[f64; 2]> = (0..64).map(|i| [0.1 * i as f64, 0.3]).collect();
-    c.bench_function("rollout/seed 64x200", |b| {
-        b.iter(|| rollout(&model, &System::new(osc.omega0, osc.gamma, 0.1), black_box(&starts), 200))
-    });
+    let states: Vec<[f64; 2]> = (0..64).map(|i| [0.1 * i as f64, 0.3]).collect();
+    let starts = Start::all(System::new(osc.omega0, osc.gamma, 0.1), &states);
+    c.bench_function("rollout/seed 64x200", |b| b.iter(|| rollout(&model, black_box(&starts), 200)));
 }
 
 /// The interpretation of a context-1 model: map, readouts, best fit, rule distances.

@@ -2,6 +2,7 @@
 //! unknown keys rejected with the nearest valid key suggested, values checked
 //! with the culprit named; [`memory`] refuses what the machine cannot hold.
 
+pub mod cases;
 pub mod memory;
 
 use std::path::Path;
@@ -9,9 +10,12 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{AttnScale, LossPositions, ModelConfig};
-use crate::physics::{Oscillator, System};
+use crate::data::Sampler;
+use crate::physics::{System, SystemSpec};
 use crate::util::error::{Error, Result};
 use crate::util::real::Dtype;
+
+pub use cases::Case;
 
 /// `[data]`: how states are sampled.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -27,6 +31,9 @@ pub struct DataConfig {
     pub n_valid: usize,
     /// Tokens per sequence (the model's n_ctx).
     pub context: usize,
+    /// Observation noise: Gaussian noise of standard deviation
+    /// `noise · sqrt(2E)` on each input coordinate (targets stay clean).
+    pub noise: f64,
 }
 
 /// `[model]`: the architecture (n_ctx comes from `data.context`).
@@ -124,21 +131,11 @@ impl Schedule {
     }
 }
 
-/// One case of `physlens run`: a name and the damping it uses.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Case {
-    /// Folder name under the run's output folder.
-    pub name: String,
-    /// γ for this case (overrides `system.gamma`).
-    pub gamma: f64,
-}
-
 /// `[run]`: the cases `physlens run` trains side by side.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunConfig {
-    /// Default: the seed's `undamped` (γ = 0) and `damped` (γ = 0.1).
+    /// Default: the seed's `undamped` (`system.gamma` = 0) and `damped` (0.1).
     pub cases: Vec<Case>,
 }
 
@@ -146,8 +143,8 @@ pub struct RunConfig {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// `[system]`.
-    pub system: System,
+    /// `[system]`: each parameter fixed or drawn per sequence.
+    pub system: SystemSpec,
     /// `[data]`.
     pub data: DataConfig,
     /// `[model]`.
@@ -162,7 +159,7 @@ pub struct Config {
 
 impl Default for DataConfig {
     fn default() -> Self {
-        DataConfig { e_train_max: 1.0, e_valid_max: 4.0, n_train: 100_000, n_valid: 4096, context: 1 }
+        DataConfig { e_train_max: 1.0, e_valid_max: 4.0, n_train: 100_000, n_valid: 4096, context: 1, noise: 0.0 }
     }
 }
 
@@ -213,7 +210,10 @@ impl Default for EvalConfig {
 impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
-            cases: vec![Case { name: "undamped".into(), gamma: 0.0 }, Case { name: "damped".into(), gamma: 0.1 }],
+            cases: vec![
+                Case::new("undamped", &[("system.gamma", toml::Value::Float(0.0))]),
+                Case::new("damped", &[("system.gamma", toml::Value::Float(0.1))]),
+            ],
         }
     }
 }
@@ -240,9 +240,9 @@ impl Config {
         })?;
         // Unset, the scored positions follow the mask (all with it, the last without it).
         if table.get("train").and_then(|t| t.get("loss_positions")).is_none() {
-            let default = if config.model.causal { LossPositions::All } else { LossPositions::Last };
-            config.train.loss_positions = Some(default);
+            config.train.loss_positions = Some(LossPositions::following(config.model.causal));
         }
+        config.run.cases = std::mem::take(&mut config.run.cases).into_iter().map(Case::normalised).collect();
         config.validate(file)?;
         Ok(config)
     }
@@ -268,9 +268,15 @@ impl Config {
         }
     }
 
-    /// The oscillator this config describes.
-    pub fn oscillator(&self) -> Oscillator {
-        self.system.oscillator()
+    /// The one system of `[system]`, or `None` when a parameter is drawn
+    /// per sequence (an in-context study).
+    pub fn fixed_system(&self) -> Option<System> {
+        self.system.fixed()
+    }
+
+    /// How this config's sequences are drawn, with energies up to `e_max`.
+    pub fn sampler(&self, e_max: f64) -> Sampler {
+        Sampler::new(&self.system, e_max, self.data.noise, self.data.context)
     }
 
     /// Notes on what a config file's text leaves implicit, for `physlens
@@ -284,10 +290,13 @@ impl Config {
             out.push("the config sets no keys: every key takes its default (docs/config.md lists them)".into());
         }
         let gamma = table.get("system").and_then(|s| s.get("gamma"));
-        if let (true, Some(gamma)) = (study, gamma) {
+        let cases = table.get("run").and_then(|r| r.get("cases")).and_then(toml::Value::as_array);
+        let sets_gamma = |case: &toml::Value| ["gamma", "system.gamma"].iter().any(|k| case.get(k).is_some());
+        let all_set_gamma = cases.is_none_or(|cases| cases.iter().all(sets_gamma));
+        if let (true, true, Some(gamma)) = (study, all_set_gamma, gamma) {
             out.push(format!(
-                "[system] gamma = {gamma} is not used by `physlens run`: each case of [run] cases trains with its \
-                 own gamma (the default cases: 0 and 0.1); set gamma per case, or use `physlens train`"
+                "[system] gamma = {gamma} is not used by `physlens run`: each case of [run] cases sets its own \
+                 system.gamma (the default cases: 0 and 0.1); set it per case, or use `physlens train`"
             ));
         }
         out
@@ -305,11 +314,18 @@ impl Config {
         out
     }
 
-    /// Checks every value; the error names the key and what is accepted.
+    /// Checks every value and every case; the error names the key and what
+    /// is accepted.
     pub fn validate(&self, file: &str) -> Result<()> {
+        self.validate_fields(file)?;
+        self.validate_cases(file)
+    }
+
+    /// Checks every value but the cases.
+    fn validate_fields(&self, file: &str) -> Result<()> {
         let err = |key: &str, message: String| Err(Error::Config { file: file.into(), key: key.into(), message });
         if let Some(bad) = self.system.invalid() {
-            return err(&format!("system.{}", bad.field), format!("must be {}, got {}", bad.accepted, bad.value));
+            return err(&format!("system.{}", bad.field), format!("{}, got {}", bad.message, bad.value));
         }
         if !self.model.causal && self.train.loss_positions == Some(LossPositions::All) {
             return err(
@@ -331,7 +347,11 @@ impl Config {
                 return err(key, format!("must be a finite number > 0, got {v}"));
             }
         }
-        let non_negative = [("train.lr_min", self.train.lr_min), ("train.weight_decay", self.train.weight_decay)];
+        let non_negative = [
+            ("data.noise", self.data.noise),
+            ("train.lr_min", self.train.lr_min),
+            ("train.weight_decay", self.train.weight_decay),
+        ];
         for (key, v) in non_negative {
             if !(v.is_finite() && v >= 0.0) {
                 return err(key, format!("must be a finite number ≥ 0, got {v}"));
@@ -386,16 +406,17 @@ impl Config {
                 ),
             );
         }
+        Ok(())
+    }
+
+    /// Checks the cases: at least one, usable and distinct folder names, and
+    /// keys that make a valid config ([`Config::case_config`]).
+    fn validate_cases(&self, file: &str) -> Result<()> {
+        let err = |key: &str, message: String| Err(Error::Config { file: file.into(), key: key.into(), message });
         if self.run.cases.is_empty() {
             return err("run.cases", "needs at least one case".into());
         }
         for (i, case) in self.run.cases.iter().enumerate() {
-            if !(case.gamma.is_finite() && case.gamma >= 0.0) {
-                return err(
-                    &format!("run.cases[{i}].gamma"),
-                    format!("must be a finite number ≥ 0, got {}", case.gamma),
-                );
-            }
             let ok = !case.name.is_empty() && case.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
             if !ok || case.name.starts_with('.') {
                 return err(
@@ -403,13 +424,23 @@ impl Config {
                     format!("{:?} is not a usable folder name (letters, digits, '-', '_', '.')", case.name),
                 );
             }
+            if let Some(j) = self.run.cases[..i].iter().position(|c| c.name == case.name) {
+                return err(
+                    &format!("run.cases[{i}].name"),
+                    format!("{:?} is also the name of run.cases[{j}]: each case needs its own folder", case.name),
+                );
+            }
+            self.case_config(i).map_err(|e| match e {
+                Error::Config { key, message, .. } => Error::Config { file: file.into(), key, message },
+                other => other,
+            })?;
         }
         Ok(())
     }
 }
 
 /// Rejects keys not in `known` (recursively), suggesting the nearest one.
-fn check_keys(
+pub(crate) fn check_keys(
     table: &toml::Table,
     known: &toml::Table,
     prefix: &str,

@@ -1,13 +1,16 @@
 //! Evaluation: mean squared error on a data set and autoregressive rollouts
 //! with the metrics of docs/physics.md.
 
+pub mod baselines;
+pub mod in_context;
+
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Dataset, sample_state};
 use crate::model::{Activations, D_IN, Model};
-use crate::physics::{Oscillator, System};
+use crate::physics::{Oscillator, System, SystemSpec};
 use crate::util::mat2::{Vec2, apply};
 use crate::util::real::{Real, max_abs};
 use crate::util::rng::Rng;
@@ -90,39 +93,65 @@ pub struct Rollout {
     pub zero_start: Vec<Vec2>,
     /// Per-step statistics, `steps + 1` rows.
     pub stats: Vec<StepStats>,
+    /// `[R]` each trajectory's time step Δt.
+    pub dts: Vec<f64>,
 }
 
-/// Initial states for `n` rollouts: energies uniform on `[0, e_max]`, from `rng`.
-pub fn rollout_starts(osc: &Oscillator, e_max: f64, n: usize, rng: &mut Rng) -> Vec<Vec2> {
-    (0..n).map(|_| sample_state(osc, e_max, rng)).collect()
+/// Where one rollout starts: its system (the same for all unless
+/// parameters are drawn per sequence) and its first state `s₀`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Start {
+    /// The trajectory's system.
+    pub system: System,
+    /// Its first state.
+    pub state: Vec2,
+}
+
+impl Start {
+    /// Starts of one `system` from each of `states`.
+    pub fn all(system: System, states: &[Vec2]) -> Vec<Start> {
+        states.iter().map(|&state| Start { system, state }).collect()
+    }
+}
+
+/// Starts for `n` rollouts from `rng`: each draws its system from `spec`
+/// (nothing when fixed), then an energy uniform on `[0, e_max]` and a phase.
+pub fn rollout_starts(spec: &SystemSpec, e_max: f64, n: usize, rng: &mut Rng) -> Vec<Start> {
+    (0..n)
+        .map(|_| {
+            let system = spec.draw(rng);
+            Start { system, state: sample_state(&system.oscillator(), e_max, rng) }
+        })
+        .collect()
+}
+
+/// The reference trajectory `s_0 … s_{len−1}` of a start: for the exact
+/// generator `s_k = exp(A kΔt) s₀`, computed afresh at every step so that it
+/// accumulates no rounding; for a rule's data, that rule applied k times.
+fn reference(start: &Start, len: usize) -> Vec<Vec2> {
+    let (system, s0) = (&start.system, start.state);
+    if system.generator.is_exact() {
+        let osc = system.oscillator();
+        (0..len).map(|k| if k == 0 { s0 } else { apply(&osc.propagator(k as f64 * system.dt), s0) }).collect()
+    } else {
+        let m = system.data_step();
+        std::iter::successors(Some(s0), |s| Some(apply(&m, *s))).take(len).collect()
+    }
 }
 
 /// Rolls `model` out for `steps` steps. The model first gets the T
-/// reference states `s_k`, `k = 0 … T−1`, from each start `s₀` (step 0 is the
-/// last of them), then is fed its own predictions through a sliding window of
-/// the last T. The reference is the data the model was trained on: for the
-/// exact generator `s_k = exp(A kΔt) s₀`, computed afresh at every step so
-/// that it accumulates no rounding; for a rule's data, that rule applied k
-/// times. One more rollout, from the zero state, measures what the model's
-/// offset alone does.
-pub fn rollout<F: Real>(model: &Model<F>, system: &System, starts: &[Vec2], steps: usize) -> Rollout {
+/// reference states `s_k`, `k = 0 … T−1`, from each start (step 0 is the
+/// last of them: a full context), then is fed its own predictions through a
+/// sliding window of the last T. The reference is the data the model was
+/// trained on ([`reference`]), each trajectory with its own system. One more
+/// rollout, from the zero state, measures what the model's offset alone does.
+pub fn rollout<F: Real>(model: &Model<F>, starts: &[Start], steps: usize) -> Rollout {
     let t = model.cfg.n_ctx;
-    let osc = system.oscillator();
     let n = starts.len() + 1;
     let chunk = Activations::<F>::chunk(&model.cfg, n);
     let mut acts = Activations::new(&model.cfg, chunk);
-    let reference = |s0: &Vec2| -> Vec<Vec2> {
-        if system.generator.is_exact() {
-            (0..t + steps)
-                .map(|k| if k == 0 { *s0 } else { apply(&osc.propagator(k as f64 * system.dt), *s0) })
-                .collect()
-        } else {
-            let m = system.data_step();
-            std::iter::successors(Some(*s0), |s| Some(apply(&m, *s))).take(t + steps).collect()
-        }
-    };
-    let zero: Vec2 = [0.0, 0.0];
-    let references: Vec<Vec<Vec2>> = starts.iter().chain([&zero]).map(reference).collect();
+    let zero = Start { state: [0.0, 0.0], ..starts[0] };
+    let references: Vec<Vec<Vec2>> = starts.iter().chain([&zero]).map(|s| reference(s, t + steps)).collect();
     let mut window: Vec<F> = Vec::with_capacity(n * t * D_IN);
     for r in &references {
         for s in &r[..t] {
@@ -151,16 +180,23 @@ pub fn rollout<F: Real>(model: &Model<F>, system: &System, starts: &[Vec2], step
         }
     }
     let zero_start = states.pop().expect("the zero-state rollout is last");
-    let stats = (0..=steps).map(|n| step_stats(&osc, &states, &exact, &zero_start, n)).collect();
-    Rollout { model: states, exact, zero_start, stats }
+    let oscillators: Vec<Oscillator> = starts.iter().map(|s| s.system.oscillator()).collect();
+    let stats = (0..=steps).map(|n| step_stats(&oscillators, &states, &exact, &zero_start, n)).collect();
+    Rollout { model: states, exact, zero_start, stats, dts: starts.iter().map(|s| s.system.dt).collect() }
 }
 
 /// Statistics at step `n` over all trajectories.
-fn step_stats(osc: &Oscillator, model: &[Vec<Vec2>], exact: &[Vec<Vec2>], zero_start: &[Vec2], n: usize) -> StepStats {
+fn step_stats(
+    oscillators: &[Oscillator],
+    model: &[Vec<Vec2>],
+    exact: &[Vec<Vec2>],
+    zero_start: &[Vec2],
+    n: usize,
+) -> StepStats {
     let mut rel: Vec<f64> = vec![];
     let mut vs_initial: Vec<f64> = vec![];
     let mut drift: Vec<f64> = vec![];
-    for (m, e) in model.iter().zip(exact) {
+    for ((m, e), osc) in model.iter().zip(exact).zip(oscillators) {
         let (s_hat, s) = (m[n], e[n]);
         let err = norm([s_hat[0] - s[0], s_hat[1] - s[1]]);
         rel.push(err / norm(s));
@@ -296,9 +332,9 @@ impl Rollout {
     }
 
     /// The first `n` trajectories, model and exact, as CSV (`trajectories.csv`).
-    pub fn trajectories_csv(&self, n: usize, dt: f64) -> String {
+    pub fn trajectories_csv(&self, n: usize) -> String {
         let mut out = String::from("trajectory,step,t,x,p,x_exact,p_exact\n");
-        for (i, (m, e)) in self.model.iter().zip(&self.exact).take(n).enumerate() {
+        for (i, ((m, e), dt)) in self.model.iter().zip(&self.exact).zip(&self.dts).take(n).enumerate() {
             for (step, (s_hat, s)) in m.iter().zip(e).enumerate() {
                 let [x, p, xe, pe] = [s_hat[0], s_hat[1], s[0], s[1]].map(csv_number);
                 writeln!(out, "{i},{step},{},{x},{p},{xe},{pe}", step as f64 * dt).expect("write to String");
@@ -316,16 +352,18 @@ fn csv_number(x: f64) -> String {
 /// `error_vs_energy.csv`: for every validation sequence, the energy of the
 /// last input state, and the squared and relative error `‖ŝ − s‖/‖s‖` of the
 /// model's prediction of the state after it.
-pub fn error_vs_energy_csv<F: Real>(model: &Model<F>, valid: &Dataset<F>, osc: &Oscillator) -> String {
+pub fn error_vs_energy_csv<F: Real>(model: &Model<F>, valid: &Dataset<F>) -> String {
     let t = model.cfg.n_ctx;
     let w = t * D_IN;
     let chunk = Activations::<F>::chunk(&model.cfg, valid.len());
     let mut acts = Activations::new(&model.cfg, chunk);
     let mut out = String::from("energy,sq_err,rel_err\n");
-    for (inputs, targets) in valid.inputs.chunks(chunk * w).zip(valid.targets.chunks(chunk * w)) {
+    let chunks = valid.inputs.chunks(chunk * w).zip(valid.targets.chunks(chunk * w)).zip(valid.systems.chunks(chunk));
+    for ((inputs, targets), systems) in chunks {
         model.forward(inputs, &mut acts);
-        for ((seq, target), pred) in inputs.chunks_exact(w).zip(targets.chunks_exact(w)).zip(acts.pred.chunks_exact(w))
-        {
+        let rows = inputs.chunks_exact(w).zip(targets.chunks_exact(w)).zip(acts.pred.chunks_exact(w));
+        for (((seq, target), pred), system) in rows.zip(systems) {
+            let osc = system.oscillator();
             let last = (t - 1) * D_IN;
             let s = [seq[last].f64(), seq[last + 1].f64()];
             let y = [target[last].f64(), target[last + 1].f64()];

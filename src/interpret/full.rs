@@ -17,7 +17,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::data::Dataset;
+use crate::data::{Dataset, Sampler};
 use crate::interpret::circuits::{Circuits, circuits};
 use crate::interpret::explain::{MarginExplanation, OmegaIdentifiability, margin_explanation, omega_identifiability};
 use crate::interpret::jacobian::{JacobianReport, last_prediction_jacobians, one_step_fit, summarize};
@@ -27,7 +27,7 @@ use crate::interpret::patterns::{TrajectoryPatterns, trajectory_patterns};
 use crate::interpret::probe::{DEFAULT_LAMBDA, ProbeResult, default_probe_names, probe_table};
 use crate::model::checkpoint::{AnyModel, Checkpoint};
 use crate::model::{Activations, D_IN, ModelConfig, Scratch, chunk_sequences};
-use crate::physics::System;
+use crate::physics::SystemSpec;
 use crate::physics::generator::{Generator, generator};
 use crate::util::error::{Error, Result};
 use crate::util::mat2::Vec2;
@@ -150,15 +150,15 @@ pub struct MultiReport {
     pub truncation_order_unavailable: Option<String>,
 }
 
-/// `n` validation sequences of `n_ctx` states of `system`, stepped by its
-/// data generator (exact unless the model was trained on a rule's data).
+/// `n` validation sequences of `n_ctx` states of the systems of `system`
+/// (each parameter fixed or drawn per sequence), stepped by its data
+/// generator (exact unless the model was trained on a rule's data).
 ///
 /// # Shapes
 /// Returns `[n, n_ctx, 2]`, row-major `(x, p)` pairs.
-pub fn validation_inputs<F: Real>(system: &System, n_ctx: usize, opts: &InterpretOptions) -> Vec<F> {
-    let osc = system.oscillator();
-    let mut rng = Rng::new(opts.seed, Stream::Valid);
-    Dataset::<F>::generate(&osc, &system.data_step(), opts.e_valid_max, opts.n_valid, n_ctx, &mut rng).inputs
+pub fn validation_inputs<F: Real>(system: &SystemSpec, n_ctx: usize, opts: &InterpretOptions) -> Vec<F> {
+    let sampler = Sampler::new(system, opts.e_valid_max, 0.0, n_ctx);
+    Dataset::<F>::generate(&sampler, opts.n_valid, &mut Rng::new(opts.seed, Stream::Valid)).inputs
 }
 
 /// The memory interpreting a model of `cfg` stored in `dtype` needs at its
@@ -261,10 +261,21 @@ pub fn interpret_checkpoint(ckpt: &Checkpoint, file: &str, opts: &InterpretOptio
             ),
         });
     }
+    let Some(system) = &ckpt.system.fixed() else {
+        return Err(crate::util::error::Error::Input {
+            file: file.into(),
+            message: format!(
+                "the model was trained on systems drawn per sequence ({}): there is no one system to read its map \
+                 against, so ω0, γ and the update rule are not read back here. Its in-context evaluation is in the run \
+                 folder (eval.json `in_context`, sequences.csv; `physlens eval --run DIR` remakes them), and \
+                 `physlens interpret --dump` writes its activations",
+                ckpt.system
+            ),
+        });
+    };
     let model = ckpt.model.to_f64();
-    let system = &ckpt.system;
     let (osc, dt) = (system.oscillator(), system.dt);
-    let inputs = validation_inputs::<f64>(system, model.cfg.n_ctx, opts);
+    let inputs = validation_inputs::<f64>(&ckpt.system, model.cfg.n_ctx, opts);
     let jac = last_prediction_jacobians(&model, &inputs);
     let jacobians = summarize(&jac, &inputs);
     let map = interpret_with_jacobians(&model, system, &jacobians);

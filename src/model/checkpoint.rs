@@ -28,6 +28,9 @@
 //!             \"attn_scale\":\"d_model\",\"causal\":true,\"positional\":false}"
 //! "system": "{\"kind\":\"damped_oscillator\",\"omega0\":2.0,\"gamma\":0.1,\"dt\":0.1}"
 //! ```
+//! (`omega0`, `gamma`, `dt`: a number, or `[lo, hi]` when the parameter was
+//! drawn per sequence; `generator`, when present, names the rule that made
+//! the data.)
 //! plus any other keys the writer wants (kept verbatim in
 //! [`Checkpoint::metadata`]). `model` and `system` are JSON objects encoded as
 //! strings; unknown keys inside them are ignored, integral floats such as
@@ -65,7 +68,7 @@
 //!
 //! let ckpt = checkpoint::load(&path).unwrap();
 //! assert_eq!(ckpt.model, AnyModel::F32(model));
-//! assert_eq!(ckpt.system, system);
+//! assert_eq!(ckpt.system.fixed(), Some(system));
 //! assert_eq!(ckpt.metadata["step"], "40000");
 //! assert_eq!(ckpt.metadata["format"], "physlens/1");
 //! ```
@@ -79,7 +82,7 @@ use safetensors::{SafeTensorError, SafeTensors};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Layout, Model, ModelConfig, TensorInfo};
-use crate::physics::System;
+use crate::physics::SystemSpec;
 use crate::util::error::{Error, Result};
 use crate::util::real::{Dtype, Real};
 
@@ -103,7 +106,7 @@ struct SystemMetadata {
     /// Always `"damped_oscillator"` for now.
     kind: String,
     #[serde(flatten)]
-    system: System,
+    system: SystemSpec,
 }
 
 /// `Err(what is wrong)` unless `meta` is a valid oscillator.
@@ -115,10 +118,7 @@ fn check_system(meta: &SystemMetadata) -> std::result::Result<(), String> {
         ));
     }
     match meta.system.invalid() {
-        Some(bad) => Err(format!(
-            "`system`: {} = {} is not accepted; {} must be {}",
-            bad.field, bad.value, bad.field, bad.accepted
-        )),
+        Some(bad) => Err(format!("`system`: {} = {} is not accepted; {} {}", bad.field, bad.value, bad.field, bad.message)),
         None => Ok(()),
     }
 }
@@ -163,8 +163,9 @@ impl AnyModel {
 pub struct Checkpoint {
     /// Architecture and weights.
     pub model: AnyModel,
-    /// The physical system the model was trained on.
-    pub system: System,
+    /// The physical systems the model was trained on (each parameter fixed,
+    /// or the range it was drawn from per sequence).
+    pub system: SystemSpec,
     /// The full `__metadata__` of the file, including `format`, `model` and
     /// `system` as the raw strings found.
     pub metadata: BTreeMap<String, String>,
@@ -175,7 +176,7 @@ pub struct Checkpoint {
 /// Writes `model` to `path` in the docs/model-and-checkpoint.md layout, atomically.
 ///
 /// `__metadata__` gets `format`, `model` (the JSON of `model.cfg`), `system`
-/// (the JSON of `system`) and every entry of `extra`; `extra` may not contain
+/// (the JSON of `system`: a [`SystemSpec`], or one `System`) and every entry of `extra`; `extra` may not contain
 /// any of [`RESERVED_KEYS`]. The bytes depend only on the arguments (keys
 /// sorted, tensors in layout order), so equal models give equal files.
 ///
@@ -186,7 +187,12 @@ pub struct Checkpoint {
 /// [`Error::Checkpoint`] (and nothing written) when a weight is NaN or ±∞
 /// (naming the tensor), when `system` or `model.cfg` would not load back, or
 /// when `extra` sets a reserved key; [`Error::Io`] when writing fails.
-pub fn save<F: Real>(path: &Path, model: &Model<F>, system: &System, extra: &BTreeMap<String, String>) -> Result<()> {
+pub fn save<F: Real>(
+    path: &Path,
+    model: &Model<F>,
+    system: impl Into<SystemSpec>,
+    extra: &BTreeMap<String, String>,
+) -> Result<()> {
     let fail = |message: String| Error::Checkpoint { file: path.to_path_buf(), message };
     if let Some(key) = RESERVED_KEYS.iter().find(|k| extra.contains_key(**k)) {
         return Err(fail(format!(
@@ -194,7 +200,7 @@ pub fn save<F: Real>(path: &Path, model: &Model<F>, system: &System, extra: &BTr
         )));
     }
     check_dims(&model.cfg).map_err(fail)?;
-    let system = SystemMetadata { kind: OSCILLATOR.to_string(), system: *system };
+    let system = SystemMetadata { kind: OSCILLATOR.to_string(), system: system.into() };
     check_system(&system).map_err(fail)?;
     if model.layout != Layout::new(&model.cfg) || model.params.len() != model.layout.len {
         return Err(fail(format!(
@@ -436,8 +442,8 @@ fn check_dims(cfg: &ModelConfig) -> std::result::Result<(), String> {
 }
 
 /// Parses and validates the `system` metadata value.
-fn parse_system(raw: &str) -> std::result::Result<System, String> {
-    // `System` fills missing fields with defaults (a config lists only what it
+fn parse_system(raw: &str) -> std::result::Result<SystemSpec, String> {
+    // `SystemSpec` fills missing fields with defaults (a config lists only what it
     // changes); a checkpoint must state every one.
     let parsed = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(raw).map_err(|e| e.to_string());
     let parsed =
@@ -448,7 +454,8 @@ fn parse_system(raw: &str) -> std::result::Result<System, String> {
     let meta = parsed.map_err(|e| {
         format!(
             "`system` metadata: {e}{}; found {}; expected a JSON object {{\"kind\": \"{OSCILLATOR}\", \
-             \"omega0\": number > 0, \"gamma\": number ≥ 0, \"dt\": number > 0}}",
+             \"omega0\": number > 0, \"gamma\": number ≥ 0, \"dt\": number > 0}} (each number may be a \
+             range [lo, hi])",
             nan_hint(raw),
             shown(raw)
         )

@@ -50,6 +50,14 @@ pub enum LossPositions {
     Last,
 }
 
+impl LossPositions {
+    /// The positions scored when none are set: all with the causal mask,
+    /// the last without it.
+    pub fn following(causal: bool) -> LossPositions {
+        if causal { LossPositions::All } else { LossPositions::Last }
+    }
+}
+
 /// The architecture of one model (docs/model-and-checkpoint.md; the `[model]` config table plus `n_ctx`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
@@ -113,7 +121,7 @@ impl ModelConfig {
     /// The same config with `loss_positions` spelt out (`None` resolved from
     /// the mask): two configs that train and score alike compare equal.
     pub fn resolved(&self) -> ModelConfig {
-        let default = if self.causal { LossPositions::All } else { LossPositions::Last };
+        let default = LossPositions::following(self.causal);
         ModelConfig { loss_positions: Some(self.loss_positions.unwrap_or(default)), ..self.clone() }
     }
 

@@ -6,7 +6,9 @@ pub mod generator;
 pub mod oscillator;
 pub mod readout;
 pub mod rules;
+pub mod spec;
 pub mod system;
 
 pub use oscillator::{Oscillator, Regime};
+pub use spec::{Param, SystemSpec};
 pub use system::System;

@@ -18,7 +18,6 @@ use crate::report::sections::{
 use crate::report::tables::{
     caption_html, headline_html, headline_latex, headline_markdown, headline_rows, html_escape, setup_html,
 };
-use crate::run::CaseSummary;
 use crate::util::error::Result;
 use crate::util::io::write_text;
 
@@ -234,10 +233,10 @@ fn svg_width(svg: &str) -> u32 {
 }
 
 /// The rule verdict of a case in words (docs/outputs.md#verdict).
-fn rule_words(n: &CaseSummary) -> String {
-    let nearest = html_escape(&n.nearest_method);
-    let margin = sci(n.margin, 3);
-    match n.rule_verdict {
+fn rule_words(verdict: RuleVerdict, nearest: &str, margin: f64) -> String {
+    let nearest = html_escape(nearest);
+    let margin = sci(margin, 3);
+    match verdict {
         RuleVerdict::Runs => format!("runs <code>{nearest}</code> (margin {margin} ≥ 10)"),
         RuleVerdict::CannotTellApart => format!(
             "nearest rule <code>{nearest}</code>, but the runner-up is within a factor {margin} &lt; 10: it cannot be \
@@ -250,22 +249,44 @@ fn rule_words(n: &CaseSummary) -> String {
     }
 }
 
+/// What a case learned, in words: the physics read from its map (when it
+/// has one system), then for context > 1 its in-context error and nearest
+/// baseline.
+fn physics_words(c: &CaseData) -> String {
+    let n = &c.numbers;
+    let map = match (&n.learned, c.config.fixed_system()) {
+        (Some(l), Some(s)) if l.omega0.is_finite() && l.gamma.is_finite() => {
+            let verdict = match (n.rule_verdict, &n.nearest_method) {
+                (Some(v), Some(nearest)) => rule_words(v, nearest, n.margin),
+                _ => "no rule verdict".into(),
+            };
+            format!(
+                "learned ω0 = {} (relative error {}) and γ = {} (absolute error {}); {verdict}",
+                sci(l.omega0, 9),
+                sci(((l.omega0 - s.omega0) / s.omega0).abs(), 2),
+                sci(l.gamma, 6),
+                sci((l.gamma - s.gamma).abs(), 2),
+            )
+        }
+        (_, Some(_)) => format!("no single affine map to read ω0 and γ from (context {})", c.config.data.context),
+        (_, None) => "parameters drawn per sequence: no one map to read ω0 and γ from".into(),
+    };
+    match &n.in_context {
+        Some(ic) => format!(
+            "{map}; in context: median relative error {} at the last position, nearest baseline <code>{}</code> \
+             (median distance {})",
+            sci(ic.median_rel_err_last, 3),
+            html_escape(&ic.nearest_baseline),
+            sci(ic.nearest_baseline_distance, 2),
+        ),
+        None => map,
+    }
+}
+
 /// One sentence per case: what it learned and how well it rolls out.
 fn glance(c: &CaseData) -> String {
     let n = &c.numbers;
-    let (w, g) = (n.learned.omega0, n.learned.gamma);
-    let physics = if w.is_finite() && g.is_finite() {
-        format!(
-            "learned ω0 = {} (relative error {}) and γ = {} (absolute error {}); {}",
-            sci(w, 9),
-            sci(((w - n.system.omega0) / n.system.omega0).abs(), 2),
-            sci(g, 6),
-            sci((g - n.system.gamma).abs(), 2),
-            rule_words(n),
-        )
-    } else {
-        format!("no single affine map to read ω0 and γ from (context {})", c.config.data.context)
-    };
+    let physics = physics_words(c);
     format!(
         "<b>{}</b> (ω0 = {}, γ = {}, Δt = {}): {physics}; rollout median relative error {} after {} steps (max over all \
          steps {}), median error relative to the initial state {}; validation MSE {}.",

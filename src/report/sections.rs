@@ -53,6 +53,18 @@ fn skipped(id: &'static str, why: String) -> Entry {
     (id, Content::Skipped(why))
 }
 
+/// The figure `id` of one system's trajectories, left out of a case whose
+/// parameters are drawn per sequence.
+fn per_sequence(id: &'static str) -> Entry {
+    skipped(
+        id,
+        "Not drawn: the parameters are drawn per sequence, so each rollout has its own ω0 and γ (and energy \
+         scale); the rollout error below and the in-context figures cover every trajectory, and trajectories.csv \
+         holds the rollouts."
+            .into(),
+    )
+}
+
 /// A value for a caption, NaN where the column is empty.
 fn or_nan(v: Option<&f64>) -> f64 {
     v.copied().unwrap_or(f64::NAN)
@@ -205,6 +217,7 @@ fn jump_words(j: &Jump, floor: f64) -> String {
 /// `rollouts`: x(t) and p(t) of the first [`SHOWN_TRAJECTORIES`] rollouts,
 /// model against exact, from `trajectories.csv`.
 pub(crate) fn rollouts(c: &CaseData) -> Result<Entry> {
+    let Some(system) = c.config.fixed_system() else { return Ok(per_sequence("rollouts")) };
     let (cfg, steps) = (&c.config, c.numbers.rollout.steps);
     let shown = shown_trajectories(&c.trajectories)?;
     let caption = format!(
@@ -214,15 +227,15 @@ pub(crate) fn rollouts(c: &CaseData) -> Result<Entry> {
         sci(c.numbers.rollout.median_rel_err_final, 3),
         divergence_note(c, &shown)?
     );
-    let omega0 = cfg.system.omega0;
+    let omega0 = system.omega0;
     Ok(drawn(c, "rollouts", "rollouts", |t| Figure::Rollout(t, omega0), shown, caption))
 }
 
 /// `phase`: the phase portrait, p against x of the same rollouts as
 /// [`rollouts`], from `trajectories.csv`.
 pub(crate) fn phase(c: &CaseData) -> Result<Entry> {
-    let system = &c.config.system;
-    let orbit = match reference(system) {
+    let Some(system) = c.config.fixed_system() else { return Ok(per_sequence("phase")) };
+    let orbit = match reference(&system) {
         Reference::Rule(rule) => {
             format!("the reference orbits are those of the {rule} rule the data were made with, not of the exact flow")
         }
@@ -303,12 +316,13 @@ pub(crate) fn component_error(c: &CaseData) -> Result<Entry> {
 /// `energy`: energy of the shown rollouts, model against exact, and their
 /// relative difference, from `trajectories.csv`.
 pub(crate) fn energy(c: &CaseData) -> Result<Entry> {
-    let energy = energies(&c.trajectories, c.config.system.omega0)?;
+    let Some(system) = c.config.fixed_system() else { return Ok(per_sequence("energy")) };
+    let energy = energies(&c.trajectories, system.omega0)?;
     let (model, exact) = (energy.numbers("energy")?, energy.numbers("energy_exact")?);
     let exact_and_zero: Vec<f64> = exact.iter().copied().chain([0.0]).collect();
     let rel_diff = energy.numbers("rel_diff")?;
     let drift = max_abs(&rel_diff);
-    let trend = match reference(&c.config.system) {
+    let trend = match reference(&system) {
         Reference::Rule(rule) => {
             format!("the reference follows the {rule} rule the data were made with, not the exact flow")
         }

@@ -8,6 +8,7 @@
 
 use std::fmt::Write as _;
 
+use crate::physics::Param;
 use crate::report::data::CaseData;
 use crate::report::plot::sci;
 use crate::run::records::CaseSummary;
@@ -43,7 +44,25 @@ fn num(v: f64, sig: usize) -> Cell {
     if v.is_finite() { Cell::Num(v, sig) } else { Cell::Missing }
 }
 
-/// The headline rows for `cases`, in display order.
+/// A parameter: its value in full, or its range `[lo, hi]`.
+fn param(p: Param) -> Cell {
+    match p {
+        Param::Fixed(v) => Cell::Exact(v),
+        Param::Uniform(_) => Cell::Code(p.to_string()),
+    }
+}
+
+/// The error of a learned parameter against a fixed true one (`err`), or
+/// Missing when either is absent.
+fn readout(learned: Option<f64>, truth: Param, err: fn(f64, f64) -> f64) -> Cell {
+    match (learned, truth.fixed()) {
+        (Some(l), Some(t)) => num(err(l, t), 2),
+        _ => Cell::Missing,
+    }
+}
+
+/// The headline rows for `cases`, in display order; a row that is missing
+/// for every case is left out.
 pub fn headline_rows(cases: &[CaseSummary]) -> Vec<Row> {
     let steps = cases.first().map_or(0, |c| c.rollout.steps);
     let same_steps = cases.iter().all(|c| c.rollout.steps == steps);
@@ -54,10 +73,10 @@ pub fn headline_rows(cases: &[CaseSummary]) -> Vec<Row> {
         tex: tex.to_string(),
         cells: cases.iter().map(f).collect(),
     };
-    vec![
-        row("omega0", "ω0 (true)", r"$\omega_0$ (true)", &|c| Cell::Exact(c.system.omega0)),
-        row("gamma", "γ (true)", r"$\gamma$ (true)", &|c| Cell::Exact(c.system.gamma)),
-        row("dt", "Δt", r"$\Delta t$", &|c| Cell::Exact(c.system.dt)),
+    let rows = vec![
+        row("omega0", "ω0 (true)", r"$\omega_0$ (true)", &|c| param(c.system.omega0)),
+        row("gamma", "γ (true)", r"$\gamma$ (true)", &|c| param(c.system.gamma)),
+        row("dt", "Δt", r"$\Delta t$", &|c| param(c.system.dt)),
         row("train_mse", "train MSE", "train MSE", &|c| num(c.train_mse, 3)),
         row(
             "valid_mse",
@@ -95,24 +114,44 @@ pub fn headline_rows(cases: &[CaseSummary]) -> Vec<Row> {
             r"rollout: max rel.\ error, all steps",
             &|c| num(c.rollout.max_rel_err, 3),
         ),
-        row("learned.omega0", "learned ω0", r"learned $\omega_0$", &|c| num(c.learned.omega0, 9)),
+        row(
+            "in_context.median_rel_err_last",
+            "in context: median rel. error, last position",
+            r"in context: median rel.\ error, last position",
+            &|c| c.in_context.as_ref().map_or(Cell::Missing, |ic| num(ic.median_rel_err_last, 3)),
+        ),
+        row("in_context.nearest_baseline", "in context: nearest baseline", "in context: nearest baseline", &|c| {
+            c.in_context.as_ref().map_or(Cell::Missing, |ic| Cell::Code(ic.nearest_baseline.clone()))
+        }),
+        row("learned.omega0", "learned ω0", r"learned $\omega_0$", &|c| {
+            c.learned.as_ref().map_or(Cell::Missing, |l| num(l.omega0, 9))
+        }),
         row("omega0_rel_err", "ω0: relative error", r"$\omega_0$: relative error", &|c| {
-            num(((c.learned.omega0 - c.system.omega0) / c.system.omega0).abs(), 2)
+            readout(c.learned.as_ref().map(|l| l.omega0), c.system.omega0, |l, t| ((l - t) / t).abs())
         }),
-        row("learned.gamma", "learned γ", r"learned $\gamma$", &|c| num(c.learned.gamma, 6)),
+        row("learned.gamma", "learned γ", r"learned $\gamma$", &|c| {
+            c.learned.as_ref().map_or(Cell::Missing, |l| num(l.gamma, 6))
+        }),
         row("gamma_abs_err", "γ: absolute error", r"$\gamma$: absolute error", &|c| {
-            num((c.learned.gamma - c.system.gamma).abs(), 2)
+            readout(c.learned.as_ref().map(|l| l.gamma), c.system.gamma, |l, t| (l - t).abs())
         }),
-        row("nearest_method", "nearest update rule", "nearest update rule", &|c| Cell::Code(c.nearest_method.clone())),
+        row("nearest_method", "nearest update rule", "nearest update rule", &|c| {
+            c.nearest_method.clone().map_or(Cell::Missing, Cell::Code)
+        }),
         row("margin", "margin d₂/d₁ (≥ 10: identifiable)", r"margin $d_2/d_1$ ($\geq 10$: identifiable)", &|c| {
             num(c.margin, 3)
         }),
-        row("rule_verdict", "rule verdict", "rule verdict", &|c| Cell::Code(c.rule_verdict.name().into())),
+        row("rule_verdict", "rule verdict", "rule verdict", &|c| {
+            c.rule_verdict.map_or(Cell::Missing, |v| Cell::Code(v.name().into()))
+        }),
         row("error_vs_exact", "‖M − M_exact‖ (Frobenius)", r"$\|M - M_\mathrm{exact}\|_F$", &|c| {
             num(c.error_vs_exact, 3)
         }),
         row("train_seconds", "training wall time [s]", "training wall time [s]", &|c| num(c.train_seconds, 2)),
-    ]
+    ];
+    // A row no case has a number for (the in-context rows of a seed study,
+    // the readout rows of an in-context one) says nothing.
+    rows.into_iter().filter(|r| r.cells.iter().any(|c| *c != Cell::Missing)).collect()
 }
 
 // ---------------------------------------------------------------- escaping and number forms
@@ -310,11 +349,20 @@ pub fn setup_html(cases: &[CaseData]) -> String {
                 item("system", Box::new(|_| "x″ + 2γ x′ + ω0² x = 0, p = x′, unit mass".into())),
                 item("ω0", Box::new(|c| format!("{}", c.config.system.omega0))),
                 item("γ", Box::new(|c| format!("{}", c.config.system.gamma))),
-                item("regime", Box::new(|c| c.config.oscillator().regime().name().into())),
+                item(
+                    "regime",
+                    Box::new(|c| match c.config.fixed_system() {
+                        Some(s) => s.oscillator().regime().name().into(),
+                        None => "parameters drawn per sequence (uniform on the ranges)".into(),
+                    }),
+                ),
                 item("Δt", Box::new(|c| format!("{}", c.config.system.dt))),
                 item(
                     "ωΔt (ω identifiable below π)",
-                    Box::new(|c| sci(c.config.oscillator().omega() * c.config.system.dt, 3)),
+                    Box::new(|c| match c.config.fixed_system() {
+                        Some(s) => sci(s.omega() * s.dt, 3),
+                        None => "per sequence".into(),
+                    }),
                 ),
             ],
         ),
@@ -332,6 +380,10 @@ pub fn setup_html(cases: &[CaseData]) -> String {
                 ),
                 item("validation set", Box::new(|c| format!("{} sequences", c.config.data.n_valid))),
                 item("context (tokens per sequence)", Box::new(|c| c.config.data.context.to_string())),
+                item(
+                    "observation noise (σ / sqrt(2E), inputs only)",
+                    Box::new(|c| format!("{}", c.config.data.noise)),
+                ),
             ],
         ),
         (

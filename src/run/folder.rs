@@ -112,7 +112,7 @@ impl RunDir {
         };
         let files = [self.dir.join(format!("rollout_{steps}.csv")), self.dir.join(format!("trajectories_{steps}.csv"))];
         write_text(&files[0], &rollout.stats_csv())?;
-        write_text(&files[1], &rollout.trajectories_csv(SAVED_TRAJECTORIES, self.config.system.dt))?;
+        write_text(&files[1], &rollout.trajectories_csv(SAVED_TRAJECTORIES))?;
         Ok((rollout, files))
     }
 
@@ -123,17 +123,22 @@ impl RunDir {
 }
 
 /// Writes a case's evaluation into `dir`: `rollout.csv`, `trajectories.csv`,
-/// `error_vs_energy.csv`, `interpret.json`, `eval.json`, and for context > 1
-/// `attention.csv`.
+/// `error_vs_energy.csv`, `interpret.json` (when there is one system),
+/// `eval.json`, and for context > 1 `attention.csv`; `sequences.csv` with an
+/// in-context evaluation.
 pub fn write_results(dir: &Path, r: &CaseResults) -> Result<()> {
-    let dt = r.evaluation.interpretation.truth.system.dt;
     write_text(&dir.join("rollout.csv"), &r.rollout.stats_csv())?;
-    write_text(&dir.join("trajectories.csv"), &r.rollout.trajectories_csv(SAVED_TRAJECTORIES, dt))?;
+    write_text(&dir.join("trajectories.csv"), &r.rollout.trajectories_csv(SAVED_TRAJECTORIES))?;
     write_text(&dir.join("error_vs_energy.csv"), &r.error_vs_energy)?;
     if let Some(patterns) = &r.attention {
         write_text(&dir.join("attention.csv"), &patterns_csv(patterns))?;
     }
-    write_json(&dir.join("interpret.json"), &r.evaluation.interpretation)?;
+    if let Some(ic) = &r.in_context {
+        write_text(&dir.join("sequences.csv"), &ic.sequences_csv)?;
+    }
+    if let Some(interpretation) = &r.evaluation.interpretation {
+        write_json(&dir.join("interpret.json"), interpretation)?;
+    }
     write_json(&dir.join("eval.json"), &r.evaluation)
 }
 

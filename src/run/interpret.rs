@@ -10,7 +10,7 @@ use crate::interpret::full::{FullReport, InterpretOptions, interpret_many, valid
 use crate::interpret::jacobian::jacobians_csv;
 use crate::model::Model;
 use crate::model::checkpoint::{AnyModel, Checkpoint};
-use crate::physics::System;
+use crate::physics::SystemSpec;
 use crate::util::error::Result;
 use crate::util::real::Real;
 
@@ -145,7 +145,7 @@ pub fn dump_checkpoint(
 ) -> Result<Vec<PathBuf>> {
     fn run<F: Real>(
         m: &Model<F>,
-        s: &System,
+        s: &SystemSpec,
         n: &[String],
         d: &Path,
         f: DumpFormat,

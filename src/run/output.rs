@@ -9,7 +9,7 @@ use crate::util::error::{Error, Result};
 
 /// Files and folders physlens writes into a run folder or a case folder
 /// (docs/outputs.md); `rollout_<N>.csv` and `trajectories_<N>.csv` too.
-const OUTPUTS: [&str; 16] = [
+const OUTPUTS: [&str; 17] = [
     "config.toml",
     "study.toml",
     "metrics.csv",
@@ -21,6 +21,7 @@ const OUTPUTS: [&str; 16] = [
     "trajectories.csv",
     "error_vs_energy.csv",
     "attention.csv",
+    "sequences.csv",
     "summary.json",
     "report.html",
     "summary.md",

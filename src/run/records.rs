@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::eval::RolloutSummary;
 use crate::interpret::map::{Learned, MapReport};
-use crate::physics::System;
+use crate::eval::in_context::InContext;
+use crate::physics::SystemSpec;
 use crate::physics::readout::RuleVerdict;
 use crate::util::json::nan_if_null;
 
@@ -22,9 +23,10 @@ use crate::util::json::nan_if_null;
 pub struct CaseSummary {
     /// Case name (its folder).
     pub name: String,
-    /// The system the case was trained on (`omega0`, `gamma`, `dt`).
+    /// The system the case was trained on (`omega0`, `gamma`, `dt`, each a
+    /// number or a `[lo, hi]` range, and `generator`).
     #[serde(flatten)]
-    pub system: System,
+    pub system: SystemSpec,
     /// MSE on the whole training set after training.
     #[serde(deserialize_with = "nan_if_null")]
     pub train_mse: f64,
@@ -33,16 +35,17 @@ pub struct CaseSummary {
     pub valid_mse: f64,
     /// Rollout headline numbers.
     pub rollout: RolloutSummary,
-    /// Spectral readout of the effective map (the mean Jacobian for context > 1).
-    pub learned: Learned,
-    /// Nearest candidate update rule.
-    pub nearest_method: String,
+    /// Spectral readout of the effective map (the mean Jacobian for context
+    /// > 1); `null` when the parameters are drawn per sequence.
+    pub learned: Option<Learned>,
+    /// Nearest candidate update rule (`null` as `learned`).
+    pub nearest_method: Option<String>,
     /// `d₂/d₁` of the rule distances.
     #[serde(default = "crate::util::json::nan", deserialize_with = "nan_if_null")]
     pub margin: f64,
     /// What the distances allow one to say: `runs`, `cannot_tell_apart`
-    /// or `none_of_them`.
-    pub rule_verdict: RuleVerdict,
+    /// or `none_of_them` (`null` as `learned`).
+    pub rule_verdict: Option<RuleVerdict>,
     /// `‖M − M_exact‖_F`.
     #[serde(default = "crate::util::json::nan", deserialize_with = "nan_if_null")]
     pub error_vs_exact: f64,
@@ -63,6 +66,9 @@ pub struct CaseSummary {
     /// The rounding floor of the validation MSE, `ε² · mean ‖s‖²` (NaN where unknown).
     #[serde(default = "crate::util::json::nan", deserialize_with = "nan_if_null")]
     pub floor_mse: f64,
+    /// The in-context evaluation ([`Evaluation::in_context`]).
+    #[serde(default)]
+    pub in_context: Option<InContext>,
 }
 
 /// `summary.json`.
@@ -87,31 +93,37 @@ pub struct Evaluation {
     /// Rollout headline numbers.
     pub rollout: RolloutSummary,
     /// The effective map read as physics (exact for context 1, the mean
-    /// Jacobian of the last prediction on the validation set otherwise).
-    pub interpretation: MapReport,
+    /// Jacobian of the last prediction on the validation set otherwise);
+    /// `null` when the parameters are drawn per sequence.
+    pub interpretation: Option<MapReport>,
+    /// Errors per position against the baselines, for context > 1 or
+    /// parameters drawn per sequence.
+    #[serde(default)]
+    pub in_context: Option<InContext>,
 }
 
 impl CaseSummary {
     /// The summary row of a case called `name` trained on `system`, from its
     /// evaluation; `train_seconds` NaN where unknown.
-    pub fn new(name: &str, system: System, eval: &Evaluation, train_seconds: f64) -> CaseSummary {
-        let r = &eval.interpretation;
+    pub fn new(name: &str, system: SystemSpec, eval: &Evaluation, train_seconds: f64) -> CaseSummary {
+        let r = eval.interpretation.as_ref();
         CaseSummary {
             name: name.to_string(),
             system,
             train_mse: eval.train_mse,
             valid_mse: eval.valid_mse,
             rollout: eval.rollout.clone(),
-            learned: r.learned.clone(),
-            nearest_method: r.nearest_method.clone(),
-            margin: r.margin,
-            rule_verdict: r.rule_verdict,
-            error_vs_exact: r.error_vs_exact,
+            learned: r.map(|r| r.learned.clone()),
+            nearest_method: r.map(|r| r.nearest_method.clone()),
+            margin: r.map_or(f64::NAN, |r| r.margin),
+            rule_verdict: r.map(|r| r.rule_verdict),
+            error_vs_exact: r.map_or(f64::NAN, |r| r.error_vs_exact),
             model: format!("{name}/model.safetensors"),
             train_seconds,
             train_steps: None,
             stopped_at_floor_step: None,
             floor_mse: f64::NAN,
+            in_context: eval.in_context.clone(),
         }
     }
 }

@@ -71,13 +71,12 @@ fn study(
 ) -> Result<Summary> {
     let start = Instant::now();
     let jobs: Vec<(Config, PathBuf, Box<dyn Progress>)> = config
-        .run
-        .cases
-        .iter()
-        .map(|case| {
-            let mut c = config.clone();
-            c.system.gamma = case.gamma;
-            (c, out.join(&case.name), progress(&case.name, config.train.steps))
+        .case_configs()?
+        .into_iter()
+        .zip(&config.run.cases)
+        .map(|(c, case)| {
+            let steps = c.train.steps;
+            (c, out.join(&case.name), progress(&case.name, steps))
         })
         .collect();
     let cases: Vec<CaseSummary> = jobs

@@ -7,18 +7,16 @@ use std::time::Instant;
 
 use crate::config::Config;
 use crate::config::memory::Workload;
-use crate::data::{Batches, Dataset};
+use crate::data::{Batches, Dataset, Sampler};
 use crate::kernel::{Batch, Kernel, on_workers};
 use crate::model::checkpoint;
 use crate::model::{Model, ModelConfig, mse};
-use crate::physics::Oscillator;
 use crate::train::optim::{AdamW, AdamWConfig};
 use crate::train::progress::Progress;
 use crate::train::state::{DataState, STATE_FILE, TrainState};
 use crate::util::cancel::CancelToken;
 use crate::util::error::{Error, Result};
 use crate::util::io::write_text;
-use crate::util::mat2::Mat2;
 use crate::util::real::Real;
 use crate::util::rng::{Rng, Stream};
 
@@ -45,8 +43,7 @@ pub struct Trainer<F: Real> {
     /// The step at which the validation MSE had stayed at the floor for
     /// `train.floor_patience` steps (`train.stop_at_floor`): training stops there.
     pub floor_reached: Option<u64>,
-    osc: Oscillator,
-    propagator: Mat2,
+    sampler: Sampler,
     source: Source<F>,
     kernel: Kernel<F>,
     grads: Vec<F>, // [P]
@@ -57,8 +54,6 @@ impl<F: Real> Trainer<F> {
     pub fn new(config: &Config) -> Self {
         let cfg = config.model_config();
         let seed = config.train.seed;
-        let osc = config.oscillator();
-        let propagator = config.system.data_step();
         let model = Model::init(&cfg, &mut Rng::new(seed, Stream::Init));
         let source = match config.data.n_train {
             0 => Source::Fresh { rng: Rng::new(seed, Stream::Train), fresh: Dataset::empty(cfg.n_ctx) },
@@ -75,8 +70,7 @@ impl<F: Real> Trainer<F> {
             model,
             step: 0,
             floor_reached: None,
-            osc,
-            propagator,
+            sampler: config.sampler(config.data.e_train_max),
             source,
         }
     }
@@ -164,7 +158,7 @@ impl<F: Real> Trainer<F> {
                 Batch { inputs: &data.inputs, targets: &data.targets, rows: Some(batches.next_batch(b)), width }
             }
             Source::Fresh { rng, fresh } => {
-                fresh.refill(&self.osc, &self.propagator, self.config.data.e_train_max, b, rng);
+                fresh.refill(&self.sampler, b, rng);
                 Batch { inputs: &fresh.inputs, targets: &fresh.targets, rows: None, width }
             }
         };
@@ -256,22 +250,18 @@ pub fn floor_mse<F: Real>(cfg: &ModelConfig, valid: &Dataset<F>) -> f64 {
 /// The fixed training set of a config; with `n_train = 0` (fresh samples
 /// every step), the first `n_valid` samples the training stream would draw.
 pub fn training_set<F: Real>(config: &Config) -> Dataset<F> {
-    let osc = config.oscillator();
-    let m = config.system.data_step();
     let n = match config.data.n_train {
         0 => config.data.n_valid,
         n => n,
     };
     let mut rng = Rng::new(config.train.seed, Stream::Train);
-    Dataset::generate(&osc, &m, config.data.e_train_max, n, config.data.context, &mut rng)
+    Dataset::generate(&config.sampler(config.data.e_train_max), n, &mut rng)
 }
 
 /// The validation set of a config (its own random stream).
 pub fn validation_set<F: Real>(config: &Config) -> Dataset<F> {
-    let osc = config.oscillator();
-    let m = config.system.data_step();
     let mut rng = Rng::new(config.train.seed, Stream::Valid);
-    Dataset::generate(&osc, &m, config.data.e_valid_max, config.data.n_valid, config.data.context, &mut rng)
+    Dataset::generate(&config.sampler(config.data.e_valid_max), config.data.n_valid, &mut rng)
 }
 
 /// Bookkeeping of the training loop that is not the optimisation itself.
@@ -423,7 +413,7 @@ fn save_state<F: Real>(trainer: &Trainer<F>, log: &LoopLog, elapsed: f64, dir: &
         ("config", trainer.config.to_toml()),
     ];
     let extra = extra.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-    checkpoint::save(&dir.join("model.safetensors"), &trainer.model, &trainer.config.system, &extra)?;
+    checkpoint::save(&dir.join("model.safetensors"), &trainer.model, trainer.config.system, &extra)?;
     trainer.snapshot(log, elapsed).save(&dir.join(STATE_FILE))
 }
 

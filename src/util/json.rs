@@ -20,6 +20,11 @@ pub fn vec2_nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<[f64; 2], D::
     Ok(<[Option<f64>; 2]>::deserialize(d)?.map(|v| v.unwrap_or(f64::NAN)))
 }
 
+/// A list of [`nan_if_null`] floats.
+pub fn vec_nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+    Ok(Vec::<Option<f64>>::deserialize(d)?.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+}
+
 /// NaN, the default of a float key that older files lack.
 pub fn nan() -> f64 {
     f64::NAN

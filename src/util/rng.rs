@@ -22,6 +22,9 @@ pub enum Stream {
     Shuffle = 4,
     /// Initial states of rollouts.
     Rollout = 5,
+    /// Validation samples from the wider parameter ranges of the in-context
+    /// evaluation.
+    Wide = 6,
 }
 
 /// A seeded generator for one [`Stream`].

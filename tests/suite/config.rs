@@ -20,7 +20,7 @@ fn config_error(text: &str) -> (String, String) {
 #[test]
 fn empty_config_gives_the_spec_defaults() {
     let c = Config::parse("", "empty").unwrap();
-    assert_eq!((c.system.omega0, c.system.gamma, c.system.dt), (2.0, 0.1, 0.1));
+    assert_eq!(c.system.fixed(), Some(physlens::System::new(2.0, 0.1, 0.1)));
     assert_eq!(
         (c.data.e_train_max, c.data.e_valid_max, c.data.n_train, c.data.n_valid, c.data.context),
         (1.0, 4.0, 100_000, 4096, 1)
@@ -36,7 +36,8 @@ fn empty_config_gives_the_spec_defaults() {
     );
     assert_eq!(c.train.dtype, Dtype::F32);
     assert_eq!((c.eval.rollout_steps, c.eval.n_rollouts), (200, 64));
-    let names: Vec<(&str, f64)> = c.run.cases.iter().map(|k| (k.name.as_str(), k.gamma)).collect();
+    let gamma = |k: &physlens::config::Case| k.overrides["system.gamma"].as_float().unwrap();
+    let names: Vec<(&str, f64)> = c.run.cases.iter().map(|k| (k.name.as_str(), gamma(k))).collect();
     assert_eq!(names, [("undamped", 0.0), ("damped", 0.1)]);
 }
 
@@ -52,7 +53,7 @@ fn a_file_lists_only_what_it_changes() {
 #[test]
 fn resolved_config_round_trips() {
     let mut c = Config::default();
-    c.system.gamma = 2.5;
+    c.system.gamma = physlens::physics::Param::Fixed(2.5);
     c.data.context = 4;
     c.model.positional = true;
     let again = Config::parse(&c.to_toml(), "resolved").unwrap();

@@ -16,7 +16,7 @@ fn valid_checkpoint() -> Vec<u8> {
     let model = Model::<f32>::init(&cfg, &mut Rng::new(1, Stream::Init));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.safetensors");
-    checkpoint::save(&path, &model, &System::new(2.0, 0.1, 0.1), &Default::default()).unwrap();
+    checkpoint::save(&path, &model, System::new(2.0, 0.1, 0.1), &Default::default()).unwrap();
     std::fs::read(path).unwrap()
 }
 

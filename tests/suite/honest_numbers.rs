@@ -2,7 +2,7 @@
 //! place where the tool used to print something untrue, named for what broke.
 
 use physlens::System;
-use physlens::eval::rollout;
+use physlens::eval::{Start, rollout};
 use physlens::physics::Oscillator;
 
 use crate::handbuilt::{gauge, two_head_model};
@@ -19,7 +19,7 @@ fn a_decayed_rollout_reports_the_error_vs_the_initial_state_and_never_nan() {
     let m = osc.propagator(0.1);
     let model = two_head_model(m, [1e-9, -2e-9], gauge(3), 3);
     let starts = [[1.0, 0.0], [0.2, -0.9], [-0.4, 0.3]];
-    let r = rollout(&model, &System::new(osc.omega0, osc.gamma, 0.1), &starts, 100_000);
+    let r = rollout(&model, &Start::all(System::new(osc.omega0, osc.gamma, 0.1), &starts), 100_000);
     let s = r.summary();
     assert!(s.median_err_vs_initial_final < 1e-7, "{s:?}");
     assert!(s.max_err_vs_initial < 1e-7, "{s:?}");
@@ -34,7 +34,7 @@ fn a_decayed_rollout_reports_the_error_vs_the_initial_state_and_never_nan() {
     assert!(s.median_rel_err_final.is_nan());
     let json = serde_json::to_string(&s).unwrap();
     assert!(json.contains("\"median_rel_err_final\":null"), "{json}");
-    for text in [json, r.stats_csv(), r.trajectories_csv(3, 0.1)] {
+    for text in [json, r.stats_csv(), r.trajectories_csv(3)] {
         let lower = text.to_lowercase();
         assert!(!lower.contains("nan") && !lower.contains("inf"), "non-finite number written");
     }
@@ -49,7 +49,7 @@ fn a_model_without_offset_has_no_fixed_point_step() {
     for i in l.b_e.chain(l.b_u) {
         model.params[i] = 0.0;
     }
-    let r = rollout(&model, &System::new(osc.omega0, osc.gamma, 0.1), &[[1.0, 0.5]], 3000);
+    let r = rollout(&model, &Start::all(System::new(osc.omega0, osc.gamma, 0.1), &[[1.0, 0.5]]), 3000);
     assert_eq!(r.summary().fixed_point_dominated_from, None);
     assert!(r.stats.iter().all(|s| s.zero_start_norm == 0.0));
 }

@@ -124,7 +124,7 @@ fn rules_written_with_numpy_layout_in_f32_and_f64_are_recovered() {
     let want = rule_map("rk4", &osc, system.dt).unwrap();
     let model32 = to_f32(&two_head_model(want, [0.0, 0.0], gauge(7), 2));
     let path = dir.path().join("own-f32.safetensors");
-    checkpoint::save(&path, &model32, &system, &BTreeMap::new()).unwrap();
+    checkpoint::save(&path, &model32, system, &BTreeMap::new()).unwrap();
     let r = interpret_checkpoint(&checkpoint::load(&path).unwrap(), "own", &options()).unwrap();
     check_rule_report(&r, "rk4", &want, [0.0, 0.0], 2e-6);
 }
@@ -263,7 +263,8 @@ fn probes_find_linear_targets_and_not_noise() {
     let osc = system.oscillator();
     let model = two_head_model(osc.propagator(0.1), [0.0, 0.0], gauge(2), 1);
     let mut vrng = Rng::new(0, Stream::Valid);
-    let data = physlens::data::Dataset::<f64>::generate(&osc, &osc.propagator(0.1), 4.0, 1000, 1, &mut vrng);
+    let sampler = physlens::data::Sampler::new(&system.into(), 4.0, 0.0, 1);
+    let data = physlens::data::Dataset::<f64>::generate(&sampler, 1000, &mut vrng);
     let names = vec!["blocks.0.resid_post".to_string(), "blocks.0.attn.pattern".to_string()];
     let table = probe_table(&model, &data.inputs, &osc, 0.1, &names, 1e-8).unwrap();
     let r2 = |a: &str, t: &str| table.iter().find(|r| r.activation == a && r.target == t).unwrap().r2;
@@ -355,7 +356,7 @@ fn truncation_order_across_step_sizes() {
             let system = System::new(2.0, 0.0, dt);
             let m = rule_map(rule, &system.oscillator(), dt).unwrap();
             let path = dir.path().join(format!("{rule}-{dt}.safetensors"));
-            checkpoint::save(&path, &two_head_model(m, [0.0, 0.0], gauge(5), 1), &system, &BTreeMap::new()).unwrap();
+            checkpoint::save(&path, &two_head_model(m, [0.0, 0.0], gauge(5), 1), system, &BTreeMap::new()).unwrap();
             ckpts.push(checkpoint::load(&path).unwrap());
             files.push(path.display().to_string());
         }
@@ -371,7 +372,7 @@ fn truncation_order_across_step_sizes() {
     checkpoint::save(
         &path,
         &two_head_model(rule_map("euler", &system.oscillator(), 0.1).unwrap(), [0.0; 2], gauge(5), 1),
-        &system,
+        system,
         &BTreeMap::new(),
     )
     .unwrap();
@@ -387,7 +388,8 @@ fn dumped_activations_read_back_as_npy_and_safetensors() {
     let (model, _) = two_step_model(osc.propagator(0.1), [0.0, 0.0], gauge(3), [0.0, 0.0]);
     let model = to_f32(&model);
     let mut rng = Rng::new(1, Stream::Valid);
-    let data = physlens::data::Dataset::<f32>::generate(&osc, &osc.propagator(0.1), 4.0, 1500, 3, &mut rng);
+    let sampler = physlens::data::Sampler::new(&physlens::System::new(2.0, 0.1, 0.1).into(), 4.0, 0.0, 3);
+    let data = physlens::data::Dataset::<f32>::generate(&sampler, 1500, &mut rng);
     let names = vec!["blocks.0.attn.pattern".to_string(), "embed".to_string()];
     let files = dump_activations(&model, &data.inputs, &names, dir.path(), DumpFormat::Both).unwrap();
     assert_eq!(files.len(), 4, "{files:?}"); // input.npy, two activations, activations.safetensors

@@ -64,7 +64,7 @@ fn interpret_dump_writes_arrays_patterns_and_probes() {
     let dir = tempfile::tempdir().unwrap();
     let system = System::new(2.0, 0.1, 0.1);
     let (model, _) = two_step_model(system.oscillator().propagator(0.1), [0.0, 0.0], gauge(3), [0.0, 0.0]);
-    checkpoint::save(&dir.path().join("two-step.safetensors"), &model, &system, &BTreeMap::new()).unwrap();
+    checkpoint::save(&dir.path().join("two-step.safetensors"), &model, system, &BTreeMap::new()).unwrap();
     let out = physlens(
         &[
             "interpret",
@@ -126,7 +126,7 @@ fn interpret_several_models_fits_the_truncation_order() {
         checkpoint::save(
             &dir.path().join(&name),
             &two_head_model(m, [0.0, 0.0], gauge(2), 1),
-            &system,
+            system,
             &BTreeMap::new(),
         )
         .unwrap();
@@ -152,7 +152,7 @@ fn interpret_bad_flags_exit_2() {
     checkpoint::save(
         &dir.path().join("m.safetensors"),
         &two_head_model(m, [0.0, 0.0], gauge(1), 1),
-        &system,
+        system,
         &BTreeMap::new(),
     )
     .unwrap();

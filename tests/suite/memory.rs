@@ -107,7 +107,7 @@ fn regression_a_checkpoint_claiming_an_absurd_context_is_refused() {
     let cfg = ModelConfig { n_ctx: HUGE, ..ModelConfig::seed() };
     let path = dir.path().join("claims.safetensors");
     let system = Config::default().system;
-    checkpoint::save(&path, &Model::<f32>::zeros(&cfg), &system, &Default::default()).unwrap();
+    checkpoint::save(&path, &Model::<f32>::zeros(&cfg), system, &Default::default()).unwrap();
     let out = physlens(&["interpret", "--model", "claims.safetensors", "--out", "out"], dir.path());
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");

@@ -373,10 +373,11 @@ fn handbuilt_run(scale: f64, attention: bool) -> (tempfile::TempDir, PathBuf) {
     )
     .unwrap();
     let config = physlens::Config::parse(text, "handbuilt").unwrap();
-    let m = physlens::util::mat2::scale(&config.system.oscillator().propagator(config.system.dt), scale);
+    let system = config.fixed_system().unwrap();
+    let m = physlens::util::mat2::scale(&system.step(), scale);
     let model = two_head_model(m, [0.0, 0.0], gauge(5), 5);
     let path = run.join("model.safetensors");
-    physlens::model::checkpoint::save(&path, &model, &config.system, &Default::default()).unwrap();
+    physlens::model::checkpoint::save(&path, &model, config.system, &Default::default()).unwrap();
     physlens::RunDir::open(&run).unwrap().evaluate().unwrap();
     if attention {
         let mut csv = String::from("layer,head,query,key,weight\n");

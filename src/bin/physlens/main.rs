@@ -220,7 +220,12 @@ fn execute(command: Command) -> Result<()> {
             let eval = run.evaluate()?.evaluation;
             println!("train MSE {:.3e}   valid MSE {:.3e}", eval.train_mse, eval.valid_mse);
             print_rollout(&eval.rollout);
-            print_map_report(&eval.interpretation);
+            if let Some(map) = &eval.interpretation {
+                print_map_report(map);
+            }
+            if let Some(ic) = &eval.in_context {
+                print_in_context(ic);
+            }
             println!("wrote {}", run.dir.join("eval.json").display());
         }
         Command::Report { run } => print_report(&physlens::report::build::build_report(&run)?),
@@ -299,12 +304,49 @@ fn load_config(path: Option<&Path>, study: bool) -> Result<(Config, String)> {
     Ok((config, name))
 }
 
-/// The rule verdict of a case, short.
+/// The rule verdict of a case, short; for an in-context case, its error at
+/// the last position and nearest baseline.
 fn rule_words(c: &CaseSummary) -> String {
-    match c.rule_verdict {
-        RuleVerdict::Runs => format!("{} (margin {:.1})", c.nearest_method, c.margin),
-        RuleVerdict::CannotTellApart => format!("{} or the runner-up (margin {:.2} < 10)", c.nearest_method, c.margin),
-        RuleVerdict::NoneOfThem => format!("none: its error is too large (nearest {})", c.nearest_method),
+    let nearest = c.nearest_method.as_deref().unwrap_or("");
+    let words = match c.rule_verdict {
+        Some(RuleVerdict::Runs) => format!("{nearest} (margin {:.1})", c.margin),
+        Some(RuleVerdict::CannotTellApart) => format!("{nearest} or the runner-up (margin {:.2} < 10)", c.margin),
+        Some(RuleVerdict::NoneOfThem) => format!("none: its error is too large (nearest {nearest})"),
+        None => "none read: parameters drawn per sequence".into(),
+    };
+    match &c.in_context {
+        Some(ic) => format!(
+            "{words}; in context: {} at the last position, nearest baseline {}",
+            sci(ic.median_rel_err_last),
+            ic.nearest_baseline
+        ),
+        None => words,
+    }
+}
+
+/// The in-context evaluation, short: the model and the best baselines at
+/// the last position, and outside the training ranges.
+fn print_in_context(ic: &physlens::eval::in_context::InContext) {
+    let t = ic.positions.len();
+    println!(
+        "in context (median relative one-step error): position 1 {}, position {t} {}; nearest baseline {} (distance {})",
+        sci(ic.model.median_rel_err.first().copied().unwrap_or(f64::NAN)),
+        sci(ic.median_rel_err_last),
+        ic.nearest_baseline,
+        sci(ic.nearest_baseline_distance)
+    );
+    let mut baselines: Vec<(&String, f64)> =
+        ic.baselines.iter().map(|(name, c)| (name, c.median_rel_err[t - 1])).filter(|(_, e)| !e.is_nan()).collect();
+    baselines.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let shown: Vec<String> = baselines.iter().take(4).map(|(n, e)| format!("{n} {}", sci(*e))).collect();
+    println!("  best baselines at position {t}: {}", shown.join(", "));
+    if let Some(out) = &ic.outside {
+        println!(
+            "  outside the training ranges ({}; {} sequences): model {}",
+            out.system,
+            out.n_sequences,
+            sci(out.median_rel_err_last)
+        );
     }
 }
 
@@ -321,8 +363,8 @@ fn print_summary(summary: &Summary, out: &Path) {
             c.valid_mse,
             sci(c.rollout.median_rel_err_final),
             sci(c.rollout.median_err_vs_initial_final),
-            c.learned.omega0,
-            c.learned.gamma,
+            c.learned.as_ref().map_or(f64::NAN, |l| l.omega0),
+            c.learned.as_ref().map_or(f64::NAN, |l| l.gamma),
             rule_words(c)
         );
     }
