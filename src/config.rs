@@ -9,8 +9,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{AttnScale, LossPositions, ModelConfig};
 use crate::data::Sampler;
+use crate::model::{AttnScale, LossPositions, ModelConfig};
 use crate::physics::{System, SystemSpec};
 use crate::util::error::{Error, Result};
 use crate::util::real::Dtype;

@@ -72,7 +72,10 @@ impl Config {
         let mut nested = toml::Table::new();
         for (key, value) in &case.overrides {
             let Some((section, field)) = key.split_once('.') else {
-                return Err(err(key, "is not a dotted config key such as \"system.gamma\" or \"model.n_layers\"".into()));
+                return Err(err(
+                    key,
+                    "is not a dotted config key such as \"system.gamma\" or \"model.n_layers\"".into(),
+                ));
             };
             let entry = nested.entry(section).or_insert_with(|| toml::Value::Table(toml::Table::new()));
             entry.as_table_mut().expect("sections are tables").insert(field.into(), value.clone());

@@ -120,9 +120,7 @@ impl LinearFilter {
         let x = DMatrix::from_fn(windows.len(), 2 * k, |i, c| windows[i][k - 1 - c / 2][c % 2]);
         let y = DMatrix::from_fn(windows.len(), 2, |i, c| windows[i][k][c]);
         let w = least_squares(x, y)?; // [2k, 2]: y_i = x_i w
-        let taps = (0..k)
-            .map(|j| [[w[(2 * j, 0)], w[(2 * j + 1, 0)]], [w[(2 * j, 1)], w[(2 * j + 1, 1)]]])
-            .collect();
+        let taps = (0..k).map(|j| [[w[(2 * j, 0)], w[(2 * j + 1, 0)]], [w[(2 * j, 1)], w[(2 * j + 1, 1)]]]).collect();
         Some(LinearFilter { k, taps })
     }
 

@@ -99,8 +99,8 @@ pub fn wider(spec: &SystemSpec) -> Option<SystemSpec> {
 /// baseline, and each baseline's distance to the model at the last position.
 struct Errors {
     model: Vec<Vec<f64>>,
-    baselines: Vec<Vec<Vec<f64>>>,   // [baseline][N][T]
-    distance_last: Vec<Vec<f64>>,    // [baseline][N]
+    baselines: Vec<Vec<Vec<f64>>>, // [baseline][N][T]
+    distance_last: Vec<Vec<f64>>,  // [baseline][N]
 }
 
 fn relative(a: Vec2, b: Vec2) -> f64 {
@@ -208,7 +208,8 @@ pub fn evaluate<F: Real>(
     let curves: BTreeMap<String, Curve> =
         baselines.iter().zip(&inside.baselines).map(|(b, e)| (b.name(), curve(e, t))).collect();
     let distances: Vec<f64> = inside.distance_last.iter().map(|d| stats(d.iter().copied())[0]).collect();
-    let nearest = (0..baselines.len()).filter(|&b| !distances[b].is_nan()).min_by(|&a, &b| distances[a].total_cmp(&distances[b]));
+    let nearest =
+        (0..baselines.len()).filter(|&b| !distances[b].is_nan()).min_by(|&a, &b| distances[a].total_cmp(&distances[b]));
     let model_curve = curve(&inside.model, t);
     let mut csv = sequences_header(&baselines);
     write_rows(&mut csv, "inside", valid, spec, &inside, t);
@@ -239,12 +240,27 @@ fn sequences_header(baselines: &[Baseline]) -> String {
     header
 }
 
-fn write_rows<F: Real>(csv: &mut String, set_name: &str, set: &Dataset<F>, spec: &SystemSpec, errors: &Errors, t: usize) {
+fn write_rows<F: Real>(
+    csv: &mut String,
+    set_name: &str,
+    set: &Dataset<F>,
+    spec: &SystemSpec,
+    errors: &Errors,
+    t: usize,
+) {
     for (n, system) in set.systems.iter().enumerate() {
         let energy = system.oscillator().energy(set.starts[n]);
         let inside = spec.contains(system);
-        write!(csv, "{set_name},{:e},{:e},{:e},{:e},{inside},{}", system.omega0, system.gamma, system.dt, energy, csv_number(errors.model[n][t - 1]))
-            .expect("write to String");
+        write!(
+            csv,
+            "{set_name},{:e},{:e},{:e},{:e},{inside},{}",
+            system.omega0,
+            system.gamma,
+            system.dt,
+            energy,
+            csv_number(errors.model[n][t - 1])
+        )
+        .expect("write to String");
         for b in &errors.baselines {
             write!(csv, ",{}", csv_number(b[n][t - 1])).expect("write to String");
         }

@@ -118,7 +118,9 @@ fn check_system(meta: &SystemMetadata) -> std::result::Result<(), String> {
         ));
     }
     match meta.system.invalid() {
-        Some(bad) => Err(format!("`system`: {} = {} is not accepted; {} {}", bad.field, bad.value, bad.field, bad.message)),
+        Some(bad) => {
+            Err(format!("`system`: {} = {} is not accepted; {} {}", bad.field, bad.value, bad.field, bad.message))
+        }
         None => Ok(()),
     }
 }

@@ -12,8 +12,8 @@ use crate::physics::readout::RuleVerdict;
 use crate::report::data::{CaseData, load_run};
 use crate::report::plot::{render, sci};
 use crate::report::sections::{
-    Content, Entry, attention, component_error, energy, error_vs_energy, map_figures, paths, phase, rollout_error,
-    rollouts, training,
+    Content, Entry, attention, component_error, energy, error_vs_energy, in_context, map_figures, paths, phase,
+    rollout_error, rollouts, training,
 };
 use crate::report::tables::{
     caption_html, headline_html, headline_latex, headline_markdown, headline_rows, html_escape, setup_html,
@@ -22,8 +22,10 @@ use crate::util::error::Result;
 use crate::util::io::write_text;
 
 /// The figure sections of the report, in order: id (file stem) and heading.
-pub const SECTIONS: [(&str, &str); 12] = [
+pub const SECTIONS: [(&str, &str); 14] = [
     ("training", "Training curves"),
+    ("in_context_error", "In context: error along the context"),
+    ("error_vs_parameters", "In context: error against ω0 and γ"),
     ("rollouts", "Rollouts: x(t) and p(t)"),
     ("phase", "Phase portrait"),
     ("rollout_error", "Rollout error"),
@@ -116,6 +118,9 @@ fn plan(c: &CaseData) -> Result<Vec<Entry>> {
     let mut out = vec![training(c)?, rollouts(c)?, phase(c)?, rollout_error(c)?, component_error(c)?, energy(c)?];
     out.extend(map_figures(c)?);
     out.extend([paths(c)?, attention(c)?, error_vs_energy(c)?]);
+    if c.numbers.in_context.is_some() {
+        out.extend([in_context::error_vs_position(c)?, in_context::error_vs_parameters(c)?]);
+    }
     Ok(out)
 }
 
@@ -177,6 +182,9 @@ fn page(run: &Path, title: &str, cases: &[CaseData], headline: &str, slots: &[Sl
          <a href=\"summary.json\">summary.json</a>.</p>\n</section>"
     );
     for (id, heading) in SECTIONS {
+        if !slots.iter().any(|s| s.id == id) {
+            continue; // a section no case has (the in-context ones of a seed study)
+        }
         let _ = writeln!(
             w,
             "<section class=\"figures\" id=\"section-{id}\">\n<h2>{}</h2>\n<div class=\"grid\">",

@@ -169,6 +169,8 @@ pub struct CaseData {
     pub error_vs_energy: Option<Table>,
     /// `attention.csv` (layer, head, query, key, weight), if present.
     pub attention: Option<Table>,
+    /// `sequences.csv` (the in-context evaluation per sequence), if present.
+    pub sequences: Option<Table>,
 }
 
 fn optional<T>(path: &Path, read: impl Fn(&Path) -> Result<T>) -> Result<Option<T>> {
@@ -274,6 +276,7 @@ fn load_case(dir: &Path, numbers: CaseSummary) -> Result<CaseData> {
         model,
         error_vs_energy: optional(&dir.join("error_vs_energy.csv"), Table::read)?,
         attention: optional(&dir.join("attention.csv"), Table::read)?,
+        sequences: optional(&dir.join("sequences.csv"), Table::read)?,
         numbers,
         dir: dir.into(),
     })

@@ -2,6 +2,8 @@
 //! (the CSV written beside it, see [`crate::report::data`]) and a few scalars;
 //! [`crate::report::plot::render`] turns it into SVG and PNG.
 
+mod in_context;
+
 use std::ops::Range;
 
 use plotters::prelude::*;
@@ -39,6 +41,11 @@ pub enum Figure {
     Attention(Table),
     /// Relative one-step error against energy on the validation set; `E_train_max`.
     ErrorVsEnergy(Table, f64),
+    /// In-context error against position, model and baselines.
+    InContextError(Table),
+    /// In-context error at the last position against ω0 and γ, with the
+    /// training ranges of each.
+    ErrorVsParameters(Table, in_context::Ranges),
 }
 
 /// A figure with its title.
@@ -57,6 +64,8 @@ impl Drawable for Titled {
         match &self.figure {
             Figure::Training(_) | Figure::Rollout(..) | Figure::Energy(_) => (640, 600),
             Figure::Phase(..) => (560, 560),
+            Figure::InContextError(_) => (680, 560),
+            Figure::ErrorVsParameters(..) => (1100, 500),
             Figure::Eigenvalues(t) => (zooms(t).map_or(1, |z| z.halves.len() as u32 + 1) * 400 + 10, 480),
             Figure::Matrices(t, _) => (matrices(t).map_or(1, |m| m.len()).max(1) as u32 * 275 + 20, 250),
             Figure::Attention(t) => {
@@ -81,6 +90,8 @@ impl Drawable for Titled {
             Figure::Matrices(t, shared) => matrix_panels(&area, th, t, *shared),
             Figure::Attention(t) => attention(&area, th, t),
             Figure::ErrorVsEnergy(t, e_max) => error_vs_energy(&area, th, t, *e_max),
+            Figure::InContextError(t) => in_context::error_vs_position(&area, th, t),
+            Figure::ErrorVsParameters(t, ranges) => in_context::error_vs_parameters(&area, th, t, ranges),
         }
     }
 }

@@ -4,6 +4,8 @@
 //! and the caption, or why the figure is left out). The order of the page and
 //! the page itself are in [`crate::report::build`].
 
+pub(crate) mod in_context;
+
 use crate::interpret::map::MapReport;
 use crate::physics::readout::RuleVerdict;
 use crate::physics::{Regime, System};

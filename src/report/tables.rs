@@ -380,10 +380,7 @@ pub fn setup_html(cases: &[CaseData]) -> String {
                 ),
                 item("validation set", Box::new(|c| format!("{} sequences", c.config.data.n_valid))),
                 item("context (tokens per sequence)", Box::new(|c| c.config.data.context.to_string())),
-                item(
-                    "observation noise (σ / sqrt(2E), inputs only)",
-                    Box::new(|c| format!("{}", c.config.data.noise)),
-                ),
+                item("observation noise (σ / sqrt(2E), inputs only)", Box::new(|c| format!("{}", c.config.data.noise))),
             ],
         ),
         (

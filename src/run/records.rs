@@ -12,8 +12,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::eval::RolloutSummary;
-use crate::interpret::map::{Learned, MapReport};
 use crate::eval::in_context::InContext;
+use crate::interpret::map::{Learned, MapReport};
 use crate::physics::SystemSpec;
 use crate::physics::readout::RuleVerdict;
 use crate::util::json::nan_if_null;

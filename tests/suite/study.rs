@@ -63,7 +63,11 @@ fn affine_map_of_a_hand_built_model_is_the_map_it_was_built_from() {
 fn rollout_of_the_exact_map_tracks_the_exact_trajectory() {
     let osc = Oscillator { omega0: 2.0, gamma: 0.1 };
     let model = hand_built(osc.propagator(0.1), [0.0, 0.0], [[0.8, -0.2], [0.5, 1.3]]);
-    let r = rollout(&model, &Start::all(System::new(osc.omega0, osc.gamma, 0.1), &[[1.0, 0.0], [0.1, 0.7], [-0.3, -0.2]]), 500);
+    let r = rollout(
+        &model,
+        &Start::all(System::new(osc.omega0, osc.gamma, 0.1), &[[1.0, 0.0], [0.1, 0.7], [-0.3, -0.2]]),
+        500,
+    );
     let summary = r.summary();
     assert_eq!(summary.steps, 500);
     assert!(summary.max_rel_err < 1e-12, "{summary:?}");
