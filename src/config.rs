@@ -5,6 +5,7 @@
 pub mod cases;
 pub mod memory;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -14,8 +15,6 @@ use crate::model::{AttnScale, LossPositions, ModelConfig};
 use crate::physics::{System, SystemSpec};
 use crate::util::error::{Error, Result};
 use crate::util::real::Dtype;
-
-pub use cases::Case;
 
 /// `[data]`: how states are sampled.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -128,6 +127,34 @@ impl Schedule {
                 lr_min + (lr - lr_min) * 0.5 * (1.0 + (std::f64::consts::PI * frac).cos())
             }
         }
+    }
+}
+
+/// One case: a folder name and the keys it sets.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Case {
+    /// Folder name under the run's output folder.
+    pub name: String,
+    /// Config keys this case sets, by dotted name (`"system.gamma"`,
+    /// `"model.n_layers"`); `gamma` alone is read as `system.gamma`.
+    #[serde(flatten)]
+    pub overrides: BTreeMap<String, toml::Value>,
+}
+
+impl Case {
+    /// The case `name` with the keys `overrides` (dotted name, value).
+    pub fn new(name: &str, overrides: &[(&str, toml::Value)]) -> Case {
+        let overrides = overrides.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        Case { name: name.into(), overrides }
+    }
+
+    /// The case with `gamma` renamed to `system.gamma` (the first version's
+    /// only override).
+    pub(crate) fn normalised(mut self) -> Case {
+        if let Some(gamma) = self.overrides.remove("gamma") {
+            self.overrides.entry("system.gamma".into()).or_insert(gamma);
+        }
+        self
     }
 }
 

@@ -1,5 +1,6 @@
-//! The cases of `physlens run` (`[run] cases`): each a folder name and the
-//! config keys it changes, by their dotted names (docs/config.md, "Cases").
+//! The configuration of each case of `physlens run` (`[run] cases`): the
+//! base config with the keys the case sets, by their dotted names
+//! (docs/config.md, `[run]`).
 //!
 //! ```
 //! use physlens::config::Config;
@@ -15,39 +16,9 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
-use crate::config::{Config, RunConfig, check_keys};
+use crate::config::{Case, Config, RunConfig, check_keys};
 use crate::model::LossPositions;
 use crate::util::error::{Error, Result};
-
-/// One case: a folder name and the keys it sets.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Case {
-    /// Folder name under the run's output folder.
-    pub name: String,
-    /// Config keys this case sets, by dotted name (`"system.gamma"`,
-    /// `"model.n_layers"`); `gamma` alone is read as `system.gamma`.
-    #[serde(flatten)]
-    pub overrides: BTreeMap<String, toml::Value>,
-}
-
-impl Case {
-    /// The case `name` with the keys `overrides` (dotted name, value).
-    pub fn new(name: &str, overrides: &[(&str, toml::Value)]) -> Case {
-        let overrides = overrides.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-        Case { name: name.into(), overrides }
-    }
-
-    /// The case with `gamma` renamed to `system.gamma` (the first version's
-    /// only override).
-    pub(crate) fn normalised(mut self) -> Case {
-        if let Some(gamma) = self.overrides.remove("gamma") {
-            self.overrides.entry("system.gamma".into()).or_insert(gamma);
-        }
-        self
-    }
-}
 
 /// Names a case's key in errors: `run.cases[i].system.gamma`.
 fn case_key(i: usize, key: &str) -> String {

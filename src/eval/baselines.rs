@@ -31,6 +31,9 @@ pub enum Baseline {
     LsFit,
     /// A fixed filter over the last k states.
     Filter(LinearFilter),
+    /// The filter over the last k states, which the training sequences do
+    /// not determine (too short, or of one system): it predicts nothing.
+    Unfitted(usize),
     /// Polynomial extrapolation through the last k states.
     Extrapolation(usize),
 }
@@ -41,6 +44,7 @@ impl Baseline {
         match self {
             Baseline::LsFit => "ls_fit".into(),
             Baseline::Filter(f) => format!("filter_{}", f.k),
+            Baseline::Unfitted(k) => format!("filter_{k}"),
             Baseline::Extrapolation(k) => format!("extrapolation_{k}"),
         }
     }
@@ -50,6 +54,7 @@ impl Baseline {
         match self {
             Baseline::LsFit => ls_fit(history),
             Baseline::Filter(f) => f.predict(history),
+            Baseline::Unfitted(_) => None,
             Baseline::Extrapolation(k) => extrapolate(history, *k),
         }
     }
@@ -57,9 +62,10 @@ impl Baseline {
 
 /// Every baseline: `ls_fit`, `filter_1 … filter_8` fitted on `training`
 /// (sequences of clean states), `extrapolation_1 … extrapolation_4`. A
-/// filter that cannot be fitted (fewer windows than taps) is left out.
+/// filter the sequences do not determine is [`Baseline::Unfitted`].
 pub fn all_baselines(training: &[Vec<Vec2>]) -> Vec<Baseline> {
-    let filters = (1..=MAX_FILTER).filter_map(|k| LinearFilter::fit(training, k)).map(Baseline::Filter);
+    let filters =
+        (1..=MAX_FILTER).map(|k| LinearFilter::fit(training, k).map_or(Baseline::Unfitted(k), Baseline::Filter));
     let extrapolations = (1..=MAX_EXTRAPOLATION).map(Baseline::Extrapolation);
     std::iter::once(Baseline::LsFit).chain(filters).chain(extrapolations).collect()
 }

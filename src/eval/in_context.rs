@@ -49,6 +49,7 @@ pub struct LastPosition {
     #[serde(deserialize_with = "crate::util::json::nan_if_null")]
     pub median_rel_err_last: f64,
     /// Each baseline's median relative error at the last position.
+    #[serde(deserialize_with = "crate::util::json::map_nan_if_null")]
     pub baselines: BTreeMap<String, f64>,
 }
 

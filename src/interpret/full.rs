@@ -266,9 +266,9 @@ pub fn interpret_checkpoint(ckpt: &Checkpoint, file: &str, opts: &InterpretOptio
             file: file.into(),
             message: format!(
                 "the model was trained on systems drawn per sequence ({}): there is no one system to read its map \
-                 against, so ω0, γ and the update rule are not read back here. Its in-context evaluation is in the run \
-                 folder (eval.json `in_context`, sequences.csv; `physlens eval --run DIR` remakes them), and \
-                 `physlens interpret --dump` writes its activations",
+                 against, so `physlens interpret` cannot read ω0, γ or an update rule from it. Its in-context \
+                 evaluation is in its run folder (eval.json `in_context` and sequences.csv; `physlens eval --run DIR` \
+                 remakes them)",
                 ckpt.system
             ),
         });

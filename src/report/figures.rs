@@ -45,7 +45,7 @@ pub enum Figure {
     InContextError(Table),
     /// In-context error at the last position against ω0 and γ, with the
     /// training ranges of each.
-    ErrorVsParameters(Table, in_context::Ranges),
+    ErrorVsParameters(Table, Box<in_context::Ranges>),
 }
 
 /// A figure with its title.

@@ -362,12 +362,19 @@ pub(crate) fn map_figures(c: &CaseData) -> Result<Vec<Entry>> {
     match &c.map {
         Some(map) => Ok(vec![eigenvalues(c, map), rule_distances(c, map), learned_map(c, map)?]),
         None => {
-            let why = format!(
-                "No interpret.json in {}: this model (context {}) is not one affine map, so there is no map to read \
-                 eigenvalues and rule distances from.",
-                c.dir.display(),
-                c.config.data.context
-            );
+            let why = match c.config.fixed_system() {
+                None => format!(
+                    "Not drawn: the parameters are drawn per sequence ({}), so there is no one system to read a map \
+                     against (no interpret.json); the in-context figures show what the model does instead.",
+                    c.config.system
+                ),
+                Some(_) => format!(
+                    "No interpret.json in {}: this model (context {}) is not one affine map, so there is no map to \
+                     read eigenvalues and rule distances from.",
+                    c.dir.display(),
+                    c.config.data.context
+                ),
+            };
             Ok(["eigenvalues", "rule_distances", "map"].into_iter().map(|id| skipped(id, why.clone())).collect())
         }
     }

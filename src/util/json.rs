@@ -2,6 +2,8 @@
 //! serde_json writes a non-finite float as `null`, so every float of a
 //! record is read with [`nan_if_null`], which takes `null` back as NaN.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Deserializer};
 
 /// A float, or NaN where the file has `null` (a non-finite value was written).
@@ -23,6 +25,12 @@ pub fn vec2_nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<[f64; 2], D::
 /// A list of [`nan_if_null`] floats.
 pub fn vec_nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
     Ok(Vec::<Option<f64>>::deserialize(d)?.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+}
+
+/// A map of names to [`nan_if_null`] floats.
+pub fn map_nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, f64>, D::Error> {
+    let map = BTreeMap::<String, Option<f64>>::deserialize(d)?;
+    Ok(map.into_iter().map(|(k, v)| (k, v.unwrap_or(f64::NAN))).collect())
 }
 
 /// NaN, the default of a float key that older files lack.

@@ -13,6 +13,7 @@ mod floor_stop;
 mod fuzz;
 mod gradcheck;
 mod honest_numbers;
+mod in_context;
 mod interpret;
 mod interpret_cli;
 mod memory;

@@ -25,6 +25,12 @@ fn run(config: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, run)
 }
 
+/// The figure sections of a study of one system per case (the in-context
+/// sections need context > 1 or parameters drawn per sequence).
+fn one_system_sections() -> Vec<(&'static str, &'static str)> {
+    SECTIONS.iter().copied().filter(|(id, _)| !["in_context_error", "error_vs_parameters"].contains(id)).collect()
+}
+
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -130,7 +136,7 @@ fn run_writes_the_report_and_report_rebuilds_it_from_the_folder_alone() {
 fn every_figure_is_drawn_from_the_csv_beside_it() {
     let (_dir, run) = run(SMALL);
     for case in ["undamped", "damped"] {
-        for (id, _) in SECTIONS.iter().filter(|(id, _)| *id != "attention") {
+        for (id, _) in one_system_sections().iter().filter(|(id, _)| *id != "attention") {
             let stem = run.join(case).join("figures").join(id);
             let svg = read(&stem.with_extension("svg"));
             assert!(svg.starts_with("<svg") && svg.len() > 2000, "{case}/{id}.svg is empty");
@@ -175,7 +181,7 @@ fn report_html_is_well_formed_with_every_figure_and_the_numbers_of_summary_json(
     // Every figure of every case, non-empty; attention is a note for context-1 models.
     for case in &cases {
         let name = case["name"].as_str().unwrap();
-        for (id, _) in SECTIONS {
+        for (id, _) in one_system_sections() {
             let figure = doc.select(&sel(&format!("figure[data-case=\"{name}\"][data-figure=\"{id}\"]"))).next();
             let note = doc.select(&sel(&format!(".skipped[data-case=\"{name}\"][data-figure=\"{id}\"]"))).next();
             if id == "attention" {
@@ -276,7 +282,7 @@ fn attention_patterns_are_drawn_when_attention_csv_exists() {
     assert!(figure.select(&sel("svg rect")).count() >= 4);
     assert!(read(&case.join("figures/attention.csv")).lines().count() == 5);
     // Whatever a context-2 model lacks is said, never silently left out.
-    for (id, _) in SECTIONS {
+    for (id, _) in one_system_sections() {
         let shown = doc.select(&sel(&format!("[data-case=\"ctx\"][data-figure=\"{id}\"]"))).count();
         assert_eq!(shown, 1, "{id}: neither drawn nor explained");
     }
@@ -336,7 +342,11 @@ fn a_single_train_folder_gets_a_report_once_evaluated() {
     let out = physlens(&["report", "--run", "one"], dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
     let doc = Html::parse_document(&read(&dir.path().join("one/report.html")));
-    assert_eq!(doc.select(&sel("figure[data-case=\"one\"]")).count(), SECTIONS.len() - 1, "all but attention");
+    assert_eq!(
+        doc.select(&sel("figure[data-case=\"one\"]")).count(),
+        one_system_sections().len() - 1,
+        "all but attention"
+    );
     assert!(dir.path().join("one/figures/eigenvalues.png").is_file());
 }
 
@@ -429,7 +439,7 @@ fn a_diverging_rollout_gets_short_ticks_clipped_axes_and_a_divergence_caption() 
     assert!((100..700).contains(&n), "diverged at {n}");
     let html = read(&run.join("report.html"));
     let doc = Html::parse_document(&html);
-    for (id, _) in SECTIONS.iter().filter(|(id, _)| *id != "attention") {
+    for (id, _) in one_system_sections().iter().filter(|(id, _)| *id != "attention") {
         let fig = figure(&doc, id);
         let svg = fig.select(&sel("svg")).next().unwrap();
         for text in number_texts(svg) {

@@ -103,6 +103,6 @@ pub(crate) fn error_vs_parameters(c: &CaseData) -> Result<Entry> {
          {}{outside}.",
         sci(ic.median_rel_err_last, 3)
     );
-    let draw = move |t| Figure::ErrorVsParameters(t, ranges);
+    let draw = move |t| Figure::ErrorVsParameters(t, Box::new(ranges));
     Ok(drawn(c, "error_vs_parameters", "error against ω0 and γ", draw, table, caption))
 }
