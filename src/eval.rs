@@ -93,8 +93,8 @@ pub struct Rollout {
     pub zero_start: Vec<Vec2>,
     /// Per-step statistics, `steps + 1` rows.
     pub stats: Vec<StepStats>,
-    /// `[R]` each trajectory's time step Δt.
-    pub dts: Vec<f64>,
+    /// `[R]` each trajectory's system.
+    pub systems: Vec<System>,
 }
 
 /// Where one rollout starts: its system (the same for all unless
@@ -182,7 +182,7 @@ pub fn rollout<F: Real>(model: &Model<F>, starts: &[Start], steps: usize) -> Rol
     let zero_start = states.pop().expect("the zero-state rollout is last");
     let oscillators: Vec<Oscillator> = starts.iter().map(|s| s.system.oscillator()).collect();
     let stats = (0..=steps).map(|n| step_stats(&oscillators, &states, &exact, &zero_start, n)).collect();
-    Rollout { model: states, exact, zero_start, stats, dts: starts.iter().map(|s| s.system.dt).collect() }
+    Rollout { model: states, exact, zero_start, stats, systems: starts.iter().map(|s| s.system).collect() }
 }
 
 /// Statistics at step `n` over all trajectories.
@@ -333,11 +333,13 @@ impl Rollout {
 
     /// The first `n` trajectories, model and exact, as CSV (`trajectories.csv`).
     pub fn trajectories_csv(&self, n: usize) -> String {
-        let mut out = String::from("trajectory,step,t,x,p,x_exact,p_exact\n");
-        for (i, ((m, e), dt)) in self.model.iter().zip(&self.exact).zip(&self.dts).take(n).enumerate() {
+        let mut out = String::from("trajectory,step,t,x,p,x_exact,p_exact,omega0,gamma\n");
+        for (i, ((m, e), system)) in self.model.iter().zip(&self.exact).zip(&self.systems).take(n).enumerate() {
+            let (dt, omega0, gamma) = (system.dt, system.omega0, system.gamma);
             for (step, (s_hat, s)) in m.iter().zip(e).enumerate() {
                 let [x, p, xe, pe] = [s_hat[0], s_hat[1], s[0], s[1]].map(csv_number);
-                writeln!(out, "{i},{step},{},{x},{p},{xe},{pe}", step as f64 * dt).expect("write to String");
+                writeln!(out, "{i},{step},{},{x},{p},{xe},{pe},{omega0},{gamma}", step as f64 * dt)
+                    .expect("write to String");
             }
         }
         out

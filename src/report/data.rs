@@ -294,7 +294,11 @@ pub fn select(table: &Table, names: &[&str]) -> Result<Table> {
 /// The first [`SHOWN_TRAJECTORIES`] trajectories of `trajectories.csv`.
 pub fn shown_trajectories(trajectories: &Table) -> Result<Table> {
     let ids = trajectories.numbers("trajectory")?;
-    let mut out = select(trajectories, &["trajectory", "step", "t", "x", "p", "x_exact", "p_exact"])?;
+    let mut columns = vec!["trajectory", "step", "t", "x", "p", "x_exact", "p_exact"];
+    if trajectories.header.iter().any(|h| h == "omega0") {
+        columns.extend(["omega0", "gamma"]); // each trajectory's system (files since the in-context study)
+    }
+    let mut out = select(trajectories, &columns)?;
     out.rows =
         out.rows.into_iter().zip(ids).filter(|(_, id)| *id < SHOWN_TRAJECTORIES as f64).map(|(r, _)| r).collect();
     Ok(out)

@@ -20,8 +20,9 @@ use crate::report::plot::{
 pub enum Figure {
     /// Train loss and validation MSE (log) and learning rate against step; `metrics.csv` columns.
     Training(Table),
-    /// x(t) and p(t), model and exact; columns of [`crate::report::data::shown_trajectories`]. ω0 gives E₀.
-    Rollout(Table, f64),
+    /// x(t) and p(t), model and exact; columns of [`crate::report::data::shown_trajectories`]. ω0 gives E₀
+    /// (`None`: each trajectory's own, from the table).
+    Rollout(Table, Option<f64>),
     /// p against x, model and exact; same table as `Rollout`.
     Phase(Table, f64),
     /// Median, 5–95 % band and max of the relative error, and the median
@@ -192,11 +193,28 @@ fn pair_lines<DB: Backend>(
     Ok(())
 }
 
-fn energy_labels(t: &Table, groups: &[std::ops::Range<usize>], omega0: f64) -> Boxed<Vec<String>> {
+/// The legend label of each trajectory: its starting energy, with its ω0
+/// and γ when they are drawn per sequence (`omega0` is `None`; read from
+/// the table's `omega0` and `gamma` columns).
+fn energy_labels(t: &Table, groups: &[std::ops::Range<usize>], omega0: Option<f64>) -> Boxed<Vec<String>> {
     let [x, p] = columns(t, ["x_exact", "p_exact"])?;
+    let systems = match omega0 {
+        Some(w) => vec![(w, None); x.len()],
+        None => {
+            let [w, g] = columns(t, ["omega0", "gamma"])?;
+            w.into_iter().zip(g.into_iter().map(Some)).collect()
+        }
+    };
     Ok(groups
         .iter()
-        .map(|r| format!("E₀ = {}", sci(0.5 * (p[r.start].powi(2) + (omega0 * x[r.start]).powi(2)), 3)))
+        .map(|r| {
+            let (w, g) = systems[r.start];
+            let e0 = sci(0.5 * (p[r.start].powi(2) + (w * x[r.start]).powi(2)), 3);
+            match g {
+                Some(g) => format!("E₀ = {e0}, ω₀ = {}, γ = {}", sci(w, 3), sci(g, 2)),
+                None => format!("E₀ = {e0}"),
+            }
+        })
         .collect())
 }
 
@@ -229,7 +247,7 @@ fn training<DB: Backend>(area: &Area<DB>, th: &Theme, t: &Table) -> PlotResult {
     Ok(())
 }
 
-fn rollout<DB: Backend>(area: &Area<DB>, th: &Theme, t: &Table, omega0: f64) -> PlotResult {
+fn rollout<DB: Backend>(area: &Area<DB>, th: &Theme, t: &Table, omega0: Option<f64>) -> PlotResult {
     let [id, time, x, p, xe, pe] = columns(t, ["trajectory", "t", "x", "p", "x_exact", "p_exact"])?;
     let groups = runs(&id);
     let area = with_legend(area, th, &pair_legend(&energy_labels(t, &groups, omega0)?))?;
@@ -249,7 +267,7 @@ fn rollout<DB: Backend>(area: &Area<DB>, th: &Theme, t: &Table, omega0: f64) -> 
 fn phase<DB: Backend>(area: &Area<DB>, th: &Theme, t: &Table, omega0: f64) -> PlotResult {
     let [id, x, p, xe, pe] = columns(t, ["trajectory", "x", "p", "x_exact", "p_exact"])?;
     let groups = runs(&id);
-    let area = with_legend(area, th, &pair_legend(&energy_labels(t, &groups, omega0)?))?;
+    let area = with_legend(area, th, &pair_legend(&energy_labels(t, &groups, Some(omega0))?))?;
     let mut ch = chart(&area, th, view(&x, &xe), view(&p, &pe), 72.0)?;
     axes(&mut ch, th, &Axis::linear("position x"), &Axis::linear("momentum p"))?;
     pair_lines(&mut ch, th, &groups, &|i| (xe[i], pe[i]), &|i| (x[i], p[i]))?;

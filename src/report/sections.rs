@@ -219,7 +219,10 @@ fn jump_words(j: &Jump, floor: f64) -> String {
 /// `rollouts`: x(t) and p(t) of the first [`SHOWN_TRAJECTORIES`] rollouts,
 /// model against exact, from `trajectories.csv`.
 pub(crate) fn rollouts(c: &CaseData) -> Result<Entry> {
-    let Some(system) = c.config.fixed_system() else { return Ok(per_sequence("rollouts")) };
+    let omega0 = c.config.fixed_system().map(|s| s.omega0);
+    if omega0.is_none() && !c.trajectories.header.iter().any(|h| h == "omega0") {
+        return Ok(per_sequence("rollouts"));
+    }
     let (cfg, steps) = (&c.config, c.numbers.rollout.steps);
     let shown = shown_trajectories(&c.trajectories)?;
     let caption = format!(
@@ -229,7 +232,9 @@ pub(crate) fn rollouts(c: &CaseData) -> Result<Entry> {
         sci(c.numbers.rollout.median_rel_err_final, 3),
         divergence_note(c, &shown)?
     );
-    let omega0 = system.omega0;
+    let each =
+        if omega0.is_none() { " Each trajectory has its own ω0 and γ, drawn from the training ranges." } else { "" };
+    let caption = format!("{caption}{each}");
     Ok(drawn(c, "rollouts", "rollouts", |t| Figure::Rollout(t, omega0), shown, caption))
 }
 
