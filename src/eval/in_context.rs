@@ -69,9 +69,12 @@ pub struct InContext {
     /// states, f64).
     pub baselines: BTreeMap<String, Curve>,
     /// The baseline whose predictions at the last position are closest to
-    /// the model's (median of `‖ŝ_model − ŝ_baseline‖/‖s‖`).
-    pub nearest_baseline: String,
-    /// That median distance.
+    /// the model's (median of `‖ŝ_model − ŝ_baseline‖/‖s‖`), when that
+    /// distance is below [`RESEMBLES`] times the model's own error; `null`
+    /// when the model is no closer to any baseline than to the true state.
+    pub nearest_baseline: Option<String>,
+    /// The median distance to the closest baseline (whether or not it is
+    /// close enough to be named).
     #[serde(deserialize_with = "crate::util::json::nan_if_null")]
     pub nearest_baseline_distance: f64,
     /// At the last position, sequences drawn from wider ranges ([`wider`])
@@ -79,6 +82,11 @@ pub struct InContext {
     /// no parameter is drawn per sequence.
     pub outside: Option<LastPosition>,
 }
+
+/// A baseline is named as the model's nearest only when the model's
+/// predictions are closer to it than this fraction of the model's own error
+/// (median, last position): closer to the baseline than to the truth.
+pub const RESEMBLES: f64 = 0.5;
 
 /// The wider ranges of the out-of-range evaluation: every range `[lo, hi]`
 /// of `spec` becomes `[lo/2, 1.25·hi]` (ω0 ∈ [1, 4] → [0.5, 5]); `None` when
@@ -212,6 +220,7 @@ pub fn evaluate<F: Real>(
     let nearest =
         (0..baselines.len()).filter(|&b| !distances[b].is_nan()).min_by(|&a, &b| distances[a].total_cmp(&distances[b]));
     let model_curve = curve(&inside.model, t);
+    let last = model_curve.median_rel_err[t - 1];
     let mut csv = sequences_header(&baselines);
     write_rows(&mut csv, "inside", valid, spec, &inside, t);
     let outside = wide.map(|(wide_spec, set)| {
@@ -222,10 +231,10 @@ pub fn evaluate<F: Real>(
     });
     let record = InContext {
         positions: (1..=t).collect(),
-        median_rel_err_last: model_curve.median_rel_err[t - 1],
+        median_rel_err_last: last,
         model: model_curve,
         baselines: curves,
-        nearest_baseline: nearest.map_or_else(String::new, |b| baselines[b].name()),
+        nearest_baseline: nearest.filter(|&b| distances[b] < RESEMBLES * last).map(|b| baselines[b].name()),
         nearest_baseline_distance: nearest.map_or(f64::NAN, |b| distances[b]),
         outside,
     };

@@ -281,11 +281,9 @@ fn physics_words(c: &CaseData) -> String {
     };
     match &n.in_context {
         Some(ic) => format!(
-            "{map}; in context: median relative error {} at the last position, nearest baseline <code>{}</code> \
-             (median distance {})",
+            "{map}; in context: median relative error {} at the last position. {}",
             sci(ic.median_rel_err_last, 3),
-            html_escape(&ic.nearest_baseline),
-            sci(ic.nearest_baseline_distance, 2),
+            html_escape(&in_context::resemblance(ic)),
         ),
         None => map,
     }

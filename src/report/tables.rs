@@ -121,7 +121,9 @@ pub fn headline_rows(cases: &[CaseSummary]) -> Vec<Row> {
             &|c| c.in_context.as_ref().map_or(Cell::Missing, |ic| num(ic.median_rel_err_last, 3)),
         ),
         row("in_context.nearest_baseline", "in context: nearest baseline", "in context: nearest baseline", &|c| {
-            c.in_context.as_ref().map_or(Cell::Missing, |ic| Cell::Code(ic.nearest_baseline.clone()))
+            c.in_context
+                .as_ref()
+                .map_or(Cell::Missing, |ic| Cell::Code(ic.nearest_baseline.clone().unwrap_or_else(|| "none".into())))
         }),
         row("learned.omega0", "learned ω0", r"learned $\omega_0$", &|c| {
             c.learned.as_ref().map_or(Cell::Missing, |l| num(l.omega0, 9))

@@ -94,8 +94,12 @@ fn study(
                         ),
                         None => String::new(),
                     };
+                    let in_context = match &s.in_context {
+                        Some(ic) => format!("; in context {:.2e} at the last position", ic.median_rel_err_last),
+                        None => String::new(),
+                    };
                     progress.finish(&format!(
-                        "done in {:.1}s: rollout median rel. err. {:.2e} at step {}{stop}",
+                        "done in {:.1}s: rollout median rel. err. {:.2e} at step {}{in_context}{stop}",
                         s.train_seconds, s.rollout.median_rel_err_final, s.rollout.steps
                     ))
                 }

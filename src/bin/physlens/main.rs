@@ -318,7 +318,7 @@ fn rule_words(c: &CaseSummary) -> String {
         Some(ic) => format!(
             "{words}; in context: {} at the last position, nearest baseline {}",
             sci(ic.median_rel_err_last),
-            ic.nearest_baseline
+            ic.nearest_baseline.as_deref().unwrap_or("none")
         ),
         None => words,
     }
@@ -332,7 +332,7 @@ fn print_in_context(ic: &physlens::eval::in_context::InContext) {
         "in context (median relative one-step error): position 1 {}, position {t} {}; nearest baseline {} (distance {})",
         sci(ic.model.median_rel_err.first().copied().unwrap_or(f64::NAN)),
         sci(ic.median_rel_err_last),
-        ic.nearest_baseline,
+        ic.nearest_baseline.as_deref().unwrap_or("none (no closer to any than to the truth)"),
         sci(ic.nearest_baseline_distance)
     );
     let mut baselines: Vec<(&String, f64)> =
@@ -357,14 +357,14 @@ fn print_summary(summary: &Summary, out: &Path) {
     );
     for c in &summary.cases {
         println!(
-            "{:<10} {:>11.3e} {:>11.3e} {:>13} {:>13} {:>11.7} {:>11.3e}  {}",
+            "{:<10} {:>11.3e} {:>11.3e} {:>13} {:>13} {:>11} {:>11}  {}",
             c.name,
             c.train_mse,
             c.valid_mse,
             sci(c.rollout.median_rel_err_final),
             sci(c.rollout.median_err_vs_initial_final),
-            c.learned.as_ref().map_or(f64::NAN, |l| l.omega0),
-            c.learned.as_ref().map_or(f64::NAN, |l| l.gamma),
+            c.learned.as_ref().map_or("n/a".into(), |l| format!("{:.7}", l.omega0)),
+            c.learned.as_ref().map_or("n/a".into(), |l| sci(l.gamma)),
             rule_words(c)
         );
     }

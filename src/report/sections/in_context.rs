@@ -22,6 +22,18 @@ fn filters_beaten(ic: &InContext) -> usize {
         .count()
 }
 
+/// Which baseline the model's predictions resemble, in words.
+pub(crate) fn resemblance(ic: &InContext) -> String {
+    let d = sci(ic.nearest_baseline_distance, 2);
+    match &ic.nearest_baseline {
+        Some(name) => format!("The model's predictions are nearest to {name} (median distance {d} relative to ‖s‖)"),
+        None => format!(
+            "The model's predictions resemble none of the baselines: the closest is at a median distance of {d} \
+             relative to ‖s‖, not below half the model's own error"
+        ),
+    }
+}
+
 /// `in_context_error`: median error against position, model and baselines.
 pub(crate) fn error_vs_position(c: &CaseData) -> Result<Entry> {
     let Some(ic) = &c.numbers.in_context else {
@@ -56,13 +68,12 @@ pub(crate) fn error_vs_position(c: &CaseData) -> Result<Entry> {
          band: 5–95 % of them. At the last position (t = {t}) the model reaches {}: {beaten}. Baselines, in f64 on the \
          exact states: ls_fit fits M per sequence to the pairs before t (exact from t = 3; what is left is rounding), \
          filter_k is one fixed linear filter over the last k states fitted on the training sequences (it never knows \
-         ω0), extrapolation_k the polynomial through the last k states. The model's predictions are nearest to \
-         {} (median distance {} relative to ‖s‖). The CSV beside the figure holds every baseline.{scored}",
+         ω0), extrapolation_k the polynomial through the last k states. {}. The CSV beside the figure holds every \
+         baseline.{scored}",
         c.config.data.n_valid,
         c.config.system,
         sci(ic.median_rel_err_last, 3),
-        ic.nearest_baseline,
-        sci(ic.nearest_baseline_distance, 2),
+        resemblance(ic),
     );
     Ok(drawn(c, "in_context_error", "error along the context", Figure::InContextError, table, caption))
 }
