@@ -1,7 +1,6 @@
 //! Evaluation: mean squared error on a data set and autoregressive rollouts
 //! with the metrics of docs/physics.md.
 
-pub mod baselines;
 pub mod in_context;
 
 use std::fmt::Write as _;

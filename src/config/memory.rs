@@ -20,6 +20,7 @@
 use crate::config::Config;
 use crate::kernel;
 use crate::model::{Activations, D_IN, Scratch, chunk_sequences};
+use crate::physics::baselines::{FIT_SEQUENCES, MAX_FILTER};
 use crate::util::error::{Error, Result};
 use crate::util::memory::{Available, Bytes, Estimate, available};
 
@@ -81,9 +82,14 @@ impl Config {
             Workload::Train => with_runtime(self.training_estimate()),
             Workload::Study => {
                 // Cases run on a thread pool that steals work: all of them may be in memory at once.
-                let (train, eval) = (self.training_estimate(), self.evaluation_estimate(self.eval.rollout_steps));
-                let case = if train.total() >= eval.total() { train } else { eval };
-                with_runtime(case.times(self.run.cases.len().max(1)))
+                let cases = self.case_configs().unwrap_or_else(|_| vec![self.clone(); self.run.cases.len().max(1)]);
+                let mut total = Estimate::default();
+                for (i, c) in cases.iter().enumerate() {
+                    let (train, eval) = (c.training_estimate(), c.evaluation_estimate(c.eval.rollout_steps));
+                    let peak = if train.total() >= eval.total() { train } else { eval };
+                    total.add_all(&format!("case {}: ", self.run.cases.get(i).map_or("", |k| k.name.as_str())), &peak);
+                }
+                with_runtime(total)
             }
             Workload::Evaluate => with_runtime(self.evaluation_estimate(self.eval.rollout_steps)),
             Workload::Rollout { steps } => {
@@ -174,8 +180,12 @@ impl Config {
             0 => Bytes::of_values(&[b, t, 2 * D_IN], s),
             n => Bytes::of_values(&[n, t, 2 * D_IN], s) + order,
         };
-        e.add("the training set", train);
-        e.add("the validation set", Bytes::of_values(&[self.data.n_valid, t, 2 * D_IN], s));
+        e.add("the training set", train + Bytes::of_values(&[n_or_batch(self.data.n_train, b), SEQUENCE_BYTES], 1));
+        e.add(
+            "the validation set",
+            Bytes::of_values(&[self.data.n_valid, t, 2 * D_IN], s)
+                + Bytes::of_values(&[self.data.n_valid, SEQUENCE_BYTES], 1),
+        );
         e.add("a validation pass", Activations::<f32>::bytes(&cfg, chunk_sequences(&cfg, self.data.n_valid, s), s));
         // The saved state is copied, encoded and serialised before it is written.
         e.add("writing train_state.safetensors", (p * 3 + order) * 3);
@@ -195,6 +205,21 @@ impl Config {
         e.add("an evaluation pass", Activations::<f32>::bytes(&cfg, chunk_sequences(&cfg, n_train, s), s));
         e.add("the rollouts", self.rollout_bytes(steps));
         e.add("error_vs_energy.csv", Bytes::of_values(&[n_valid, 64], 1));
+        if t > 1 || self.fixed_system().is_none() {
+            // A second set from the wider ranges, the predictions and the
+            // per-sequence errors of the model and the 13 baselines (f64) for
+            // both sets, the clean training sequences and the filters' least
+            // squares, and sequences.csv.
+            let windows = FIT_SEQUENCES.min(n_train).saturating_mul(t + 1);
+            e.add(
+                "the in-context evaluation",
+                Bytes::of_values(&[n_valid, t, 2 * D_IN], s)
+                    + Bytes::of_values(&[2, n_valid, t, D_IN + 14], 8)
+                    + Bytes::of_values(&[FIT_SEQUENCES.min(n_train), t + 1, D_IN], 8)
+                    + Bytes::of_values(&[2, windows, 2 * MAX_FILTER + D_IN], 8)
+                    + Bytes::of_values(&[2, n_valid, 400], 1),
+            );
+        }
         if t > 1 {
             let chunk = chunk_sequences(&cfg, n_valid, 8);
             let passes = Activations::<f64>::bytes(&cfg, chunk, 8) + Scratch::<f64>::bytes(&cfg, chunk, 8);
@@ -225,6 +250,15 @@ impl Config {
             + Bytes::of_values(&[r, t, D_IN], 8)
             + Bytes::of_values(&[states, CSV_BYTES_PER_STEP + 160], 1) // stats and CSV
     }
+}
+
+/// Bytes a data set keeps per sequence besides its states: the sequence's
+/// system and clean first state.
+const SEQUENCE_BYTES: usize = size_of::<crate::physics::System>() + 2 * 8;
+
+/// Sequences drawn at once: the fixed training set, or one batch.
+fn n_or_batch(n_train: usize, batch: usize) -> usize {
+    if n_train == 0 { batch } else { n_train }
 }
 
 /// `e` with the program's own [`RUNTIME`].

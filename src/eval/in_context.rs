@@ -13,10 +13,10 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use super::baselines::{Baseline, all_baselines};
 use super::{csv_number, finite, quantile};
 use crate::data::Dataset;
 use crate::model::{Activations, D_IN, Model};
+use crate::physics::baselines::{Baseline, all_baselines};
 use crate::physics::{Param, SystemSpec};
 use crate::util::json::vec_nan_if_null;
 use crate::util::mat2::Vec2;

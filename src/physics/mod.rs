@@ -2,6 +2,7 @@
 //! candidate update rules, and reading (ω0, γ) back from a 2×2 map.
 //! Everything here is in the COLUMN convention, `s' = M s` with `s = (x, p)`.
 
+pub mod baselines;
 pub mod generator;
 pub mod oscillator;
 pub mod readout;

@@ -11,6 +11,7 @@ use crate::interpret::map::{MapReport, interpret_affine, interpret_with_jacobian
 use crate::interpret::patterns::{TrajectoryPatterns, trajectory_patterns};
 use crate::model::{Model, mse};
 use crate::physics::System;
+use crate::physics::baselines::FIT_SEQUENCES;
 use crate::run::records::Evaluation;
 use crate::util::real::Real;
 use crate::util::rng::{Rng, Stream};
@@ -31,10 +32,6 @@ pub struct CaseResults {
     /// `sequences.csv`), for context > 1 or parameters drawn per sequence.
     pub in_context: Option<InContextResults>,
 }
-
-/// Training sequences the fixed filters of the in-context baselines are
-/// fitted on (the first of the training set).
-const FILTER_SEQUENCES: usize = 4096;
 
 /// Evaluates `model` trained with `config` with `steps` rollout steps;
 /// `sets` are the training and validation sets of `config`.
@@ -75,7 +72,7 @@ fn in_context_of<F: Real>(
         let set = Dataset::<F>::generate(&sampler, config.data.n_valid, &mut Rng::new(config.train.seed, Stream::Wide));
         (spec, set)
     });
-    let training: Vec<_> = (0..train_set.len().min(FILTER_SEQUENCES)).map(|n| train_set.clean_states(n)).collect();
+    let training: Vec<_> = (0..train_set.len().min(FIT_SEQUENCES)).map(|n| train_set.clean_states(n)).collect();
     let wide = wide.as_ref().map(|(spec, set)| (spec, set));
     Some(in_context::evaluate(model, &config.system, valid, wide, &training))
 }

@@ -181,10 +181,10 @@ impl Estimate {
         self.parts.iter().max_by_key(|(_, b)| *b)
     }
 
-    /// Every part `times` over (workloads running side by side).
-    pub fn times(mut self, times: usize) -> Estimate {
-        self.parts.iter_mut().for_each(|(_, b)| *b = *b * times);
-        self
+    /// Adds every part of `other` (a workload running beside this one),
+    /// each named with `prefix` in front.
+    pub fn add_all(&mut self, prefix: &str, other: &Estimate) {
+        self.parts.extend(other.parts.iter().map(|(what, b)| (format!("{prefix}{what}"), *b)));
     }
 
     /// Why `workload` is refused when it needs more than `available`, or

@@ -150,7 +150,7 @@ fn training(spec: &SystemSpec, context: usize) -> Vec<Vec<Vec2>> {
 fn a_planted_filter_is_found_as_the_nearest_baseline_with_its_errors() {
     let spec = ranged();
     let train = training(&spec, 1);
-    let filter = physlens::eval::baselines::LinearFilter::fit(&train, 1).unwrap();
+    let filter = physlens::physics::baselines::LinearFilter::fit(&train, 1).unwrap();
     let m = filter.taps[0];
     let model = two_head_model(m, [0.0; 2], gauge(3), 3);
     let valid = Dataset::<f64>::generate(&Sampler::new(&spec, 1.0, 0.0, 1), 500, &mut Rng::new(0, Stream::Valid));

@@ -229,3 +229,19 @@ fn activation_and_scratch_sizes_match_what_is_allocated() {
     assert!(chunk < 4096 && Activations::<f32>::bytes(&big, chunk, 4) <= physlens::model::CHUNK_BYTES);
     assert_eq!(chunk_sequences(&ModelConfig::seed(), 100, 4), 100);
 }
+
+/// Each case of a study is estimated with its own keys: a case that widens
+/// the model costs what its width costs, and the in-context evaluation is
+/// counted for a case with parameters drawn per sequence.
+#[test]
+fn a_study_is_estimated_case_by_case() {
+    let base = "[data]\ncontext = 16\n[run]\ncases = [{ name = \"a\" }, { name = \"b\" }]\n";
+    let wide = "[data]\ncontext = 16\n[run]\ncases = [{ name = \"a\" }, { name = \"b\", \"model.d_model\" = 64, \
+                \"model.n_heads\" = 4, \"model.d_head\" = 16 }]\n";
+    let estimate = |text: &str| Config::parse(text, "t").unwrap().memory_estimate(Workload::Study);
+    let (small, large) = (estimate(base), estimate(wide));
+    assert!(large.total() > small.total(), "{} vs {}", large.total(), small.total());
+    assert!(large.parts.iter().any(|(what, _)| what.starts_with("case b: ")), "{:?}", large.parts);
+    let ranged = estimate("[system]\nomega0 = [1.0, 4.0]\n[run]\ncases = [{ name = \"a\" }]\n");
+    assert!(ranged.parts.iter().any(|(what, _)| what.contains("in-context evaluation")), "{:?}", ranged.parts);
+}

@@ -1,6 +1,8 @@
 //! What an in-context model is measured against: algorithms that predict the
 //! next state of a trajectory from the states before it, in f64 on the
-//! exact states (docs/outputs.md, `in_context`).
+//! exact states (docs/physics.md, "In-context systems"). Beside the update
+//! rules of [`crate::physics::rules`], these are the candidates for a model
+//! whose system changes from one sequence to the next.
 //!
 //! - `ls_fit`: the 2×2 map M fitted per sequence by least squares to the
 //!   pairs `(s_j, s_{j+1})` before the prediction, applied to the last state.
@@ -18,6 +20,10 @@
 use nalgebra::{DMatrix, Matrix2};
 
 use crate::util::mat2::Vec2;
+
+/// Training sequences the fixed filters are fitted on (the first ones of
+/// the training set).
+pub const FIT_SEQUENCES: usize = 4096;
 
 /// Largest k of the fixed filters.
 pub const MAX_FILTER: usize = 8;
