@@ -242,7 +242,7 @@ pub fn evaluate<F: Real>(
 }
 
 fn sequences_header(baselines: &[Baseline]) -> String {
-    let mut header = String::from("set,omega0,gamma,dt,energy,in_training_range,rel_err_last");
+    let mut header = String::from("set,omega0,gamma,dt,x0,p0,energy,in_training_range,rel_err_last");
     for b in baselines {
         write!(header, ",{}_rel_err_last", b.name()).expect("write to String");
     }
@@ -263,10 +263,12 @@ fn write_rows<F: Real>(
         let inside = spec.contains(system);
         write!(
             csv,
-            "{set_name},{:e},{:e},{:e},{:e},{inside},{}",
+            "{set_name},{:e},{:e},{:e},{:e},{:e},{:e},{inside},{}",
             system.omega0,
             system.gamma,
             system.dt,
+            set.starts[n][0],
+            set.starts[n][1],
             energy,
             csv_number(errors.model[n][t - 1])
         )

@@ -282,3 +282,25 @@ fn an_in_context_study_reports_per_position_errors_that_the_saved_weights_reprod
     let reported = ic["median_rel_err_last"].as_f64().unwrap();
     assert!((median - reported).abs() <= 1e-12 * reported, "{median} vs {reported}");
 }
+
+/// `sequences.csv` holds what an outside check needs to remake every
+/// validation sequence: its parameters and clean first state.
+#[test]
+fn sequences_csv_remakes_every_validation_sequence() {
+    let spec = ranged();
+    let valid = Dataset::<f64>::generate(&Sampler::new(&spec, 1.0, 0.0, 4), 50, &mut Rng::new(0, Stream::Valid));
+    let model = two_head_model(System::new(2.0, 0.1, 0.1).step(), [0.0; 2], gauge(2), 2);
+    let csv = evaluate(&model, &spec, &valid, None, &training(&spec, 4)).sequences_csv;
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    for (n, line) in lines.enumerate() {
+        let cells: Vec<f64> = line.split(',').map(|c| c.parse().unwrap_or(f64::NAN)).collect();
+        let system = System::new(cells[col("omega0")], cells[col("gamma")], cells[col("dt")]);
+        let mut s = [cells[col("x0")], cells[col("p0")]];
+        for t in 0..4 {
+            assert_eq!([valid.inputs[n * 8 + 2 * t], valid.inputs[n * 8 + 2 * t + 1]], s, "sequence {n}, token {t}");
+            s = apply(&system.step(), s);
+        }
+    }
+}
