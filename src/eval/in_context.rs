@@ -1,5 +1,5 @@
 //! In-context evaluation: how well a model predicts the next state at each
-//! position of its context, against the [`baselines`](super::baselines), on
+//! position of its context, against the [`baselines`](crate::physics::baselines), on
 //! sequences whose parameters come from the training ranges and on sequences
 //! from wider ranges (docs/outputs.md, `in_context`).
 //!

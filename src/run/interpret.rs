@@ -45,7 +45,7 @@ pub struct OutputRequest {
 /// the files written).
 ///
 /// With one model the JSON is that model's [`FullReport`] (docs/outputs.md keys at
-/// the top level); with several it is a [`MultiReport`].
+/// the top level); with several it is a [`MultiReport`](crate::interpret::full::MultiReport).
 ///
 /// # Errors
 /// [`crate::util::error::Error::Checkpoint`] for a bad checkpoint,
