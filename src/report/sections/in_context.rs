@@ -5,6 +5,7 @@
 
 use super::{Entry, drawn, skipped};
 use crate::eval::in_context::InContext;
+use crate::model::LossPositions;
 use crate::physics::Param;
 use crate::report::data::{CaseData, Table};
 use crate::report::figures::Figure;
@@ -57,10 +58,16 @@ pub(crate) fn error_vs_position(c: &CaseData) -> Result<Entry> {
         8 => "better than every fixed filter up to filter_8".to_string(),
         k => format!("as good as a fixed filter of {k} states: better than filter_{k}, worse than filter_{}", k + 1),
     };
-    let scored = if c.config.model.causal {
-        String::new()
-    } else {
-        " Without the causal mask a position before the last sees its own target, so only the last is scored.".into()
+    let last_only = c.config.train.loss_positions == Some(LossPositions::Last);
+    let scored = match (c.config.model.causal, last_only) {
+        (false, _) => {
+            " Without the causal mask a position before the last sees its own target, so only the last is scored."
+        }
+        (true, true) => {
+            " The model was trained on the last position only (train.loss_positions = \"last\"): the earlier \
+             positions show what it does where it was never trained."
+        }
+        (true, false) => "",
     };
     let caption = format!(
         "Median relative one-step error ‖ŝ_{{t}} − s_{{t}}‖/‖s_{{t}}‖ at each position t of the context (state t \
