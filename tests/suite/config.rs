@@ -191,3 +191,19 @@ fn loss_positions_follow_the_mask_and_all_without_it_is_a_leak() {
     let (key, _) = config_error("[train]\nloss_positions = \"first\"\n");
     assert_eq!(key, "train.loss_positions");
 }
+
+/// Every shipped example config is valid, and so is each of its cases.
+#[test]
+fn every_example_config_parses_with_all_its_cases() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let config = Config::from_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            config.case_configs().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            seen += 1;
+        }
+    }
+    assert!(seen >= 1, "no example configs in {}", dir.display());
+}
