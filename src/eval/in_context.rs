@@ -69,12 +69,13 @@ pub struct InContext {
     /// states, f64).
     pub baselines: BTreeMap<String, Curve>,
     /// The baseline whose predictions at the last position are closest to
-    /// the model's (median of `‖ŝ_model − ŝ_baseline‖/‖s‖`), when that
-    /// distance is below [`RESEMBLES`] times the model's own error; `null`
-    /// when the model is no closer to any baseline than to the true state.
-    pub nearest_baseline: Option<String>,
-    /// The median distance to the closest baseline (whether or not it is
-    /// close enough to be named).
+    /// the model's (the smallest median of `‖ŝ_model − ŝ_baseline‖/‖s‖`).
+    pub nearest_baseline: String,
+    /// Whether the model resembles it: that distance is below [`RESEMBLES`]
+    /// times the model's own median error (closer to the baseline than to
+    /// the truth). When false the nearest baseline is only the least far.
+    pub resembles_nearest: bool,
+    /// The median distance to the nearest baseline.
     #[serde(deserialize_with = "crate::util::json::nan_if_null")]
     pub nearest_baseline_distance: f64,
     /// At the last position, sequences drawn from wider ranges ([`wider`])
@@ -234,7 +235,8 @@ pub fn evaluate<F: Real>(
         median_rel_err_last: last,
         model: model_curve,
         baselines: curves,
-        nearest_baseline: nearest.filter(|&b| distances[b] < RESEMBLES * last).map(|b| baselines[b].name()),
+        nearest_baseline: nearest.map_or_else(String::new, |b| baselines[b].name()),
+        resembles_nearest: nearest.is_some_and(|b| distances[b] < RESEMBLES * last),
         nearest_baseline_distance: nearest.map_or(f64::NAN, |b| distances[b]),
         outside,
     };

@@ -44,6 +44,12 @@ fn num(v: f64, sig: usize) -> Cell {
     if v.is_finite() { Cell::Num(v, sig) } else { Cell::Missing }
 }
 
+/// The nearest baseline, or `none (nearest: …)` when the model does not
+/// resemble it.
+fn resembled(ic: &crate::eval::in_context::InContext) -> String {
+    if ic.resembles_nearest { ic.nearest_baseline.clone() } else { format!("none (nearest: {})", ic.nearest_baseline) }
+}
+
 /// A parameter: its value in full, or its range `[lo, hi]`.
 fn param(p: Param) -> Cell {
     match p {
@@ -121,9 +127,7 @@ pub fn headline_rows(cases: &[CaseSummary]) -> Vec<Row> {
             &|c| c.in_context.as_ref().map_or(Cell::Missing, |ic| num(ic.median_rel_err_last, 3)),
         ),
         row("in_context.nearest_baseline", "in context: nearest baseline", "in context: nearest baseline", &|c| {
-            c.in_context
-                .as_ref()
-                .map_or(Cell::Missing, |ic| Cell::Code(ic.nearest_baseline.clone().unwrap_or_else(|| "none".into())))
+            c.in_context.as_ref().map_or(Cell::Missing, |ic| Cell::Code(resembled(ic)))
         }),
         row("learned.omega0", "learned ω0", r"learned $\omega_0$", &|c| {
             c.learned.as_ref().map_or(Cell::Missing, |l| num(l.omega0, 9))

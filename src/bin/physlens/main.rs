@@ -318,7 +318,7 @@ fn rule_words(c: &CaseSummary) -> String {
         Some(ic) => format!(
             "{words}; in context: {} at the last position, nearest baseline {}",
             sci(ic.median_rel_err_last),
-            ic.nearest_baseline.as_deref().unwrap_or("none")
+            if ic.resembles_nearest { ic.nearest_baseline.as_str() } else { "none" }
         ),
         None => words,
     }
@@ -329,11 +329,12 @@ fn rule_words(c: &CaseSummary) -> String {
 fn print_in_context(ic: &physlens::eval::in_context::InContext) {
     let t = ic.positions.len();
     println!(
-        "in context (median relative one-step error): position 1 {}, position {t} {}; nearest baseline {} (distance {})",
+        "in context (median relative one-step error): position 1 {}, position {t} {}; nearest baseline {} (distance {}{})",
         sci(ic.model.median_rel_err.first().copied().unwrap_or(f64::NAN)),
         sci(ic.median_rel_err_last),
-        ic.nearest_baseline.as_deref().unwrap_or("none (no closer to any than to the truth)"),
-        sci(ic.nearest_baseline_distance)
+        ic.nearest_baseline,
+        sci(ic.nearest_baseline_distance),
+        if ic.resembles_nearest { "" } else { ": no closer to it than to the truth, so it resembles none" }
     );
     let mut baselines: Vec<(&String, f64)> =
         ic.baselines.iter().map(|(name, c)| (name, c.median_rel_err[t - 1])).filter(|(_, e)| !e.is_nan()).collect();

@@ -26,12 +26,14 @@ fn filters_beaten(ic: &InContext) -> usize {
 /// Which baseline the model's predictions resemble, in words.
 pub(crate) fn resemblance(ic: &InContext) -> String {
     let d = sci(ic.nearest_baseline_distance, 2);
-    match &ic.nearest_baseline {
-        Some(name) => format!("The model's predictions are nearest to {name} (median distance {d} relative to ‖s‖)"),
-        None => format!(
-            "The model's predictions resemble none of the baselines: the closest is at a median distance of {d} \
-             relative to ‖s‖, not below half the model's own error"
-        ),
+    let name = &ic.nearest_baseline;
+    if ic.resembles_nearest {
+        format!("The model's predictions are nearest to {name} (median distance {d} relative to ‖s‖)")
+    } else {
+        format!(
+            "The model's predictions resemble none of the baselines: the nearest, {name}, is at a median distance of \
+             {d} relative to ‖s‖, not below half the model's own error"
+        )
     }
 }
 
