@@ -71,7 +71,7 @@ pub struct RolloutSummary {
     pub max_err_vs_initial: f64,
     /// The first step from which the relative error is dominated by the
     /// model's fixed point (see [`Rollout::fixed_point_step`]); `None` if it never is
-    /// within the rollout.
+    /// within the rollout, or if the rollout diverged.
     #[serde(default)]
     pub fixed_point_dominated_from: Option<usize>,
     /// The first step at which some model state was not finite; `None` if
@@ -265,7 +265,8 @@ impl Rollout {
             median_err_vs_initial_final: last.median_err_vs_initial,
             max_err_vs_initial_final: last.max_err_vs_initial,
             max_err_vs_initial: max_over_steps(|s| s.max_err_vs_initial),
-            fixed_point_dominated_from: self.fixed_point_step(),
+            // A rollout that diverged has no fixed point to settle at.
+            fixed_point_dominated_from: self.diverged_at().map_or_else(|| self.fixed_point_step(), |_| None),
             diverged_at: self.diverged_at(),
         }
     }

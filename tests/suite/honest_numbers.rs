@@ -122,3 +122,16 @@ fn no_truncation_order_is_named_from_noise() {
     let floor = fit_order(own.to_vec()).unwrap_err();
     assert!(floor.contains("own error floor"), "{floor}");
 }
+
+/// A rollout that diverges is not said to settle at a fixed point as well
+/// (two eight-layer in-context models were given both notes).
+#[test]
+fn a_diverging_rollout_names_no_fixed_point() {
+    let osc = Oscillator { omega0: 2.0, gamma: 0.1 };
+    let m = physlens::util::mat2::scale(&osc.propagator(0.1), 3.0);
+    let model = two_head_model(m, [1e-3, 0.0], gauge(5), 5);
+    let r = rollout(&model, &Start::all(System::new(2.0, 0.1, 0.1), &[[1.0, 0.0], [0.2, 0.3]]), 2000);
+    let s = r.summary();
+    assert!(s.diverged_at.is_some(), "{s:?}");
+    assert_eq!(s.fixed_point_dominated_from, None);
+}
