@@ -265,8 +265,7 @@ impl Rollout {
             median_err_vs_initial_final: last.median_err_vs_initial,
             max_err_vs_initial_final: last.max_err_vs_initial,
             max_err_vs_initial: max_over_steps(|s| s.max_err_vs_initial),
-            // A rollout that diverged has no fixed point to settle at.
-            fixed_point_dominated_from: self.diverged_at().map_or_else(|| self.fixed_point_step(), |_| None),
+            fixed_point_dominated_from: self.fixed_point_step(),
             diverged_at: self.diverged_at(),
         }
     }
@@ -285,9 +284,12 @@ impl Rollout {
     /// `sₙ` decays while the model's rollout settles at its own fixed point
     /// (`s* = (I − M)⁻¹ c` for an affine model): it measures that offset, not
     /// the dynamics, and the error relative to the initial state is the one to
-    /// read. `None` if that never happens within the rollout (or the model has
-    /// no offset).
+    /// read. `None` if that never happens within the rollout, if the model has
+    /// no offset, or if the rollout diverged (it has no fixed point to settle at).
     pub fn fixed_point_step(&self) -> Option<usize> {
+        if self.diverged_at().is_some() {
+            return None;
+        }
         let median_norm = |n: usize| {
             let mut norms: Vec<f64> = self.exact.iter().map(|e| norm(e[n])).collect();
             norms.sort_by(f64::total_cmp);
