@@ -58,11 +58,15 @@ impl Sampler {
         };
         let osc = system.oscillator();
         let start = sample_state(&osc, self.e_max, rng);
-        let sigma = self.noise * (2.0 * osc.energy(start)).sqrt();
+        // σ·sqrt(2E), only when there is noise (fresh batches are drawn every step).
+        let sigma = (self.noise > 0.0).then(|| self.noise * (2.0 * osc.energy(start)).sqrt());
         let mut s = start;
         for _ in 0..self.context {
             let next = apply(&step, s);
-            let input = if self.noise > 0.0 { [s[0] + sigma * rng.normal(), s[1] + sigma * rng.normal()] } else { s };
+            let input = match sigma {
+                Some(sigma) => [s[0] + sigma * rng.normal(), s[1] + sigma * rng.normal()],
+                None => s,
+            };
             push(input, next);
             s = next;
         }
