@@ -141,6 +141,36 @@ fn log_points(x: &[f64], y: &[f64]) -> Vec<(f64, f64)> {
     x.iter().zip(y).filter_map(|(&x, &y)| log10_pos(y).map(|ly| (x, ly))).collect()
 }
 
+/// The band between `lo` and `hi` against `x` on a log axis (points with a
+/// positive finite value only), filled with `fill`.
+fn log_band<DB: Backend>(ch: &mut Chart<'_, DB>, x: &[f64], lo: &[f64], hi: &[f64], fill: RGBAColor) -> PlotResult {
+    let (lo, hi) = (log_points(x, lo), log_points(x, hi));
+    let band: Vec<(f64, f64)> = lo.into_iter().chain(hi.into_iter().rev()).collect();
+    if !band.is_empty() {
+        ch.draw_series(std::iter::once(Polygon::new(band, fill.filled())))?;
+    }
+    Ok(())
+}
+
+/// The median `y` of `points` in each of `bins` equal bins of `x` over
+/// `range`, at the bin's centre; empty bins are left out.
+fn binned_medians(points: impl Iterator<Item = (f64, f64)>, range: Range<f64>, bins: usize) -> Vec<(f64, f64)> {
+    let width = (range.end - range.start) / bins as f64;
+    let mut binned: Vec<Vec<f64>> = vec![vec![]; bins];
+    for (x, y) in points {
+        binned[(((x - range.start) / width) as usize).min(bins - 1)].push(y);
+    }
+    binned
+        .iter_mut()
+        .enumerate()
+        .filter(|(_, b)| !b.is_empty())
+        .map(|(i, b)| {
+            b.sort_by(f64::total_cmp);
+            (range.start + (i as f64 + 0.5) * width, b[b.len() / 2])
+        })
+        .collect()
+}
+
 /// Splits a long table into runs of equal `id`.
 fn runs(id: &[f64]) -> Vec<std::ops::Range<usize>> {
     let mut out = vec![];
@@ -293,10 +323,7 @@ fn rollout_error<DB: Backend>(area: &Area<DB>, th: &Theme, t: &Table) -> PlotRes
     let x_max = step.iter().copied().fold(1.0, f64::max);
     let mut ch = chart(&area, th, 0.0..x_max, y, 72.0)?;
     axes(&mut ch, th, &Axis::linear("rollout step n"), &Axis::log("error of the rolled-out state"))?;
-    let lo = log_points(&step, &q05);
-    let hi = log_points(&step, &q95);
-    let band: Vec<(f64, f64)> = lo.iter().copied().chain(hi.iter().rev().copied()).collect();
-    ch.draw_series(std::iter::once(Polygon::new(band, alpha(PALETTE[0], 0.25).filled())))?;
+    log_band(&mut ch, &step, &q05, &q95, alpha(PALETTE[0], 0.25))?;
     ch.draw_series(LineSeries::new(log_points(&step, &med), th.line(&PALETTE[0], 2.5)))?;
     ch.draw_series(DashedLineSeries::new(log_points(&step, &max), th.px(6.0), th.px(4.0), th.line(&PALETTE[1], 1.5)))?;
     ch.draw_series(LineSeries::new(log_points(&step, &vs_initial), th.line(&PALETTE[2], 2.5)))?;
@@ -748,20 +775,7 @@ fn error_vs_energy<DB: Backend>(area: &Area<DB>, th: &Theme, t: &Table, e_train_
     ch.draw_series(
         points.iter().step_by(stride).map(|&p| Circle::new(p, th.px(1.6), alpha(PALETTE[0], 0.5).filled())),
     )?;
-    let bins = 20;
-    let mut binned: Vec<Vec<f64>> = vec![vec![]; bins];
-    for &(e, l) in &points {
-        binned[((e / e_max * bins as f64) as usize).min(bins - 1)].push(l);
-    }
-    let medians: Vec<(f64, f64)> = binned
-        .iter_mut()
-        .enumerate()
-        .filter(|(_, b)| !b.is_empty())
-        .map(|(i, b)| {
-            b.sort_by(f64::total_cmp);
-            ((i as f64 + 0.5) * e_max / bins as f64, b[b.len() / 2])
-        })
-        .collect();
+    let medians = binned_medians(points.into_iter(), 0.0..e_max, 20);
     ch.draw_series(LineSeries::new(medians, th.line(&INK, 2.5)))?;
     Ok(())
 }

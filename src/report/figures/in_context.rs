@@ -4,7 +4,7 @@
 
 use plotters::prelude::*;
 
-use super::{Boxed, MAX_POINTS, alpha, columns, log_points};
+use super::{Boxed, MAX_POINTS, alpha, binned_medians, columns, log_band, log_points};
 use crate::report::data::Table;
 use crate::report::plot::{
     Area, Axis, Backend, INK, Mark, PALETTE, PlotResult, Shape, Theme, axes, chart, decade_range, note, padded_range,
@@ -53,12 +53,7 @@ pub(super) fn error_vs_position<DB: Backend>(area: &Area<DB>, th: &Theme, t: &Ta
         &Axis::linear("position t (predicting state t from states 0 … t−1)"),
         &Axis::log("relative one-step error ‖ŝ − s‖ / ‖s‖"),
     )?;
-    let lo = log_points(&pos, &q05);
-    let hi = log_points(&pos, &q95);
-    if !lo.is_empty() && lo.len() == hi.len() {
-        let band: Vec<(f64, f64)> = lo.iter().copied().chain(hi.iter().rev().copied()).collect();
-        ch.draw_series(std::iter::once(Polygon::new(band, alpha(PALETTE[0], 0.25).filled())))?;
-    }
+    log_band(&mut ch, &pos, &q05, &q95, alpha(PALETTE[0], 0.25))?;
     for (_, c, dashed, v) in &baselines {
         let points = log_points(&pos, v);
         if *dashed {
@@ -143,21 +138,7 @@ fn panel_of<DB: Backend>(
         let shown = points.iter().filter(|p| p.2 == keep).step_by(stride);
         ch.draw_series(shown.map(|&(x, l, _)| Circle::new((x, l), th.px(1.6), alpha(colour, 0.5).filled())))?;
     }
-    let bins = 20;
-    let width = (xr.end - xr.start) / bins as f64;
-    let mut binned: Vec<Vec<f64>> = vec![vec![]; bins];
-    for &(x, l, _) in &points {
-        binned[(((x - xr.start) / width) as usize).min(bins - 1)].push(l);
-    }
-    let medians: Vec<(f64, f64)> = binned
-        .iter_mut()
-        .enumerate()
-        .filter(|(_, b)| !b.is_empty())
-        .map(|(i, b)| {
-            b.sort_by(f64::total_cmp);
-            (xr.start + (i as f64 + 0.5) * width, b[b.len() / 2])
-        })
-        .collect();
+    let medians = binned_medians(points.iter().map(|&(x, l, _)| (x, l)), xr, 20);
     ch.draw_series(LineSeries::new(medians, th.line(&INK, 2.5)))?;
     Ok(())
 }
