@@ -141,3 +141,21 @@ pub const STABLE_INTERPRET_KEYS: [&str; 11] = [
     "identifiable",
     "error_vs_exact",
 ];
+
+/// The key and message of a config error (panics on anything else).
+pub fn config_error(text: &str) -> (String, String) {
+    match physlens::Config::parse(text, "test.toml") {
+        Err(physlens::Error::Config { file, key, message }) => {
+            assert_eq!(file, "test.toml");
+            (key, message)
+        }
+        other => panic!("expected a config error for {text:?}, got {other:?}"),
+    }
+}
+
+/// Asserts that `text` is refused naming `key`, with `needle` in the message.
+pub fn assert_config_refused(text: &str, key: &str, needle: &str) {
+    let (k, message) = config_error(text);
+    assert_eq!(k, key, "{text}: {message}");
+    assert!(message.contains(needle), "{text}: {message}");
+}
