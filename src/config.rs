@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Sampler;
 use crate::model::{AttnScale, LossPositions, ModelConfig};
-use crate::physics::{System, SystemSpec};
+use crate::physics::SystemSpec;
 use crate::util::error::{Error, Result};
 use crate::util::real::Dtype;
 
@@ -293,12 +293,6 @@ impl Config {
             positional: m.positional,
             loss_positions: self.train.loss_positions,
         }
-    }
-
-    /// The one system of `[system]`, or `None` when a parameter is drawn
-    /// per sequence (an in-context study).
-    pub fn fixed_system(&self) -> Option<System> {
-        self.system.fixed()
     }
 
     /// How this config's sequences are drawn, with energies up to `e_max`.

@@ -205,7 +205,7 @@ impl Config {
         e.add("an evaluation pass", Activations::<f32>::bytes(&cfg, chunk_sequences(&cfg, n_train, s), s));
         e.add("the rollouts", self.rollout_bytes(steps));
         e.add("error_vs_energy.csv", Bytes::of_values(&[n_valid, 64], 1));
-        if t > 1 || self.fixed_system().is_none() {
+        if t > 1 || self.system.fixed().is_none() {
             // A second set from the wider ranges, the predictions and the
             // per-sequence errors of the model and the 13 baselines (f64) for
             // both sets, the clean training sequences and the filters' least

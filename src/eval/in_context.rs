@@ -89,6 +89,14 @@ pub struct InContext {
 /// (median, last position): closer to the baseline than to the truth.
 pub const RESEMBLES: f64 = 0.5;
 
+impl InContext {
+    /// The nearest baseline when the model resembles it
+    /// ([`InContext::resembles_nearest`]), `None` when it resembles none.
+    pub fn resembled(&self) -> Option<&str> {
+        self.resembles_nearest.then_some(self.nearest_baseline.as_str())
+    }
+}
+
 /// The wider ranges of the out-of-range evaluation: every range `[lo, hi]`
 /// of `spec` becomes `[lo/2, 1.25·hi]` (ω0 ∈ [1, 4] → [0.5, 5]); `None` when
 /// no parameter is drawn per sequence.
@@ -149,15 +157,12 @@ fn errors<F: Real>(model: &Model<F>, set: &Dataset<F>, baselines: &[Baseline]) -
             (1..=t).map(|pos| if scored(pos) { relative(model_pred(pos), states[pos]) } else { f64::NAN }).collect(),
         );
         for (b, baseline) in baselines.iter().enumerate() {
-            let errs = (1..=t)
-                .map(|pos| baseline.predict(&states[..pos]).map_or(f64::NAN, |p| relative(p, states[pos])))
-                .collect();
+            let predicted: Vec<Option<Vec2>> = (1..=t).map(|pos| baseline.predict(&states[..pos])).collect();
+            let errs = (1..=t).map(|pos| predicted[pos - 1].map_or(f64::NAN, |p| relative(p, states[pos]))).collect();
             out.baselines[b].push(errs);
-            let last = baseline.predict(&states[..t]).map_or(f64::NAN, |p| {
-                let (m, s) = (model_pred(t), states[t]);
-                (m[0] - p[0]).hypot(m[1] - p[1]) / s[0].hypot(s[1])
-            });
-            out.distance_last[b].push(last);
+            let (m, s) = (model_pred(t), states[t]);
+            let distance = predicted[t - 1].map_or(f64::NAN, |p| (m[0] - p[0]).hypot(m[1] - p[1]) / s[0].hypot(s[1]));
+            out.distance_last[b].push(distance);
         }
     }
     out
@@ -209,7 +214,7 @@ pub fn evaluate<F: Real>(
     model: &Model<F>,
     spec: &SystemSpec,
     valid: &Dataset<F>,
-    wide: Option<(&SystemSpec, &Dataset<F>)>,
+    wide: Option<&(SystemSpec, Dataset<F>)>,
     training: &[Vec<Vec2>],
 ) -> InContextResults {
     let t = model.cfg.n_ctx;

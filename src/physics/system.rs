@@ -1,7 +1,9 @@
 //! The physical system a model learns: the oscillator's (ω0, γ) and the time
-//! step Δt between tokens. One type carries the three numbers everywhere: the
-//! config's `[system]`, the checkpoint's `system` metadata, the `truth` of an
-//! interpretation and the cases of `summary.json`.
+//! step Δt between tokens, for one sequence (or all of them when nothing is
+//! drawn per sequence): the `truth` of an interpretation, a rollout's start.
+//! The config's `[system]`, the checkpoint's `system` metadata and the cases
+//! of `summary.json` hold a [`crate::physics::SystemSpec`], which checks the
+//! values ([`crate::physics::SystemSpec::invalid`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +17,6 @@ use crate::util::mat2::Mat2;
 /// ```
 /// use physlens::System;
 /// let system = System::new(2.0, 0.1, 0.1); // ω0, γ, Δt; exact data
-/// assert!(system.invalid().is_none());
 /// let m = system.step();
 /// let det = m[0][0] * m[1][1] - m[0][1] * m[1][0];
 /// assert!((det - (-2.0 * 0.1 * 0.1f64).exp()).abs() < 1e-12); // det = e^(−2γΔt)
@@ -45,17 +46,6 @@ impl Default for System {
     }
 }
 
-/// A value of a [`System`] outside its range.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct InvalidField {
-    /// `omega0`, `gamma` or `dt`.
-    pub field: &'static str,
-    /// The value found.
-    pub value: f64,
-    /// What is accepted, e.g. `a finite number > 0`.
-    pub accepted: &'static str,
-}
-
 impl System {
     /// The system (ω0, γ, Δt) with exact data.
     pub fn new(omega0: f64, gamma: f64, dt: f64) -> System {
@@ -81,19 +71,5 @@ impl System {
     /// The damped frequency `sqrt(ω0² − γ²)` (0 unless underdamped).
     pub fn omega(&self) -> f64 {
         self.oscillator().omega()
-    }
-
-    /// The first field out of range, if any: ω0 and Δt must be finite and
-    /// > 0, γ finite and ≥ 0.
-    pub fn invalid(&self) -> Option<InvalidField> {
-        let positive = "a finite number > 0";
-        [
-            ("omega0", self.omega0, self.omega0.is_finite() && self.omega0 > 0.0, positive),
-            ("gamma", self.gamma, self.gamma.is_finite() && self.gamma >= 0.0, "a finite number ≥ 0"),
-            ("dt", self.dt, self.dt.is_finite() && self.dt > 0.0, positive),
-        ]
-        .into_iter()
-        .find(|(_, _, ok, _)| !ok)
-        .map(|(field, value, _, accepted)| InvalidField { field, value, accepted })
     }
 }

@@ -118,8 +118,8 @@ fn plan(c: &CaseData) -> Result<Vec<Entry>> {
     let mut out = vec![training(c)?, rollouts(c)?, phase(c)?, rollout_error(c)?, component_error(c)?, energy(c)?];
     out.extend(map_figures(c)?);
     out.extend([paths(c)?, attention(c)?, error_vs_energy(c)?]);
-    if c.numbers.in_context.is_some() {
-        out.extend([in_context::error_vs_position(c)?, in_context::error_vs_parameters(c)?]);
+    if let Some(ic) = &c.numbers.in_context {
+        out.extend([in_context::error_vs_position(c, ic)?, in_context::error_vs_parameters(c, ic)?]);
     }
     Ok(out)
 }
@@ -262,7 +262,7 @@ fn rule_words(verdict: RuleVerdict, nearest: &str, margin: f64) -> String {
 /// baseline.
 fn physics_words(c: &CaseData) -> String {
     let n = &c.numbers;
-    let map = match (&n.learned, c.config.fixed_system()) {
+    let map = match (&n.learned, c.config.system.fixed()) {
         (Some(l), Some(s)) if l.omega0.is_finite() && l.gamma.is_finite() => {
             let verdict = match (n.rule_verdict, &n.nearest_method) {
                 (Some(v), Some(nearest)) => rule_words(v, nearest, n.margin),

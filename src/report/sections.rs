@@ -219,7 +219,7 @@ fn jump_words(j: &Jump, floor: f64) -> String {
 /// `rollouts`: x(t) and p(t) of the first [`SHOWN_TRAJECTORIES`] rollouts,
 /// model against exact, from `trajectories.csv`.
 pub(crate) fn rollouts(c: &CaseData) -> Result<Entry> {
-    let omega0 = c.config.fixed_system().map(|s| s.omega0);
+    let omega0 = c.config.system.fixed().map(|s| s.omega0);
     if omega0.is_none() && !c.trajectories.header.iter().any(|h| h == "omega0") {
         return Ok(per_sequence("rollouts"));
     }
@@ -241,7 +241,7 @@ pub(crate) fn rollouts(c: &CaseData) -> Result<Entry> {
 /// `phase`: the phase portrait, p against x of the same rollouts as
 /// [`rollouts`], from `trajectories.csv`.
 pub(crate) fn phase(c: &CaseData) -> Result<Entry> {
-    let Some(system) = c.config.fixed_system() else { return Ok(per_sequence("phase")) };
+    let Some(system) = c.config.system.fixed() else { return Ok(per_sequence("phase")) };
     let orbit = match reference(&system) {
         Reference::Rule(rule) => {
             format!("the reference orbits are those of the {rule} rule the data were made with, not of the exact flow")
@@ -323,7 +323,7 @@ pub(crate) fn component_error(c: &CaseData) -> Result<Entry> {
 /// `energy`: energy of the shown rollouts, model against exact, and their
 /// relative difference, from `trajectories.csv`.
 pub(crate) fn energy(c: &CaseData) -> Result<Entry> {
-    let Some(system) = c.config.fixed_system() else { return Ok(per_sequence("energy")) };
+    let Some(system) = c.config.system.fixed() else { return Ok(per_sequence("energy")) };
     let energy = energies(&c.trajectories, system.omega0)?;
     let (model, exact) = (energy.numbers("energy")?, energy.numbers("energy_exact")?);
     let exact_and_zero: Vec<f64> = exact.iter().copied().chain([0.0]).collect();
@@ -367,7 +367,7 @@ pub(crate) fn map_figures(c: &CaseData) -> Result<Vec<Entry>> {
     match &c.map {
         Some(map) => Ok(vec![eigenvalues(c, map), rule_distances(c, map), learned_map(c, map)?]),
         None => {
-            let why = match c.config.fixed_system() {
+            let why = match c.config.system.fixed() {
                 None => format!(
                     "Not drawn: the parameters are drawn per sequence ({}), so there is no one system to read a map \
                      against (no interpret.json); the in-context figures show what the model does instead.",

@@ -47,7 +47,7 @@ fn num(v: f64, sig: usize) -> Cell {
 /// The nearest baseline, or `none (nearest: …)` when the model does not
 /// resemble it.
 fn resembled(ic: &crate::eval::in_context::InContext) -> String {
-    if ic.resembles_nearest { ic.nearest_baseline.clone() } else { format!("none (nearest: {})", ic.nearest_baseline) }
+    ic.resembled().map_or_else(|| format!("none (nearest: {})", ic.nearest_baseline), str::to_string)
 }
 
 /// A parameter: its value in full, or its range `[lo, hi]`.
@@ -357,7 +357,7 @@ pub fn setup_html(cases: &[CaseData]) -> String {
                 item("γ", Box::new(|c| format!("{}", c.config.system.gamma))),
                 item(
                     "regime",
-                    Box::new(|c| match c.config.fixed_system() {
+                    Box::new(|c| match c.config.system.fixed() {
                         Some(s) => s.oscillator().regime().name().into(),
                         None => "parameters drawn per sequence (uniform on the ranges)".into(),
                     }),
@@ -365,7 +365,7 @@ pub fn setup_html(cases: &[CaseData]) -> String {
                 item("Δt", Box::new(|c| format!("{}", c.config.system.dt))),
                 item(
                     "ωΔt (ω identifiable below π)",
-                    Box::new(|c| match c.config.fixed_system() {
+                    Box::new(|c| match c.config.system.fixed() {
                         Some(s) => sci(s.omega() * s.dt, 3),
                         None => "per sequence".into(),
                     }),

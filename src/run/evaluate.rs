@@ -64,7 +64,7 @@ fn in_context_of<F: Real>(
     model: &Model<F>,
     (train_set, valid): (&Dataset<F>, &Dataset<F>),
 ) -> Option<InContextResults> {
-    if config.data.context == 1 && config.fixed_system().is_some() {
+    if config.data.context == 1 && config.system.fixed().is_some() {
         return None;
     }
     let wide = wider(&config.system).map(|spec| {
@@ -73,8 +73,7 @@ fn in_context_of<F: Real>(
         (spec, set)
     });
     let training: Vec<_> = (0..train_set.len().min(FIT_SEQUENCES)).map(|n| train_set.clean_states(n)).collect();
-    let wide = wide.as_ref().map(|(spec, set)| (spec, set));
-    Some(in_context::evaluate(model, &config.system, valid, wide, &training))
+    Some(in_context::evaluate(model, &config.system, valid, wide.as_ref(), &training))
 }
 
 /// Rolls `model` out for `steps` steps from the starts of `config`'s
@@ -99,7 +98,7 @@ fn interpretation<F: Real>(
     model: &Model<F>,
     valid: &Dataset<F>,
 ) -> (Option<MapReport>, Option<TrajectoryPatterns>) {
-    let fixed = config.fixed_system();
+    let fixed = config.system.fixed();
     if let Some(report) = fixed.as_ref().and_then(|system| interpret_affine(model, system)) {
         return (Some(report), None);
     }

@@ -164,7 +164,7 @@ fn a_planted_filter_is_found_as_the_nearest_baseline_with_its_errors() {
     let valid = Dataset::<f64>::generate(&Sampler::new(&spec, 1.0, 0.0, 3), 500, &mut Rng::new(0, Stream::Valid));
     let wide_spec = wider(&spec).unwrap();
     let wide = Dataset::<f64>::generate(&Sampler::new(&wide_spec, 1.0, 0.0, 3), 500, &mut Rng::new(0, Stream::Wide));
-    let r = evaluate(&two_step, &spec, &valid, Some((&wide_spec, &wide)), &train3).record;
+    let r = evaluate(&two_step, &spec, &valid, Some(&(wide_spec, wide)), &train3).record;
     assert_eq!((r.nearest_baseline.as_str(), r.resembles_nearest), ("extrapolation_2", true));
     assert!(r.nearest_baseline_distance < 1e-9, "{}", r.nearest_baseline_distance);
     let want = r.baselines["extrapolation_2"].median_rel_err[2];

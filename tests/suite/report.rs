@@ -383,7 +383,7 @@ fn handbuilt_run(scale: f64, attention: bool) -> (tempfile::TempDir, PathBuf) {
     )
     .unwrap();
     let config = physlens::Config::parse(text, "handbuilt").unwrap();
-    let system = config.fixed_system().unwrap();
+    let system = config.system.fixed().unwrap();
     let m = physlens::util::mat2::scale(&system.step(), scale);
     let model = two_head_model(m, [0.0, 0.0], gauge(5), 5);
     let path = run.join("model.safetensors");

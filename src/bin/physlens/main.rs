@@ -318,7 +318,7 @@ fn rule_words(c: &CaseSummary) -> String {
         Some(ic) => format!(
             "{words}; in context: {} at the last position, nearest baseline {}",
             sci(ic.median_rel_err_last),
-            if ic.resembles_nearest { ic.nearest_baseline.as_str() } else { "none" }
+            ic.resembled().unwrap_or("none")
         ),
         None => words,
     }

@@ -7,6 +7,7 @@ use super::{Entry, drawn, skipped};
 use crate::eval::in_context::InContext;
 use crate::model::LossPositions;
 use crate::physics::Param;
+use crate::physics::baselines::MAX_FILTER;
 use crate::report::data::{CaseData, Table};
 use crate::report::figures::Figure;
 use crate::report::plot::sci;
@@ -16,7 +17,7 @@ use crate::util::error::Result;
 /// (0 when it beats none).
 fn filters_beaten(ic: &InContext) -> usize {
     let last = ic.positions.len() - 1;
-    (1..=8)
+    (1..=MAX_FILTER)
         .take_while(|k| {
             ic.baselines.get(&format!("filter_{k}")).is_some_and(|c| c.median_rel_err[last] >= ic.median_rel_err_last)
         })
@@ -38,13 +39,7 @@ pub(crate) fn resemblance(ic: &InContext) -> String {
 }
 
 /// `in_context_error`: median error against position, model and baselines.
-pub(crate) fn error_vs_position(c: &CaseData) -> Result<Entry> {
-    let Some(ic) = &c.numbers.in_context else {
-        return Ok(skipped(
-            "in_context_error",
-            "No in-context evaluation: the context holds one state and the parameters are fixed.".into(),
-        ));
-    };
+pub(crate) fn error_vs_position(c: &CaseData, ic: &InContext) -> Result<Entry> {
     let names: Vec<&String> = ic.baselines.keys().collect();
     let mut header = vec!["position", "median_rel_err", "q05_rel_err", "q95_rel_err"];
     header.extend(names.iter().map(|n| n.as_str()));
@@ -57,7 +52,7 @@ pub(crate) fn error_vs_position(c: &CaseData) -> Result<Entry> {
     let t = ic.positions.len();
     let beaten = match filters_beaten(ic) {
         0 => "worse than every fixed filter, even filter_1 (the best single 2×2 map for all sequences)".to_string(),
-        8 => "better than every fixed filter up to filter_8".to_string(),
+        MAX_FILTER => format!("better than every fixed filter up to filter_{MAX_FILTER}"),
         k => format!("as good as a fixed filter of {k} states: better than filter_{k}, worse than filter_{}", k + 1),
     };
     let last_only = c.config.train.loss_positions == Some(LossPositions::Last);
@@ -88,13 +83,11 @@ pub(crate) fn error_vs_position(c: &CaseData) -> Result<Entry> {
 }
 
 /// `error_vs_parameters`: the error at the last position against ω0 and γ.
-pub(crate) fn error_vs_parameters(c: &CaseData) -> Result<Entry> {
-    let (Some(ic), Some(seq)) = (&c.numbers.in_context, &c.sequences) else {
+pub(crate) fn error_vs_parameters(c: &CaseData, ic: &InContext) -> Result<Entry> {
+    let Some(seq) = &c.sequences else {
         return Ok(skipped(
             "error_vs_parameters",
-            "No sequences.csv: the context holds one state and the parameters are fixed, or the folder predates it \
-             (`physlens eval --run DIR` writes it)."
-                .into(),
+            "No sequences.csv: the folder predates it (`physlens eval --run DIR` writes it).".into(),
         ));
     };
     let inside: Vec<f64> = seq.text("in_training_range")?.iter().map(|v| if v == "true" { 1.0 } else { 0.0 }).collect();
