@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::data::Sampler;
-use crate::model::{AttnScale, LossPositions, ModelConfig};
+use crate::model::{Act, AttnScale, LossPositions, ModelConfig};
 use crate::physics::SystemSpec;
 use crate::util::error::{Error, Result};
 use crate::util::real::Dtype;
@@ -45,8 +45,12 @@ pub struct ModelSection {
     pub n_heads: usize,
     /// Width of each head.
     pub d_head: usize,
-    /// Attention layers.
+    /// Layers (attention, then the MLP block when `d_mlp > 0`).
     pub n_layers: usize,
+    /// Hidden width of each layer's MLP block; 0 (the default): attention only.
+    pub d_mlp: usize,
+    /// `"gelu"` (exact, erf form) or `"relu"`: the MLP activation.
+    pub act: Act,
     /// `"d_model"` or `"d_head"`.
     pub attn_scale: AttnScale,
     /// Causal mask.
@@ -198,6 +202,8 @@ impl Default for ModelSection {
             n_heads: m.n_heads,
             d_head: m.d_head,
             n_layers: m.n_layers,
+            d_mlp: m.d_mlp,
+            act: m.act,
             attn_scale: m.attn_scale,
             causal: m.causal,
             positional: m.positional,
@@ -287,6 +293,8 @@ impl Config {
             n_heads: m.n_heads,
             d_head: m.d_head,
             n_layers: m.n_layers,
+            d_mlp: m.d_mlp,
+            act: m.act,
             n_ctx: self.data.context,
             attn_scale: m.attn_scale,
             causal: m.causal,

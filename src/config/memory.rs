@@ -193,7 +193,7 @@ impl Config {
     }
 
     /// Evaluating one trained model: both data sets, the rollouts, and for
-    /// context > 1 the Jacobians on the validation set (in f64).
+    /// context > 1 or MLP blocks the Jacobians on the validation set (in f64).
     fn evaluation_estimate(&self, steps: usize) -> Estimate {
         let (cfg, s) = (self.model_config(), self.train.dtype.size());
         let (t, n_valid) = (self.data.context, self.data.n_valid);
@@ -220,7 +220,7 @@ impl Config {
                     + Bytes::of_values(&[2, n_valid, 400], 1),
             );
         }
-        if t > 1 {
+        if t > 1 || cfg.has_mlp() {
             let chunk = chunk_sequences(&cfg, n_valid, 8);
             let passes = Activations::<f64>::bytes(&cfg, chunk, 8) + Scratch::<f64>::bytes(&cfg, chunk, 8);
             let (l, h) = (cfg.n_layers, cfg.n_heads);

@@ -91,8 +91,9 @@ pub struct HeadCircuit {
     /// Layer 0: the score at zero state, `scale · (b_E + W_pos[i]) QK (b_E + W_pos[j])ᵀ`,
     /// `[T, T]` (query, key) before the mask; gauge-invariant.
     pub positional_scores: Option<Vec<Vec<f64>>>,
-    /// This head's path `(W_E W_V W_O W_U)ᵀ`.
-    pub path: PathMap,
+    /// This head's path `(W_E W_V W_O W_U)ᵀ`; `None` with MLP blocks (see
+    /// [`Circuits::paths_left_out`]).
+    pub path: Option<PathMap>,
 }
 
 /// One quantity's behaviour under the residual gauge.
@@ -113,15 +114,17 @@ pub struct Circuits {
     pub convention: String,
     /// The attention scale multiplying `q·k`.
     pub attn_scale: f64,
-    /// The direct path `(W_E W_U)ᵀ`.
-    pub direct: PathMap,
+    /// The direct path `(W_E W_U)ᵀ`; `None` with MLP blocks.
+    pub direct: Option<PathMap>,
+    /// Why the path maps are missing (MLP blocks); `None` when present.
+    pub paths_left_out: Option<String>,
     /// One entry per layer and head.
     pub heads: Vec<HeadCircuit>,
     /// Several layers: the paths through more than one head.
     pub compositions: Option<PathMap>,
     /// `(W_E Π_l (I + Σ_h OV) W_U)ᵀ`: the sum of all paths, which is the
-    /// effective map of a context-1 model.
-    pub sum_of_paths: Mat2,
+    /// effective map of an attention-only context-1 model; `None` with MLP blocks.
+    pub sum_of_paths: Option<Mat2>,
     /// The gauge table (see the module docs).
     pub gauge: Vec<GaugeNote>,
 }
@@ -144,10 +147,11 @@ pub fn circuits<F: Real>(model: &Model<F>, dt: f64) -> Circuits {
     let pos = DMatrix::from_fn(t, d, |i, j| pos_rows[i][j]);
     let scale = cfg.scale();
     let paths = model.path_maps();
-    let heads = paths
-        .heads
-        .iter()
-        .map(|&(layer, head, path)| {
+    let head_paths = paths.as_ref().map(|p| p.heads.iter().map(|&(_, _, path)| path).collect::<Vec<_>>());
+    let heads = (0..cfg.n_layers)
+        .flat_map(|layer| (0..cfg.n_heads).map(move |head| (layer, head)))
+        .enumerate()
+        .map(|(i, (layer, head))| {
             let ov = DMatrix::from_row_slice(d, d, &model.ov(layer, head));
             let qk = DMatrix::from_row_slice(d, d, &model.qk(layer, head));
             let layer0 = layer == 0;
@@ -158,7 +162,7 @@ pub fn circuits<F: Real>(model: &Model<F>, dt: f64) -> Circuits {
                 qk_input: layer0.then(|| mat2_of(&(&w_e * &qk * w_e.transpose()))),
                 positional_scores: layer0.then(|| rows_of(&((&pos * &qk * pos.transpose()) * scale))),
                 qk: matrix_circuit(&qk, false),
-                path: read_path(&format!("blocks.{layer}.head.{head}"), path, dt),
+                path: head_paths.as_ref().map(|p| read_path(&format!("blocks.{layer}.head.{head}"), p[i], dt)),
             }
         })
         .collect();
@@ -167,10 +171,11 @@ pub fn circuits<F: Real>(model: &Model<F>, dt: f64) -> Circuits {
                      2×2 path maps in the column convention of physics, s' = P s"
             .into(),
         attn_scale: scale,
-        direct: read_path("direct", paths.direct, dt),
+        direct: paths.as_ref().map(|p| read_path("direct", p.direct, dt)),
+        paths_left_out: model.paths_left_out(),
         heads,
-        compositions: paths.compositions.map(|m| read_path("compositions", m, dt)),
-        sum_of_paths: paths.total,
+        compositions: paths.as_ref().and_then(|p| p.compositions).map(|m| read_path("compositions", m, dt)),
+        sum_of_paths: paths.map(|p| p.total),
         gauge: gauge_table(),
     }
 }

@@ -165,15 +165,16 @@ pub fn analyze_map(m: Mat2, c: Vec2, system: &System, map_kind: &str) -> MapRepo
     }
 }
 
-/// The interpretation of a context-1 model (exact affine map); `None` for
-/// models whose map depends on the input (context > 1).
+/// The interpretation of an attention-only context-1 model (exact affine
+/// map); `None` for models whose map depends on the input (context > 1, or
+/// MLP blocks).
 pub fn interpret_affine<F: Real>(model: &Model<F>, system: &System) -> Option<MapReport> {
     let (m, c) = model.affine_map()?;
     Some(analyze_map(m, c, system, "exact affine map of a context-1 model"))
 }
 
-/// The interpretation of any model (docs/outputs.md): the exact affine map for a
-/// context-1 model (any number of layers), otherwise the mean Jacobian of the
+/// The interpretation of any model (docs/outputs.md): the exact affine map for an
+/// attention-only context-1 model (any number of layers), otherwise the mean Jacobian of the
 /// last prediction w.r.t. the last input token from `jacobians` (computed on
 /// the validation set), with the linearisation's mean intercept as offset.
 /// `map_kind` says which. The full report (Jacobians of every token,
@@ -186,10 +187,14 @@ pub fn interpret_with_jacobians<F: Real>(
     if let Some(report) = interpret_affine(model, system) {
         return report;
     }
+    let why = if model.cfg.has_mlp() {
+        format!("MLP blocks ({}): not one affine map", model.cfg.act.name())
+    } else {
+        format!("context {}: not one affine map", model.cfg.n_ctx)
+    };
     let kind = format!(
-        "mean Jacobian of the last prediction w.r.t. the last input token over {} validation states \
-         (context {}: not one affine map)",
-        jacobians.n_states, model.cfg.n_ctx
+        "mean Jacobian of the last prediction w.r.t. the last input token over {} validation states ({why})",
+        jacobians.n_states
     );
     analyze_map(jacobians.last().mean, jacobians.offset, system, &kind)
 }

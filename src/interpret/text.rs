@@ -172,11 +172,10 @@ fn render_circuits(s: &mut String, r: &FullReport) {
         let _ =
             writeln!(s, "  {:<22} {}  eig {}", format!("{} path", p.name), fmt_mat(&p.map), fmt_eig(&p.eigenvalues));
     };
-    path(s, &c.direct);
-    for h in &c.heads {
-        path(s, &h.path);
+    if let Some(why) = &c.paths_left_out {
+        let _ = writeln!(s, "  path maps left out: {why}");
     }
-    if let Some(p) = &c.compositions {
+    for p in c.direct.iter().chain(c.heads.iter().filter_map(|h| h.path.as_ref())).chain(&c.compositions) {
         path(s, p);
     }
     for h in &c.heads {
@@ -250,7 +249,7 @@ fn render_probes(s: &mut String, r: &FullReport) {
         }
         let _ = writeln!(s);
     }
-    if r.model.config.n_ctx == 1 {
+    if r.model.config.n_ctx == 1 && !r.model.config.has_mlp() {
         let _ = writeln!(
             s,
             "  (context 1: every activation is affine in s, so each linear target decodes from any rank-2 activation; \

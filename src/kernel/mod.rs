@@ -2,8 +2,8 @@
 //! the vector units and split across cores. They compute what
 //! [`crate::model::Model::forward`], [`crate::model::mse_loss`] and
 //! [`crate::model::Model::backward`] compute (tested to rounding), only
-//! faster: [`ctx1`] for context-1 models, [`seq`] with full attention for
-//! longer contexts. Results are bit-identical whatever the thread count.
+//! faster: [`ctx1`] for attention-only context-1 models, [`seq`] with full
+//! attention and MLP blocks for everything else. Results are bit-identical whatever the thread count.
 //!
 //! Files, lowest first: `lanes` (lane vectors, instruction sets), `chunks`
 //! (batches, fixed chunks reduced in order), `pack` (packed projection
@@ -27,20 +27,25 @@ use crate::model::{Model, ModelConfig};
 use crate::util::memory::Bytes;
 use crate::util::real::Real;
 
-/// The training step's loss-and-gradient kernel: the fused context-1 path,
-/// or the lane kernel with full attention for longer contexts.
+/// The training step's loss-and-gradient kernel: the fused context-1 path
+/// (attention only), or the lane kernel with full attention and MLP blocks.
 #[derive(Clone, Debug)]
 pub enum Kernel<F> {
-    /// `n_ctx == 1`.
+    /// `n_ctx == 1`, no MLP blocks.
     Ctx1(Ctx1Kernel<F>),
-    /// `n_ctx > 1`.
+    /// Every other model.
     Seq(SeqKernel<F>),
 }
 
 /// Bytes a kernel for batches of `batch` sequences of `cfg` allocates, at
 /// `size` bytes per value (saturating; nothing is allocated to find out).
 pub(crate) fn bytes(cfg: &ModelConfig, batch: usize, size: usize) -> Bytes {
-    if cfg.n_ctx == 1 { ctx1::bytes(cfg, batch, size) } else { seq::bytes(cfg, batch, size) }
+    if uses_ctx1(cfg) { ctx1::bytes(cfg, batch, size) } else { seq::bytes(cfg, batch, size) }
+}
+
+/// True if `cfg` runs on the fused context-1 kernel.
+fn uses_ctx1(cfg: &ModelConfig) -> bool {
+    cfg.n_ctx == 1 && !cfg.has_mlp()
 }
 
 impl<F: Real> Kernel<F> {
@@ -53,7 +58,7 @@ impl<F: Real> Kernel<F> {
     /// As [`Kernel::new`], compiled for `simd` (or the widest level below it
     /// that the CPU has).
     pub fn with_simd(model: &Model<F>, batch: usize, simd: Simd) -> Self {
-        if model.cfg.n_ctx == 1 {
+        if uses_ctx1(&model.cfg) {
             Kernel::Ctx1(Ctx1Kernel::new(model, batch, simd))
         } else {
             Kernel::Seq(SeqKernel::new(model, batch, simd))

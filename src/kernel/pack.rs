@@ -8,13 +8,18 @@
 //! registers: each loaded input lane serves `B` of them, each loaded weight
 //! two ([`project`]).
 //!
-//! # Packed matrices per layer (`D` d_model, `E = H·K`, q/k/v concatenated)
+//! # Packed matrices per layer (`D` d_model, `E = H·K`, q/k/v concatenated, `M` d_mlp)
 //! ```text
 //! qkv    [D, 3E]   (q | k | v)[t] = r[t] · qkv        forward
 //! o      [E, D]    r'[t] = r[t] + z[t] · o            forward
+//! w_in   [D, M]    pre[t] = mid[t] · w_in + b_in      forward (MLP)
+//! w_out  [M, D]    r'[t] = mid[t] + post[t] · w_out + b_out   forward (MLP)
+//! w_out_t [D, M]   dpost[t] = dr[t] · w_out_t          backward (MLP)
+//! w_in_t [M, D]    dr[t] += dpre[t] · w_in_t           backward (MLP)
 //! o_t    [D, E]    dz[t] = dr[t] · o_t                backward
 //! qkv_t  [3E, D]   dr[t] += (dq | dk | dv)[t] · qkv_t  backward
 //! ```
+//! The four MLP matrices are empty for attention-only models.
 
 use crate::kernel::lanes::{LANES, Lane, Ops};
 use crate::model::Model;
@@ -27,6 +32,10 @@ pub(crate) struct PackedLayer<F> {
     pub(crate) o: Vec<F>,
     pub(crate) o_t: Vec<F>,
     pub(crate) qkv_t: Vec<F>,
+    pub(crate) w_in: Vec<F>,
+    pub(crate) w_out: Vec<F>,
+    pub(crate) w_out_t: Vec<F>,
+    pub(crate) w_in_t: Vec<F>,
 }
 
 /// Every layer's matrices packed in blocks of `block` outputs.
@@ -37,9 +46,10 @@ pub(crate) struct Packed<F> {
 }
 
 /// Outputs per block for a model: four when every projection width allows
-/// it (d_model and d_head multiples of four), else one.
+/// it (d_model, d_head and d_mlp multiples of four), else one.
 fn block_width<F: Real>(model: &Model<F>) -> usize {
-    if model.cfg.d_model.is_multiple_of(4) && model.cfg.d_head.is_multiple_of(4) { 4 } else { 1 }
+    let c = &model.cfg;
+    if [c.d_model, c.d_head, c.d_mlp].iter().all(|w| w.is_multiple_of(4)) { 4 } else { 1 }
 }
 
 impl<F: Real> Packed<F> {
@@ -67,6 +77,15 @@ impl<F: Real> Packed<F> {
             pack(&mut layer.o, e, d, b, w_o);
             pack(&mut layer.o_t, d, e, b, |j, ee| w_o(ee, j));
             pack(&mut layer.qkv_t, 3 * e, d, b, |c, dd| qkv(dd, c));
+            if let Some(mlp) = &bl.mlp {
+                let m = cfg.d_mlp;
+                let w_in = |dd: usize, u: usize| p[mlp.w_in.start + dd * m + u]; // [D, M]
+                let w_out = |u: usize, dd: usize| p[mlp.w_out.start + u * d + dd]; // [M, D]
+                pack(&mut layer.w_in, d, m, b, w_in);
+                pack(&mut layer.w_out, m, d, b, w_out);
+                pack(&mut layer.w_out_t, d, m, b, |dd, u| w_out(u, dd));
+                pack(&mut layer.w_in_t, m, d, b, |u, dd| w_in(dd, u));
+            }
         }
     }
 }

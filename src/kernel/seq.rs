@@ -9,7 +9,8 @@
 //! ```text
 //! r  [(L+1), T, D]   residual before each layer and after the last
 //! qkv [L, T, 3, H, K]  (q | k | v)   z [L, T, H, K]   pattern [L, H, T, T]
-//! dr [T, D]   dqkv [T, 3, H, K]   dz [T, H, K]   ds [T, T]   (reused across layers and heads)
+//! mid [L, T, D]   post [L, T, M]   dact [L, T, M]   (MLP blocks; empty without)
+//! dr [T, D]   dqkv [T, 3, H, K]   dz [T, H, K]   ds [T, T]   dpre [T, M]   (reused across layers and heads)
 //! ```
 
 use std::ops::Range;
@@ -31,10 +32,14 @@ struct Work<F> {
     qkv: Vec<Lane<F>>,     // [L·T·3·H·K]  q | k | v per token
     z: Vec<Lane<F>>,       // [L·T·H·K]
     pattern: Vec<Lane<F>>, // [L·H·T·T]
+    mid: Vec<Lane<F>>,     // [L·T·D]  residual between attention and MLP
+    post: Vec<Lane<F>>,    // [L·T·M]  act(pre)
+    dact: Vec<Lane<F>>,    // [L·T·M]  act'(pre)
     dr: Vec<Lane<F>>,      // [T·D]
     dqkv: Vec<Lane<F>>,    // [T·3·H·K]  dq | dk | dv per token
     dz: Vec<Lane<F>>,      // [T·H·K]
     ds: Vec<Lane<F>>,      // [T·T]  d scores of one head
+    dpre: Vec<Lane<F>>,    // [T·M]  d pre of one layer's MLP
     dp: Vec<Lane<F>>,      // [T·2]  d pred
     s: Vec<Lane<F>>,       // [T·2]  one group's inputs
     y: Vec<Lane<F>>,       // [T·2]  one group's targets
@@ -58,10 +63,13 @@ pub(crate) fn bytes(cfg: &ModelConfig, batch: usize, size: usize) -> Bytes {
     let (t, d, h, l) = (cfg.n_ctx, cfg.d_model, cfg.n_heads, cfg.n_layers);
     let hk = h.saturating_mul(cfg.d_head);
     let lane = |dims: &[usize]| Bytes::of_values(&[&[LANES], dims].concat(), size);
+    let m = cfg.d_mlp;
     let kept = lane(&[l.saturating_add(1), t, d]) + lane(&[l, t, 4, hk]) + lane(&[l, h, t, t]); // r, qkv and z, pattern
-    let reused = lane(&[t, d]) + lane(&[t, 4, hk]) + lane(&[t, t]) + lane(&[t, 3 * D_IN]); // dr, dqkv and dz, ds, dp s y
+    let kept_mlp = lane(&[l, t, d]) + lane(&[l, t, 2, m]); // mid, post and dact
+    let reused = lane(&[t, d]) + lane(&[t, 4, hk]) + lane(&[t, t]) + lane(&[t, 3 * D_IN]) + lane(&[t, m]); // dr, dqkv and dz, ds, dp s y, dpre
+    let kept = kept + if cfg.has_mlp() { kept_mlp } else { Bytes::ZERO };
     let p = cfg.parameter_bytes(size);
-    let packed = Bytes::of_values(&[l, 8, d, hk], size);
+    let packed = Bytes::of_values(&[l, 8, d, hk], size) + Bytes::of_values(&[l, 4, d, m], size);
     packed + (p * LANES + p + kept + reused) * batch.div_ceil(CHUNK_SEQ).max(1)
 }
 
@@ -78,18 +86,23 @@ impl<F: Real> SeqKernel<F> {
     /// `simd` (see [`crate::kernel::Kernel::with_simd`]).
     pub fn new(model: &Model<F>, batch: usize, simd: Simd) -> Self {
         let c = &model.cfg;
-        let (t, d, hk, l) = (c.n_ctx, c.d_model, c.n_heads * c.d_head, c.n_layers);
+        let (t, d, hk, l, m) = (c.n_ctx, c.d_model, c.n_heads * c.d_head, c.n_layers, c.d_mlp);
         let z = |n: usize| vec![[F::zero(); LANES]; n];
+        let mlp = |n: usize| z(if c.has_mlp() { n } else { 0 });
         let work = Work {
             acc: z(model.params.len()),
             r: z((l + 1) * t * d),
             qkv: z(l * t * 3 * hk),
             z: z(l * t * hk),
             pattern: z(l * c.n_heads * t * t),
+            mid: mlp(l * t * d),
+            post: z(l * t * m),
+            dact: z(l * t * m),
             dr: z(t * d),
             dqkv: z(t * 3 * hk),
             dz: z(t * hk),
             ds: z(t * t),
+            dpre: z(t * m),
             dp: z(t * D_IN),
             s: z(t * D_IN),
             y: z(t * D_IN),
@@ -172,11 +185,14 @@ fn group<F: Real, const FMA: bool, const B: usize>(
     let scale = F::of(cfg.scale());
     let zero = [F::zero(); LANES];
     let keys = |i: usize| if cfg.causal { i + 1 } else { t };
-    let Work { acc, r, qkv, z, pattern, dr, dqkv, dz, ds, dp, .. } = w;
+    let m = cfg.d_mlp;
+    let Work { acc, r, qkv, z, pattern, mid, post, dact, dr, dqkv, dz, ds, dpre, dp, .. } = w;
     // Slices, not vectors: their data pointers and lengths stay in registers
     // across the stores below instead of being reloaded through the `Vec`s.
     let (acc, r, qkv, z, pattern) = (&mut acc[..], &mut r[..], &mut qkv[..], &mut z[..], &mut pattern[..]);
-    let (dr, dqkv, dz, ds, dp) = (&mut dr[..], &mut dqkv[..], &mut dz[..], &mut ds[..], &mut dp[..]);
+    let (mid, post, dact) = (&mut mid[..], &mut post[..], &mut dact[..]);
+    let (dr, dqkv, dz, ds, dpre, dp) =
+        (&mut dr[..], &mut dqkv[..], &mut dz[..], &mut ds[..], &mut dpre[..], &mut dp[..]);
     let ops = Ops::<FMA>;
 
     // ---- forward: embedding
@@ -190,8 +206,8 @@ fn group<F: Real, const FMA: bool, const B: usize>(
             r[tt * d + j] = x;
         }
     }
-    // ---- forward: attention layers
-    for (l, pl) in packed.iter().enumerate() {
+    // ---- forward: layers
+    for ((l, pl), bl) in packed.iter().enumerate().zip(&lay.blocks) {
         let (r_in, r_out) = r[l * t * d..(l + 2) * t * d].split_at_mut(t * d);
         let (o, o3) = (l * t * hk, l * t * w3);
         // q | k | v = r W
@@ -229,9 +245,32 @@ fn group<F: Real, const FMA: bool, const B: usize>(
                 mix::<F, FMA, B>(ops, n, |j| &pattern[row + j], |j| head(j, 2), &mut z[z_i..z_i + kd]);
             }
         }
-        // r' = r + z W_O
-        r_out.copy_from_slice(r_in);
-        project::<F, FMA, B>(ops, &z[o..o + t * hk], hk, &pl.o, r_out, true);
+        let Some(mlp) = &bl.mlp else {
+            // r' = r + z W_O
+            r_out.copy_from_slice(r_in);
+            project::<F, FMA, B>(ops, &z[o..o + t * hk], hk, &pl.o, r_out, true);
+            continue;
+        };
+        // mid = r + z W_O
+        let (mid, post, dact) =
+            (&mut mid[l * t * d..][..t * d], &mut post[l * t * m..][..t * m], &mut dact[l * t * m..][..t * m]);
+        mid.copy_from_slice(r_in);
+        project::<F, FMA, B>(ops, &z[o..o + t * hk], hk, &pl.o, mid, true);
+        // pre = mid W_in + b_in (in `post`, then replaced by act(pre); act'(pre) in `dact`)
+        for row in post.chunks_exact_mut(m) {
+            row.iter_mut().zip(&p[mlp.b_in.clone()]).for_each(|(x, b)| *x = [*b; LANES]);
+        }
+        project::<F, FMA, B>(ops, mid, d, &pl.w_in, post, true);
+        for (x, dx) in post.iter_mut().zip(dact.iter_mut()) {
+            (*x, *dx) = ops.activation(cfg.act, x);
+        }
+        // r' = mid + post W_out + b_out
+        for (row, mid_row) in r_out.chunks_exact_mut(d).zip(mid.chunks_exact(d)) {
+            for ((x, a), b) in row.iter_mut().zip(mid_row).zip(&p[mlp.b_out.clone()]) {
+                *x = lanewise(*a, |v| v + *b);
+            }
+        }
+        project::<F, FMA, B>(ops, post, m, &pl.w_out, r_out, true);
     }
     // ---- unembed, loss and its gradient d pred (kept per token in `dp`)
     let r_last = &r[cfg.n_layers * t * d..];
@@ -276,10 +315,60 @@ fn group<F: Real, const FMA: bool, const B: usize>(
             dr[tt * d + j] = x;
         }
     }
-    // ---- backward through the attention layers, last first
+    // ---- backward through the layers, last first
     for ((l, bl), pl) in lay.blocks.iter().enumerate().zip(packed).rev() {
         let r_in = &r[l * t * d..(l + 1) * t * d];
         let (o, o3) = (l * t * hk, l * t * w3);
+        if let Some(mlp) = &bl.mlp {
+            // dr enters as d r', leaves as d mid (the residual passes it, the MLP adds to it)
+            let (mid, post, dact) =
+                (&mid[l * t * d..][..t * d], &post[l * t * m..][..t * m], &dact[l * t * m..][..t * m]);
+            for j in 0..d {
+                let mut x = acc[mlp.b_out.start + j];
+                for row in dr.chunks_exact(d) {
+                    x = zip_lanes(x, row[j], |a, b| a + b);
+                }
+                acc[mlp.b_out.start + j] = x;
+            }
+            // dW_out[u, j] += Σ_t post[t, u] dr[t, j]
+            for u0 in (0..m).step_by(B) {
+                for j0 in (0..d).step_by(B) {
+                    block_outer::<F, FMA, B>(
+                        ops,
+                        acc,
+                        |u, v| mlp.w_out.start + (u0 + u) * d + j0 + v,
+                        post.chunks_exact(m).map(|row| &row[u0..u0 + B]),
+                        dr.chunks_exact(d).map(|row| &row[j0..j0 + B]),
+                    );
+                }
+            }
+            // dpre = (dr W_outᵀ) ⊙ act'(pre)
+            project::<F, FMA, B>(ops, dr, d, &pl.w_out_t, dpre, false);
+            for (x, s) in dpre.iter_mut().zip(dact) {
+                *x = zip_lanes(*x, *s, |a, b| a * b);
+            }
+            for u in 0..m {
+                let mut x = acc[mlp.b_in.start + u];
+                for row in dpre.chunks_exact(m) {
+                    x = zip_lanes(x, row[u], |a, b| a + b);
+                }
+                acc[mlp.b_in.start + u] = x;
+            }
+            // dW_in[j, u] += Σ_t mid[t, j] dpre[t, u]
+            for j0 in (0..d).step_by(B) {
+                for u0 in (0..m).step_by(B) {
+                    block_outer::<F, FMA, B>(
+                        ops,
+                        acc,
+                        |j, u| mlp.w_in.start + (j0 + j) * m + u0 + u,
+                        mid.chunks_exact(d).map(|row| &row[j0..j0 + B]),
+                        dpre.chunks_exact(m).map(|row| &row[u0..u0 + B]),
+                    );
+                }
+            }
+            // dr += dpre W_inᵀ
+            project::<F, FMA, B>(ops, dpre, m, &pl.w_in_t, dr, true);
+        }
         // W_O: dW_O[e, j] += Σ_t z[t, e] dr[t, j];  dz[t, e] = Σ_j dr[t, j] W_O[e, j]
         for e0 in (0..hk).step_by(B) {
             for j0 in (0..d).step_by(B) {

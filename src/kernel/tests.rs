@@ -7,7 +7,7 @@ use crate::kernel::chunks::{Batch, CHUNK};
 use crate::kernel::ctx1::Ctx1Kernel;
 use crate::kernel::lanes::{LANES, Simd};
 use crate::kernel::seq::CHUNK_SEQ;
-use crate::model::{Activations, AttnScale, LossPositions, Model, ModelConfig, Scratch, mse_loss};
+use crate::model::{Act, Activations, AttnScale, LossPositions, Model, ModelConfig, Scratch, mse_loss};
 use crate::util::real::Real;
 use crate::util::rng::{Rng, Stream};
 
@@ -18,6 +18,8 @@ fn config(d_model: usize, n_heads: usize, d_head: usize, n_layers: usize, n_ctx:
         n_heads,
         d_head,
         n_layers,
+        d_mlp: 0,
+        act: Act::Gelu,
         n_ctx,
         attn_scale: AttnScale::DModel,
         causal: true,
@@ -138,7 +140,17 @@ fn seq_configs() -> Vec<ModelConfig> {
         ModelConfig { positional: true, ..config(8, 3, 4, 2, 7) },
         // the causal mask with only the last position scored (`loss_positions = "last"`)
         ModelConfig { loss_positions: Some(LossPositions::Last), positional: true, ..config(4, 2, 2, 2, 5) },
+        // MLP blocks: gelu in blocks of one and of four, relu without the mask, and context 1
+        ModelConfig { d_mlp: 5, positional: true, ..config(4, 2, 3, 2, 5) },
+        ModelConfig { d_mlp: 8, positional: true, ..config(8, 2, 4, 2, 6) },
+        ModelConfig { d_mlp: 12, act: Act::Relu, causal: false, positional: true, ..mlp_last(8, 3, 4, 1, 4) },
+        ModelConfig { d_mlp: 4, ..config(2, 1, 2, 1, 1) },
     ]
+}
+
+/// A config scoring only the last position.
+fn mlp_last(d_model: usize, n_heads: usize, d_head: usize, n_layers: usize, n_ctx: usize) -> ModelConfig {
+    ModelConfig { loss_positions: Some(LossPositions::Last), ..config(d_model, n_heads, d_head, n_layers, n_ctx) }
 }
 
 /// The kernel's loss and gradient against the reference, relative to the largest gradient.
@@ -197,13 +209,16 @@ fn sequence_kernel_matches_the_reference_backward_in_f32() {
 
 #[test]
 fn sequence_kernel_is_bit_identical_across_thread_counts() {
-    let cfg = ModelConfig { positional: true, ..config(4, 2, 3, 2, 5) };
     let batch = 4 * CHUNK_SEQ + 3;
-    let (model, input, target) = random_case::<f32>(&cfg, batch, 7);
-    for simd in Simd::available() {
-        let one = step_bits(&model, &input, &target, simd, 1);
-        assert_eq!(one, step_bits(&model, &input, &target, simd, 2), "{simd:?}");
-        assert_eq!(one, step_bits(&model, &input, &target, simd, 3), "{simd:?}");
+    for cfg in
+        [ModelConfig { positional: true, ..config(4, 2, 3, 2, 5) }, ModelConfig { d_mlp: 8, ..config(8, 2, 4, 2, 6) }]
+    {
+        let (model, input, target) = random_case::<f32>(&cfg, batch, 7);
+        for simd in Simd::available() {
+            let one = step_bits(&model, &input, &target, simd, 1);
+            assert_eq!(one, step_bits(&model, &input, &target, simd, 2), "{simd:?}, {cfg:?}");
+            assert_eq!(one, step_bits(&model, &input, &target, simd, 3), "{simd:?}, {cfg:?}");
+        }
     }
 }
 
@@ -212,8 +227,12 @@ fn the_two_fma_instruction_sets_give_bit_identical_steps() {
     // AVX-512 and AVX2 run the same operations in the same order, each
     // multiply-add rounded once: the docs promise identical results.
     let levels: Vec<Simd> = Simd::available().into_iter().filter(|s| *s != Simd::Portable).collect();
-    for cfg in [ModelConfig::seed(), config(16, 2, 8, 1, 16), ModelConfig { positional: true, ..config(5, 3, 2, 2, 6) }]
-    {
+    for cfg in [
+        ModelConfig::seed(),
+        config(16, 2, 8, 1, 16),
+        ModelConfig { positional: true, ..config(5, 3, 2, 2, 6) },
+        ModelConfig { d_mlp: 8, ..config(8, 2, 4, 2, 6) },
+    ] {
         let (model, input, target) = random_case::<f32>(&cfg, 150, 3);
         for pair in levels.windows(2) {
             let [a, b] = [pair[0], pair[1]].map(|simd| step_bits(&model, &input, &target, simd, 2));

@@ -407,13 +407,13 @@ fn explain(e: &SafeTensorError, bytes: &[u8]) -> String {
 fn parse_model(raw: &str) -> std::result::Result<ModelConfig, String> {
     const EXPECTED: &str = "expected a JSON object {\"d_model\": int ≥ 1, \"n_heads\": int ≥ 1, \"d_head\": int ≥ 1, \
          \"n_layers\": int ≥ 1, \"n_ctx\": int ≥ 1, \"attn_scale\": \"d_model\" | \"d_head\", \"causal\": bool, \
-         \"positional\": bool}";
+         \"positional\": bool, \"d_mlp\": int ≥ 0 (optional, 0), \"act\": \"gelu\" | \"relu\" (optional)}";
     let bad = |why: String| format!("`model` metadata: {why}; found {}; {EXPECTED}", shown(raw));
     let mut value: serde_json::Value =
         serde_json::from_str(raw).map_err(|e| bad(format!("not valid JSON ({e}{})", nan_hint(raw))))?;
     let object = value.as_object_mut().ok_or_else(|| bad("not a JSON object".into()))?;
     // Accept integral floats (`2.0`), as a Python writer may produce.
-    for field in ["d_model", "n_heads", "d_head", "n_layers", "n_ctx"] {
+    for field in ["d_model", "n_heads", "d_head", "n_layers", "n_ctx", "d_mlp"] {
         if let Some(v) = object.get_mut(field)
             && v.is_f64()
             && let Some(x) = v.as_f64()
@@ -485,8 +485,8 @@ fn shown(raw: &str) -> String {
 /// The dimensions of `cfg` for messages.
 fn dims(cfg: &ModelConfig) -> String {
     format!(
-        "d_model = {}, n_heads = {}, d_head = {}, n_layers = {}, n_ctx = {}, positional = {}",
-        cfg.d_model, cfg.n_heads, cfg.d_head, cfg.n_layers, cfg.n_ctx, cfg.positional
+        "d_model = {}, n_heads = {}, d_head = {}, n_layers = {}, n_ctx = {}, positional = {}, d_mlp = {}",
+        cfg.d_model, cfg.n_heads, cfg.d_head, cfg.n_layers, cfg.n_ctx, cfg.positional, cfg.d_mlp
     )
 }
 
@@ -496,7 +496,10 @@ fn param_count(cfg: &ModelConfig) -> Option<usize> {
     let (d, h, k) = (cfg.d_model, cfg.n_heads, cfg.d_head);
     let io = d.checked_mul(2)?.checked_mul(2)?.checked_add(d)?.checked_add(2)?;
     let pos = if cfg.positional { cfg.n_ctx.checked_mul(d)? } else { 0 };
-    let block = h.checked_mul(d)?.checked_mul(k)?.checked_mul(4)?;
+    let attn = h.checked_mul(d)?.checked_mul(k)?.checked_mul(4)?;
+    let mlp =
+        d.checked_mul(2)?.checked_add(1)?.checked_mul(cfg.d_mlp)?.checked_add(if cfg.has_mlp() { d } else { 0 })?;
+    let block = attn.checked_add(mlp)?;
     io.checked_add(pos)?.checked_add(block.checked_mul(cfg.n_layers)?)
 }
 
@@ -522,6 +525,10 @@ fn legend(name: &str) -> &'static str {
         Some("W_O") => "[n_heads, d_head, d_model]",
         Some("W_U") => "[d_model, d_in = 2]",
         Some("b_U") => "[d_in = 2]",
+        Some("W_in") => "[d_model, d_mlp]",
+        Some("b_in") => "[d_mlp]",
+        Some("W_out") => "[d_mlp, d_model]",
+        Some("b_out") => "[d_model]",
         _ => "",
     }
 }
@@ -536,7 +543,7 @@ fn missing_message(
 ) -> String {
     let missing = expected.iter().map(|t| t.name.as_str()).filter(|n| !views.contains_key(n));
     let needs = if truncated {
-        format!("{} layers of 4 tensors each", cfg.n_layers)
+        format!("{} layers of {} tensors each", cfg.n_layers, if cfg.has_mlp() { 8 } else { 4 })
     } else {
         format!("{} tensors", expected.len())
     };
@@ -672,12 +679,14 @@ mod tests {
 
     #[test]
     fn param_count_matches_layout() {
-        for (positional, n_layers, h) in [(false, 1, 1), (true, 2, 2), (true, 3, 4)] {
+        for (positional, n_layers, h, d_mlp) in [(false, 1, 1, 0), (true, 2, 2, 0), (true, 3, 4, 0), (false, 2, 2, 7)] {
             let cfg = ModelConfig {
                 d_model: 6,
                 n_heads: h,
                 d_head: 3,
                 n_layers,
+                d_mlp,
+                act: crate::model::Act::Relu,
                 n_ctx: 5,
                 attn_scale: AttnScale::DHead,
                 causal: false,

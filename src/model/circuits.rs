@@ -127,8 +127,13 @@ impl<F: Real> Model<F> {
         to_physics(&row_map)
     }
 
-    /// The path decomposition of the residual stream (see [`PathMaps`]).
-    pub fn path_maps(&self) -> PathMaps {
+    /// The path decomposition of the residual stream (see [`PathMaps`]);
+    /// `None` for a model with MLP blocks, whose map is not a sum of linear
+    /// paths (see [`Model::paths_left_out`]).
+    pub fn path_maps(&self) -> Option<PathMaps> {
+        if self.cfg.has_mlp() {
+            return None;
+        }
         let d = self.cfg.d_model;
         let direct = self.path(&|a, b| if a == b { 1.0 } else { 0.0 });
         let mut heads = vec![];
@@ -141,7 +146,19 @@ impl<F: Real> Model<F> {
         let (total, _) = self.through(vec![0.0; d]);
         let compositions = (self.cfg.n_layers > 1)
             .then(|| heads.iter().fold(sub(&total, &direct), |rest, (_, _, head)| sub(&rest, head)));
-        PathMaps { direct, heads, compositions, total }
+        Some(PathMaps { direct, heads, compositions, total })
+    }
+
+    /// Why [`Model::path_maps`] is `None`, or `None` when it exists.
+    pub fn paths_left_out(&self) -> Option<String> {
+        self.cfg.has_mlp().then(|| {
+            format!(
+                "MLP blocks ({} {}): the model's map is not a sum of linear paths through the heads, \
+                 so no path decomposition",
+                self.cfg.d_mlp,
+                self.cfg.act.name()
+            )
+        })
     }
 
     /// The linear map `(W_E Π_l (I + Σ_h OV) W_U)ᵀ` (column convention), and
@@ -158,9 +175,10 @@ impl<F: Real> Model<F> {
     /// physics: `s' = M s + c`. With one token, softmax is 1 and every layer is
     /// linear, so `M = (W_E Π_l (I + Σ_h W_V W_O) W_U)ᵀ` (the total of
     /// [`Model::path_maps`]) and `c = ((b_E + W_pos[0]) Π_l (I + Σ_h W_V W_O) W_U + b_U)ᵀ`.
-    /// Returns `None` when `n_ctx > 1` (the map then depends on the input).
+    /// Returns `None` when `n_ctx > 1` (the map then depends on the input)
+    /// and for MLP blocks (the map is not affine).
     pub fn affine_map(&self) -> Option<(Mat2, Vec2)> {
-        if self.cfg.n_ctx != 1 {
+        if self.cfg.n_ctx != 1 || self.cfg.has_mlp() {
             return None;
         }
         let mut bias = self.weights(&self.layout.b_e);

@@ -1,4 +1,4 @@
-//! The model: the attention-only transformer (parameters, forward pass with
+//! The model: the transformer, attention with optional MLP blocks (parameters, forward pass with
 //! a named activation cache, hand-written backward pass), its circuits, and
 //! its checkpoint file. The model uses the ROW convention (a token is a row
 //! vector), as TransformerLens does.
@@ -8,6 +8,6 @@ pub mod circuits;
 pub mod transformer;
 
 pub use transformer::{
-    Activations, AttnScale, BlockActivations, BlockLayout, CHUNK_BYTES, D_IN, Layout, LossPositions, Model,
-    ModelConfig, Scratch, TensorInfo, chunk_sequences, mse, mse_loss,
+    Act, Activations, AttnScale, BlockActivations, BlockLayout, CHUNK_BYTES, D_IN, Layout, LossPositions, MlpLayout,
+    Model, ModelConfig, Scratch, TensorInfo, chunk_sequences, mse, mse_loss,
 };

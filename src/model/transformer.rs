@@ -1,16 +1,18 @@
-//! The attention-only transformer: parameters, forward pass with a named
-//! activation cache, and a hand-written backward pass.
+//! The transformer: attention layers with optional MLP blocks, parameters,
+//! forward pass with a named activation cache, and a hand-written backward
+//! pass.
 //!
 //! # Shapes
 //! ```text
 //! B  batch            T  context (n_ctx)     I  d_in = 2 (x, p)
 //! D  d_model          H  heads               K  d_head
-//! L  layers           N  = B·T tokens
+//! L  layers           N  = B·T tokens        M  d_mlp (0: no MLP)
 //! ```
 //! Row convention (a token is a row vector), as in TransformerLens:
 //! ```text
 //! r0[t]   = s[t] W_E + b_E (+ W_pos[t])
-//! r{l+1}  = r{l} + Σ_h softmax(mask(q kᵀ · scale)) v W_O[h],  q = r W_Q[h] …
+//! mid{l}  = r{l} + Σ_h softmax(mask(q kᵀ · scale)) v W_O[h],  q = r W_Q[h] …
+//! r{l+1}  = mid{l} + act(mid{l} W_in + b_in) W_out + b_out   (M > 0; else mid{l})
 //! pred[t] = r{L}[t] W_U + b_U            (the prediction of s[t+1])
 //! ```
 //! All buffers are flat row-major `Vec`s with the shape written beside them.
@@ -58,6 +60,56 @@ impl LossPositions {
     }
 }
 
+/// The MLP activation (`[model] act`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Act {
+    /// `x Φ(x) = x (1 + erf(x/√2)) / 2`, the exact form (as
+    /// `torch.nn.functional.gelu`).
+    #[default]
+    Gelu,
+    /// `max(x, 0)`.
+    Relu,
+}
+
+impl Act {
+    /// The name used in configs and metadata.
+    pub fn name(self) -> &'static str {
+        match self {
+            Act::Gelu => "gelu",
+            Act::Relu => "relu",
+        }
+    }
+
+    /// `act(x)`.
+    pub fn apply<F: Real>(self, x: F) -> F {
+        match self {
+            Act::Gelu => x * F::of(0.5) * (F::one() + (x * F::of(std::f64::consts::FRAC_1_SQRT_2)).erf()),
+            Act::Relu => x.max(F::zero()),
+        }
+    }
+
+    /// `act'(x)`: `Φ(x) + x φ(x)` for gelu; for relu 1 where `x > 0`, else 0
+    /// (0 at the kink, as PyTorch).
+    pub fn derivative<F: Real>(self, x: F) -> F {
+        match self {
+            Act::Gelu => {
+                let cdf = F::of(0.5) * (F::one() + (x * F::of(std::f64::consts::FRAC_1_SQRT_2)).erf());
+                let pdf = (-x * x * F::of(0.5)).exp()
+                    * F::of(0.5 * std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2);
+                cdf + x * pdf
+            }
+            Act::Relu => {
+                if x > F::zero() {
+                    F::one()
+                } else {
+                    F::zero()
+                }
+            }
+        }
+    }
+}
+
 /// The architecture of one model (docs/model-and-checkpoint.md; the `[model]` config table plus `n_ctx`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
@@ -67,8 +119,15 @@ pub struct ModelConfig {
     pub n_heads: usize,
     /// Width of each head K.
     pub d_head: usize,
-    /// Number of attention layers L.
+    /// Number of layers L.
     pub n_layers: usize,
+    /// Hidden width M of each layer's MLP block; 0 (the default, and in
+    /// checkpoints written before MLP blocks): attention only.
+    #[serde(default)]
+    pub d_mlp: usize,
+    /// The MLP activation (meaningless when `d_mlp` is 0).
+    #[serde(default)]
+    pub act: Act,
     /// Context length T (tokens per sequence).
     pub n_ctx: usize,
     /// Attention score scale.
@@ -91,6 +150,8 @@ impl ModelConfig {
             n_heads: 1,
             d_head: 2,
             n_layers: 1,
+            d_mlp: 0,
+            act: Act::Gelu,
             n_ctx: 1,
             attn_scale: AttnScale::DModel,
             causal: true,
@@ -131,13 +192,33 @@ impl ModelConfig {
         let (d, h, k) = (self.d_model, self.n_heads, self.d_head);
         let io = Bytes::of_values(&[2 * D_IN + 1, d], size) + Bytes::of_values(&[D_IN], size);
         let pos = if self.positional { Bytes::of_values(&[self.n_ctx, d], size) } else { Bytes::ZERO };
-        io + pos + Bytes::of_values(&[self.n_layers, 4, h, d, k], size)
+        let mlp = Bytes::of_values(&[self.n_layers, 2 * d + 1, self.d_mlp], size)
+            + Bytes::of_values(&[self.n_layers, d], size);
+        io + pos + Bytes::of_values(&[self.n_layers, 4, h, d, k], size) + if self.d_mlp > 0 { mlp } else { Bytes::ZERO }
+    }
+
+    /// True if the layers have MLP blocks.
+    pub fn has_mlp(&self) -> bool {
+        self.d_mlp > 0
     }
 }
 
 // ---------------------------------------------------------------- parameters
 
-/// Where one attention layer's weights sit in the flat parameter vector.
+/// Where one layer's MLP weights sit in the flat parameter vector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MlpLayout {
+    /// `W_in` `[D, M]`.
+    pub w_in: Range<usize>,
+    /// `b_in` `[M]`.
+    pub b_in: Range<usize>,
+    /// `W_out` `[M, D]`.
+    pub w_out: Range<usize>,
+    /// `b_out` `[D]`.
+    pub b_out: Range<usize>,
+}
+
+/// Where one layer's weights sit in the flat parameter vector.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BlockLayout {
     /// `W_Q` `[H, D, K]`.
@@ -148,6 +229,8 @@ pub struct BlockLayout {
     pub w_v: Range<usize>,
     /// `W_O` `[H, K, D]`.
     pub w_o: Range<usize>,
+    /// The MLP block, when the model has one.
+    pub mlp: Option<MlpLayout>,
 }
 
 /// Where every named tensor sits in the flat parameter vector.
@@ -183,7 +266,7 @@ pub struct TensorInfo {
 impl Layout {
     /// The layout for `cfg`, tensors in checkpoint order.
     pub fn new(cfg: &ModelConfig) -> Self {
-        let (d, h, k) = (cfg.d_model, cfg.n_heads, cfg.d_head);
+        let (d, h, k, m) = (cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_mlp);
         let mut next = 0;
         let mut take = |n: usize| {
             next += n;
@@ -198,6 +281,12 @@ impl Layout {
                 w_k: take(h * d * k),
                 w_v: take(h * d * k),
                 w_o: take(h * k * d),
+                mlp: cfg.has_mlp().then(|| MlpLayout {
+                    w_in: take(d * m),
+                    b_in: take(m),
+                    w_out: take(m * d),
+                    b_out: take(d),
+                }),
             })
             .collect();
         let w_u = take(d * D_IN);
@@ -207,7 +296,7 @@ impl Layout {
 
     /// Every tensor with its checkpoint name and shape (docs/model-and-checkpoint.md), in order.
     pub fn tensors(&self, cfg: &ModelConfig) -> Vec<TensorInfo> {
-        let (d, h, k) = (cfg.d_model, cfg.n_heads, cfg.d_head);
+        let (d, h, k, m) = (cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_mlp);
         let info =
             |name: String, shape: Vec<usize>, range: &Range<usize>| TensorInfo { name, shape, range: range.clone() };
         let mut out =
@@ -220,6 +309,12 @@ impl Layout {
             out.push(info(format!("blocks.{l}.attn.W_K"), vec![h, d, k], &b.w_k));
             out.push(info(format!("blocks.{l}.attn.W_V"), vec![h, d, k], &b.w_v));
             out.push(info(format!("blocks.{l}.attn.W_O"), vec![h, k, d], &b.w_o));
+            if let Some(mlp) = &b.mlp {
+                out.push(info(format!("blocks.{l}.mlp.W_in"), vec![d, m], &mlp.w_in));
+                out.push(info(format!("blocks.{l}.mlp.b_in"), vec![m], &mlp.b_in));
+                out.push(info(format!("blocks.{l}.mlp.W_out"), vec![m, d], &mlp.w_out));
+                out.push(info(format!("blocks.{l}.mlp.b_out"), vec![d], &mlp.b_out));
+            }
         }
         out.push(info("unembed.W_U".into(), vec![d, D_IN], &self.w_u));
         out.push(info("unembed.b_U".into(), vec![D_IN], &self.b_u));
@@ -246,13 +341,13 @@ impl<F: Real> Model<F> {
         Model { cfg: cfg.clone(), layout, params }
     }
 
-    /// Random initial weights: every matrix `N(0, 1/fan_in)`, biases zero,
-    /// positional embeddings `N(0, 0.1²)`.
+    /// Random initial weights: every matrix `N(0, 1/fan_in)` (fan_in the
+    /// next-to-last dimension), biases zero, positional embeddings `N(0, 0.1²)`.
     pub fn init(cfg: &ModelConfig, rng: &mut Rng) -> Self {
         let mut model = Self::zeros(cfg);
         for t in model.layout.tensors(cfg) {
             let std = match t.name.as_str() {
-                "embed.b_E" | "unembed.b_U" => 0.0,
+                _ if t.shape.len() == 1 => 0.0, // b_E, b_U, b_in, b_out
                 "pos_embed.W_pos" => 0.1,
                 _ => 1.0 / (t.shape[t.shape.len() - 2] as f64).sqrt(),
             };
@@ -302,7 +397,7 @@ pub struct Activations<F> {
     pub pred: Vec<F>,
 }
 
-/// One attention layer's intermediates.
+/// One layer's intermediates (the four MLP buffers are empty without MLP blocks).
 #[derive(Clone, Debug)]
 pub struct BlockActivations<F> {
     /// `blocks.{l}.attn.q` `[B, T, H, K]`.
@@ -319,6 +414,14 @@ pub struct BlockActivations<F> {
     pub z: Vec<F>,
     /// `blocks.{l}.attn.result` `[B, T, H, D]`: each head's write to the residual.
     pub result: Vec<F>,
+    /// `blocks.{l}.resid_mid` `[B, T, D]`: the residual after attention, before the MLP.
+    pub mid: Vec<F>,
+    /// `blocks.{l}.mlp.pre` `[B, T, M]`: `mid W_in + b_in`.
+    pub pre: Vec<F>,
+    /// `blocks.{l}.mlp.post` `[B, T, M]`: `act(pre)`.
+    pub post: Vec<F>,
+    /// `blocks.{l}.mlp_out` `[B, T, D]`: `post W_out + b_out`, the MLP's write to the residual.
+    pub mlp_out: Vec<F>,
 }
 
 impl<F: Real> Activations<F> {
@@ -326,6 +429,7 @@ impl<F: Real> Activations<F> {
     pub fn new(cfg: &ModelConfig, capacity: usize) -> Self {
         let n = capacity * cfg.n_ctx;
         let (d, h, k, t) = (cfg.d_model, cfg.n_heads, cfg.d_head, cfg.n_ctx);
+        let mlp = |width: usize| vec![F::zero(); if cfg.has_mlp() { n * width } else { 0 }];
         let block = BlockActivations {
             q: vec![F::zero(); n * h * k],
             k: vec![F::zero(); n * h * k],
@@ -334,6 +438,10 @@ impl<F: Real> Activations<F> {
             pattern: vec![F::zero(); n * h * t],
             z: vec![F::zero(); n * h * k],
             result: vec![F::zero(); n * h * d],
+            mid: mlp(d),
+            pre: mlp(cfg.d_mlp),
+            post: mlp(cfg.d_mlp),
+            mlp_out: mlp(d),
         };
         Activations {
             batch: 0,
@@ -349,7 +457,9 @@ impl<F: Real> Activations<F> {
     pub fn bytes(cfg: &ModelConfig, capacity: usize, size: usize) -> Bytes {
         let (d, h, k, t, l) = (cfg.d_model, cfg.n_heads, cfg.d_head, cfg.n_ctx, cfg.n_layers);
         let values = |dims: &[usize]| Bytes::of_values(&[&[capacity, t], dims].concat(), size);
-        let block = values(&[4, h, k]) + values(&[2, h, t]) + values(&[h, d]); // q k v z, scores pattern, result
+        let attn = values(&[4, h, k]) + values(&[2, h, t]) + values(&[h, d]); // q k v z, scores pattern, result
+        let mlp = values(&[2, d]) + values(&[2, cfg.d_mlp]); // mid mlp_out, pre post
+        let block = attn + if cfg.has_mlp() { mlp } else { Bytes::ZERO };
         values(&[l + 2, d]) + block * l + values(&[D_IN]) // embed and resid, blocks, pred
     }
 
@@ -371,6 +481,11 @@ impl<F: Real> Activations<F> {
             names.push(format!("blocks.{l}.resid_pre"));
             for a in ["q", "k", "v", "scores", "pattern", "z", "result"] {
                 names.push(format!("blocks.{l}.attn.{a}"));
+            }
+            if cfg.has_mlp() {
+                for a in ["resid_mid", "mlp.pre", "mlp.post", "mlp_out"] {
+                    names.push(format!("blocks.{l}.{a}"));
+                }
             }
             names.push(format!("blocks.{l}.resid_post"));
         }
@@ -398,6 +513,10 @@ impl<F: Real> Activations<F> {
                     "attn.scores" => &a.scores,
                     "attn.pattern" => &a.pattern,
                     "attn.z" => &a.z,
+                    "resid_mid" => &a.mid,
+                    "mlp.pre" => &a.pre,
+                    "mlp.post" => &a.post,
+                    "mlp_out" => &a.mlp_out,
                     _ => &a.result,
                 }
             }
@@ -421,6 +540,8 @@ impl<F: Real> Activations<F> {
             "attn.q" | "attn.k" | "attn.v" | "attn.z" => Some(vec![b, t, h, k]),
             "attn.scores" | "attn.pattern" => Some(vec![b, h, t, t]),
             "attn.result" => Some(vec![b, t, h, d]),
+            "resid_mid" | "mlp_out" if cfg.has_mlp() => Some(vec![b, t, d]),
+            "mlp.pre" | "mlp.post" if cfg.has_mlp() => Some(vec![b, t, cfg.d_mlp]),
             _ => None,
         }
     }
@@ -459,7 +580,13 @@ impl<F: Real> Model<F> {
                 head_proj_forward(r_in, &p[w.clone()], n, cfg, out);
             }
             attention_forward(a, acts.batch, cfg);
-            head_out_forward(&a.z, &p[bl.w_o.clone()], r_in, n, cfg, &mut a.result, r_out);
+            match &bl.mlp {
+                None => head_out_forward(&a.z, &p[bl.w_o.clone()], r_in, n, cfg, &mut a.result, r_out),
+                Some(mlp) => {
+                    head_out_forward(&a.z, &p[bl.w_o.clone()], r_in, n, cfg, &mut a.result, &mut a.mid);
+                    mlp_forward(p, mlp, n, cfg, a, r_out);
+                }
+            }
         }
         unembed_forward(
             &acts.resid[cfg.n_layers],
@@ -568,6 +695,33 @@ fn head_out_forward<F: Real>(
     }
 }
 
+/// `pre = mid W_in + b_in`, `post = act(pre)`, `mlp_out = post W_out + b_out`,
+/// `r_out = mid + mlp_out`.
+fn mlp_forward<F: Real>(
+    p: &[F],
+    l: &MlpLayout,
+    n: usize,
+    cfg: &ModelConfig,
+    a: &mut BlockActivations<F>,
+    r_out: &mut [F],
+) {
+    let (d, m) = (cfg.d_model, cfg.d_mlp);
+    let (w_in, b_in, w_out, b_out) = (&p[l.w_in.clone()], &p[l.b_in.clone()], &p[l.w_out.clone()], &p[l.b_out.clone()]);
+    for i in 0..n {
+        let mid = &a.mid[i * d..][..d];
+        let (pre, post) = (&mut a.pre[i * m..][..m], &mut a.post[i * m..][..m]);
+        for u in 0..m {
+            pre[u] = b_in[u] + (0..d).map(|j| mid[j] * w_in[j * m + u]).sum::<F>();
+            post[u] = cfg.act.apply(pre[u]);
+        }
+        let (out, ro) = (&mut a.mlp_out[i * d..][..d], &mut r_out[i * d..][..d]);
+        for j in 0..d {
+            out[j] = b_out[j] + (0..m).map(|u| post[u] * w_out[u * d + j]).sum::<F>();
+            ro[j] = mid[j] + out[j];
+        }
+    }
+}
+
 /// `pred[n] = r[n] W_U + b_U`.
 fn unembed_forward<F: Real>(r: &[F], w_u: &[F], b_u: &[F], n: usize, d: usize, pred: &mut [F]) {
     for (ri, pi) in r[..n * d].chunks_exact(d).zip(pred.chunks_exact_mut(D_IN)) {
@@ -632,6 +786,7 @@ pub struct Scratch<F> {
     d_v: Vec<F>,       // [B, T, H, K]
     d_z: Vec<F>,       // [B, T, H, K]
     d_pattern: Vec<F>, // [T]  (one query row at a time)
+    d_pre: Vec<F>,     // [M]  (one token at a time)
 }
 
 impl<F: Real> Scratch<F> {
@@ -639,7 +794,7 @@ impl<F: Real> Scratch<F> {
     pub fn bytes(cfg: &ModelConfig, capacity: usize, size: usize) -> Bytes {
         let per_token = [D_IN, cfg.d_model, cfg.n_heads * cfg.d_head * 4];
         per_token.iter().map(|&w| Bytes::of_values(&[capacity, cfg.n_ctx, w], size)).sum::<Bytes>()
-            + Bytes::of_values(&[cfg.n_ctx], size)
+            + Bytes::of_values(&[cfg.n_ctx + cfg.d_mlp], size)
     }
 
     /// Buffers for up to `capacity` sequences.
@@ -654,6 +809,7 @@ impl<F: Real> Scratch<F> {
             d_v: vec![F::zero(); n * hk],
             d_z: vec![F::zero(); n * hk],
             d_pattern: vec![F::zero(); cfg.n_ctx],
+            d_pre: vec![F::zero(); cfg.d_mlp],
         }
     }
 }
@@ -668,12 +824,17 @@ impl<F: Real> Model<F> {
         let n = acts.batch * cfg.n_ctx;
         let d = cfg.d_model;
         grads.iter_mut().for_each(|g| *g = F::zero());
-        let Scratch { d_pred, d_resid, d_q, d_k, d_v, d_z, d_pattern } = scratch;
+        let Scratch { d_pred, d_resid, d_q, d_k, d_v, d_z, d_pattern, d_pre } = scratch;
         let d_resid = &mut d_resid[..n * d];
         unembed_backward(&acts.resid[cfg.n_layers], &p[l.w_u.clone()], d_pred, n, d, grads, l, d_resid);
         for (li, bl) in l.blocks.iter().enumerate().rev() {
             let a = &acts.blocks[li];
             let r_in = &acts.resid[li];
+            if let Some(mlp) = &bl.mlp {
+                // d_resid turns from d r_out into d mid: the residual passes it
+                // through, the MLP adds its part.
+                mlp_backward(p, mlp, a, n, cfg, d_pre, grads, d_resid);
+            }
             // The residual passes d_resid through unchanged; the heads add to it.
             head_out_backward(&a.z, &p[bl.w_o.clone()], d_resid, n, cfg, &mut grads[bl.w_o.clone()], d_z);
             attention_backward(a, d_z, acts.batch, cfg, d_pattern, d_q, d_k, d_v);
@@ -727,6 +888,46 @@ fn unembed_backward<F: Real>(
         }
         for j in 0..d {
             d_resid[i * d + j] = (0..D_IN).map(|c| dp[c] * w_u[j * D_IN + c]).sum();
+        }
+    }
+}
+
+/// Through `r_out = mid + act(mid W_in + b_in) W_out + b_out`: the weight
+/// gradients, and `d_resid` (entering as `d r_out`) gains `d_pre W_inᵀ`,
+/// leaving as `d mid`.
+#[allow(clippy::too_many_arguments)]
+fn mlp_backward<F: Real>(
+    p: &[F],
+    l: &MlpLayout,
+    a: &BlockActivations<F>,
+    n: usize,
+    cfg: &ModelConfig,
+    d_pre: &mut [F],
+    grads: &mut [F],
+    d_resid: &mut [F],
+) {
+    let (d, m) = (cfg.d_model, cfg.d_mlp);
+    let (w_in, w_out) = (&p[l.w_in.clone()], &p[l.w_out.clone()]);
+    for i in 0..n {
+        let dr = &mut d_resid[i * d..][..d];
+        let (mid, pre, post) = (&a.mid[i * d..][..d], &a.pre[i * m..][..m], &a.post[i * m..][..m]);
+        for j in 0..d {
+            grads[l.b_out.start + j] += dr[j];
+        }
+        for u in 0..m {
+            let mut d_post = F::zero();
+            for j in 0..d {
+                grads[l.w_out.start + u * d + j] += post[u] * dr[j];
+                d_post += dr[j] * w_out[u * d + j];
+            }
+            d_pre[u] = d_post * cfg.act.derivative(pre[u]);
+            grads[l.b_in.start + u] += d_pre[u];
+        }
+        for j in 0..d {
+            for u in 0..m {
+                grads[l.w_in.start + j * m + u] += mid[j] * d_pre[u];
+            }
+            dr[j] += (0..m).map(|u| d_pre[u] * w_in[j * m + u]).sum::<F>();
         }
     }
 }

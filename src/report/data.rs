@@ -387,12 +387,12 @@ pub fn map_table(map: &MapReport) -> Table {
 /// The path decomposition of a context-1 model's map (column convention,
 /// [`Model::path_maps`]): the direct path, each head's path, for several
 /// layers the rest (compositions of heads), and the total; `None` for
-/// context > 1. Columns `term, row, col, value`.
+/// context > 1 and for MLP blocks. Columns `term, row, col, value`.
 pub fn path_table(model: &Model<f64>) -> Option<Table> {
     if model.cfg.n_ctx != 1 {
         return None;
     }
-    let paths = model.path_maps();
+    let paths = model.path_maps()?;
     let mut out = Table::new(&["term", "row", "col", "value"]);
     push_matrix(&mut out, "direct", &paths.direct);
     for (l, h, path) in &paths.heads {

@@ -487,12 +487,14 @@ pub(crate) fn paths(c: &CaseData) -> Result<Entry> {
             drawn(c, "paths", "path decomposition", |t| Figure::Matrices(t, true), paths, caption)
         }
         (None, _) => skipped("paths", format!("No model.safetensors in {}.", c.dir.display())),
-        (Some(_), None) => skipped(
+        (Some(model), None) => skipped(
             "paths",
-            format!(
-                "Context {}: the map depends on the input through the attention pattern, so it has no fixed path decomposition.",
-                c.config.data.context
-            ),
+            model.paths_left_out().map(|why| format!("{why}.")).unwrap_or_else(|| {
+                format!(
+                    "Context {}: the map depends on the input through the attention pattern, so it has no fixed path decomposition.",
+                    c.config.data.context
+                )
+            }),
         ),
     })
 }

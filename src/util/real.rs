@@ -57,6 +57,8 @@ pub trait Real:
     fn f64(self) -> f64;
     /// `2ⁿ` for `−126 ≤ n ≤ 127`, built from the exponent bits (vectorises).
     fn exp2i(n: i32) -> Self;
+    /// The error function (the `libm` crate's, correctly rounded to within an ulp or so).
+    fn erf(self) -> Self;
 }
 
 impl Real for f32 {
@@ -70,6 +72,9 @@ impl Real for f32 {
     fn exp2i(n: i32) -> Self {
         f32::from_bits(((n + 127) as u32) << 23)
     }
+    fn erf(self) -> Self {
+        libm::erff(self)
+    }
 }
 
 impl Real for f64 {
@@ -82,6 +87,9 @@ impl Real for f64 {
     }
     fn exp2i(n: i32) -> Self {
         f64::from_bits(((n + 1023) as u64) << 52)
+    }
+    fn erf(self) -> Self {
+        libm::erf(self)
     }
 }
 

@@ -24,6 +24,8 @@ fn wide_cfg() -> ModelConfig {
         n_heads: 2,
         d_head: 3,
         n_layers: 2,
+        d_mlp: 0,
+        act: physlens::model::Act::Gelu,
         n_ctx: 3,
         attn_scale: AttnScale::DHead,
         causal: false,
@@ -187,7 +189,10 @@ fn round_trip<F: Real>(cfg: &ModelConfig) {
     let json: serde_json::Value = serde_json::from_str(&c.metadata["model"]).unwrap();
     let mut keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["attn_scale", "causal", "d_head", "d_model", "n_ctx", "n_heads", "n_layers", "positional"]);
+    assert_eq!(
+        keys,
+        ["act", "attn_scale", "causal", "d_head", "d_mlp", "d_model", "n_ctx", "n_heads", "n_layers", "positional"]
+    );
 
     // Saving what was loaded gives the same bytes.
     let again = dir.path().join("again.safetensors");
@@ -216,6 +221,29 @@ fn round_trip_positional_two_layers_two_heads_f32_is_bit_exact() {
 #[test]
 fn round_trip_positional_two_layers_two_heads_f64_is_bit_exact() {
     round_trip::<f64>(&wide_cfg());
+}
+
+#[test]
+fn round_trip_with_mlp_blocks_is_bit_exact_and_names_them_as_transformer_lens() {
+    let cfg = ModelConfig { d_mlp: 6, act: physlens::model::Act::Relu, ..wide_cfg() };
+    round_trip::<f32>(&cfg);
+    round_trip::<f64>(&cfg);
+    let names: Vec<String> =
+        Layout::new(&cfg).tensors(&cfg).into_iter().map(|t| format!("{} {:?}", t.name, t.shape)).collect();
+    let block1: Vec<&str> = names.iter().map(String::as_str).filter(|n| n.starts_with("blocks.1.")).collect();
+    assert_eq!(
+        block1,
+        [
+            "blocks.1.attn.W_Q [2, 4, 3]",
+            "blocks.1.attn.W_K [2, 4, 3]",
+            "blocks.1.attn.W_V [2, 4, 3]",
+            "blocks.1.attn.W_O [2, 3, 4]",
+            "blocks.1.mlp.W_in [4, 6]",
+            "blocks.1.mlp.b_in [6]",
+            "blocks.1.mlp.W_out [6, 4]",
+            "blocks.1.mlp.b_out [4]",
+        ]
+    );
 }
 
 #[test]

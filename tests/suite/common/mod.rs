@@ -81,6 +81,8 @@ pub fn config(d_model: usize, n_heads: usize, d_head: usize, n_layers: usize, n_
         n_heads,
         d_head,
         n_layers,
+        d_mlp: 0,
+        act: physlens::model::Act::Gelu,
         n_ctx,
         attn_scale: AttnScale::DModel,
         causal: true,

@@ -96,6 +96,8 @@ pub fn two_step_model(m: Mat2, c: Vec2, g: Mat2, beta: Vec2) -> (Model<f64>, Vec
         n_heads: 2,
         d_head: 3,
         n_layers: 1,
+        d_mlp: 0,
+        act: physlens::model::Act::Gelu,
         n_ctx: 3,
         attn_scale: AttnScale::DModel,
         causal: true,
