@@ -193,11 +193,14 @@ pub struct ProbeResult {
 }
 
 /// The activations probed when none are named: `embed` and each layer's
-/// `attn.z` and `resid_post`.
+/// `attn.z`, `mlp.post` (with MLP blocks) and `resid_post`.
 pub fn default_probe_names(cfg: &ModelConfig) -> Vec<String> {
     let mut names = vec!["embed".to_string()];
     for l in 0..cfg.n_layers {
         names.push(format!("blocks.{l}.attn.z"));
+        if cfg.has_mlp() {
+            names.push(format!("blocks.{l}.mlp.post"));
+        }
         names.push(format!("blocks.{l}.resid_post"));
     }
     names

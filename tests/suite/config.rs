@@ -197,3 +197,19 @@ fn every_example_config_parses_with_all_its_cases() {
     }
     assert!(seen >= 1, "no example configs in {}", dir.display());
 }
+
+#[test]
+fn mlp_blocks_are_configured_by_width_and_activation() {
+    let c = physlens::Config::parse("[model]\nd_mlp = 16\nact = \"relu\"\n", "test.toml").unwrap();
+    let m = c.model_config();
+    assert_eq!((m.d_mlp, m.act), (16, physlens::model::Act::Relu));
+    // Off by default, gelu when only the width is given.
+    assert_eq!(physlens::Config::default().model_config().d_mlp, 0);
+    let c = physlens::Config::parse("[model]\nd_mlp = 8\n", "test.toml").unwrap();
+    assert_eq!(c.model_config().act, physlens::model::Act::Gelu);
+    crate::common::assert_config_refused(
+        "[model]\nd_mlp = 8\nact = \"tanh\"\n",
+        "model.act",
+        "expected `gelu` or `relu`",
+    );
+}

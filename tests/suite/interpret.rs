@@ -442,3 +442,68 @@ fn regression_circuit_eigenvalues_of_a_nilpotent_shift_qk_terminate() {
         assert!(e.re.is_finite() && e.im.is_finite() && e.abs() <= 1e-3 * norm, "{:?}", qk.eigenvalues);
     }
 }
+
+/// A context-1 model whose attention writes nothing and whose relu MLP
+/// computes `s (R − I)` exactly (`relu(x) − relu(−x) = x`): the model is the
+/// planted map `M = Rᵀ`, but not by a formula the closed form knows.
+fn relu_mlp_model(m: &Mat2) -> Model<f64> {
+    let cfg = ModelConfig { d_mlp: 4, act: physlens::model::Act::Relu, ..ModelConfig::seed() };
+    let mut model = Model::<f64>::zeros(&cfg);
+    let mut set = |name: &str, values: &[f64]| {
+        let t = model.layout.tensors(&cfg).into_iter().find(|t| t.name == name).unwrap();
+        model.params[t.range].copy_from_slice(values);
+    };
+    set("embed.W_E", &[1.0, 0.0, 0.0, 1.0]);
+    set("unembed.W_U", &[1.0, 0.0, 0.0, 1.0]);
+    set("blocks.0.mlp.W_in", &[1.0, 0.0, -1.0, 0.0, 0.0, 1.0, 0.0, -1.0]); // [I | −I]
+    // W_out rows: (R − I) for relu(s), −(R − I) for relu(−s); R = Mᵀ, so (R − I)[i][j] = M[j][i] − δ.
+    let a = |i: usize, j: usize| m[j][i] - if i == j { 1.0 } else { 0.0 };
+    set("blocks.0.mlp.W_out", &[a(0, 0), a(0, 1), a(1, 0), a(1, 1), -a(0, 0), -a(0, 1), -a(1, 0), -a(1, 1)]);
+    model
+}
+
+#[test]
+fn a_planted_map_inside_a_relu_mlp_is_read_back_through_the_jacobians() {
+    let osc = Oscillator { omega0: 2.0, gamma: 0.1 };
+    let system = System::new(2.0, 0.1, 0.1);
+    let want = rule_map("rk4", &osc, 0.1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (_, r) = save_and_interpret(dir.path(), "mlp.safetensors", &relu_mlp_model(&want), &system);
+    // No closed form (MLP blocks): the map comes from the Jacobians, which are the planted map everywhere.
+    assert_eq!(r.effective_map_source, "jacobian");
+    assert!(dist(&r.map.effective_map, &want) <= 1e-12, "map {:?} vs {want:?}", r.map.effective_map);
+    assert!(r.jacobians.last().max_dev <= 1e-12);
+    assert_eq!(r.map.nearest_method, "rk4");
+    let one_step = r.one_step.as_ref().expect("a one-step fit for a model that is not one closed-form map");
+    assert!(one_step.rms_residual <= 1e-12 && dist(&one_step.report.effective_map, &want) <= 1e-12);
+    // No path decomposition, and it says why.
+    let why = r.circuits.paths_left_out.as_deref().unwrap();
+    assert!(why.contains("MLP") && r.circuits.direct.is_none() && r.circuits.heads[0].path.is_none(), "{why}");
+    assert!(render(&r).contains("path maps left out: MLP blocks"));
+    // The hidden layer is probed by default, and decodes x and p (it holds relu(±s)).
+    let post: Vec<_> = r.probes.iter().filter(|p| p.activation == "blocks.0.mlp.post").collect();
+    assert!(!post.is_empty());
+    assert!(post.iter().filter(|p| p.target == "x" || p.target == "p").all(|p| p.r2 > 0.999), "{post:?}");
+}
+
+#[test]
+fn mlp_activations_are_dumped_under_transformer_lens_names() {
+    let model = relu_mlp_model(&mat2::identity());
+    let dir = tempfile::tempdir().unwrap();
+    let inputs: Vec<f64> = (0..10).map(|i| i as f64 * 0.3 - 1.4).collect();
+    let names: Vec<String> =
+        ["blocks.0.resid_mid", "blocks.0.mlp.pre", "blocks.0.mlp.post", "blocks.0.mlp_out"].map(String::from).into();
+    dump_activations(&model, &inputs, &names, dir.path(), DumpFormat::Npy).unwrap();
+    for (name, width) in
+        [("blocks.0.resid_mid", 2), ("blocks.0.mlp.pre", 4), ("blocks.0.mlp.post", 4), ("blocks.0.mlp_out", 2)]
+    {
+        let bytes = std::fs::read(dir.path().join(format!("{name}.npy"))).unwrap();
+        let header = String::from_utf8_lossy(&bytes[..128]);
+        assert!(header.contains(&format!("'shape': (5, 1, {width})")), "{name}: {header}");
+    }
+    let mut acts = Activations::new(&model.cfg, 5);
+    model.forward(&inputs, &mut acts);
+    let (post, _) = acts.get(&model.cfg, "blocks.0.mlp.post").unwrap();
+    let (pre, _) = acts.get(&model.cfg, "blocks.0.mlp.pre").unwrap();
+    assert!(post.iter().zip(pre).all(|(a, b)| *a == b.max(0.0)));
+}

@@ -177,3 +177,28 @@ fn interpret_bad_flags_exit_2() {
     }
     assert!(!dir.path().join("o").exists(), "a refused request must write nothing");
 }
+
+#[test]
+fn a_trained_mlp_model_is_interpreted_through_its_jacobians() {
+    // Positive control: a gelu MLP model trained on the exact propagator.
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[model]\nd_model = 4\nd_head = 4\nd_mlp = 16\n[train]\nsteps = 1500\nlr = 3e-3\n\
+                  [data]\nn_train = 8192\nn_valid = 256\n";
+    std::fs::write(dir.path().join("mlp.toml"), config).unwrap();
+    let out = physlens(&["train", "--config", "mlp.toml", "--out", "run", "--quiet"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = physlens(&["interpret", "--model", "run/model.safetensors", "--json", "--n-valid", "256"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["effective_map_source"], "jacobian");
+    assert!(json["map_kind"].as_str().unwrap().contains("MLP blocks (gelu)"), "{}", json["map_kind"]);
+    assert!(json["circuits"]["paths_left_out"].as_str().unwrap().contains("MLP"));
+    assert_eq!(json["model"]["config"]["d_mlp"], 16);
+    let exact = rule_map("exact", &System::new(2.0, 0.1, 0.1).oscillator(), 0.1).unwrap();
+    for (i, row) in exact.iter().enumerate() {
+        for (j, want) in row.iter().enumerate() {
+            let got = json["effective_map"][i][j].as_f64().unwrap();
+            assert!((got - want).abs() < 0.1, "M[{i}][{j}] = {got}, exact {want}");
+        }
+    }
+}

@@ -7,7 +7,7 @@ use physlens::model::{Activations, Model, Scratch, mse_loss};
 use physlens::train::optim::{AdamW, AdamWConfig};
 use physlens::util::real::Real;
 
-const NAMES: [&str; 3] = ["seed", "deep", "noncausal"];
+const NAMES: [&str; 5] = ["seed", "deep", "noncausal", "mlp", "mlp_relu"];
 
 fn tol<F: Real>() -> f64 {
     match F::DTYPE {

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Steady-state training speed of the physlens model in PyTorch (CPU, f32).
 
-The PyTorch side of `physlens bench --json` (docs/cli.md): the same two configs,
-the same batches and the same step (gather a batch from a fixed pool,
-forward, loss, backward, AdamW), printed in the same JSON shape with an extra
-`"mode": "eager" | "compile"` key per row.
+The PyTorch side of `physlens bench --json` (docs/cli.md): the same configs
+(workload.py: blog, wide, deep, deep_mlp), the same batches and the same step
+(gather a batch from a fixed pool, forward, loss, backward, AdamW), printed
+in the same JSON shape with an extra `"mode": "eager" | "compile"` key per
+row. `--configs` and `--batches` filter the rows, like physlens's flags.
 
     python3 tools/bench/torch_bench.py --json              # the table
+    python3 tools/bench/torch_bench.py --json --configs deep --batches 64 --modes eager
     python3 tools/bench/torch_bench.py --check             # correctness only
 
 How the PyTorch side is made fast (each choice measured, see README.md):
@@ -17,9 +19,10 @@ How the PyTorch side is made fast (each choice measured, see README.md):
   of the same checkpoint tensors, converted both ways by `to_fast` /
   `to_reference`); embed / unembed are `addmm`s, attention is batched matmul
   + softmax with an additive causal mask (or `scaled_dot_product_attention`,
-  `--impl sdpa`); the loss is `2·mse_loss` = squared error summed over the
-  2 components, averaged over samples and positions, exactly the
-  reference's `loss_fn`;
+  `--impl sdpa`), the MLP (configs with d_mlp > 0) two `addmm`s around the
+  activation (exact GELU for deep_mlp); the loss is `2·mse_loss` = squared
+  error summed over the 2 components, averaged over samples and positions,
+  exactly the reference's `loss_fn`;
 * eager mode: `torch.optim.AdamW` with `fused=True`, `foreach=True` and the
   single-tensor path are all timed (plus the unmodified reference forward)
   and the fastest is kept per row;
@@ -63,15 +66,8 @@ import torch.nn.functional as F  # noqa: E402
 import machine  # noqa: E402
 import oscillator  # noqa: E402
 import reference  # noqa: E402  (tools/reference/reference.py, imported read-only)
+from workload import BATCHES, CONFIGS, select_rows  # noqa: E402
 
-CONFIGS = {
-    # docs/cli.md / src/train/bench.rs
-    "blog": dict(d_model=2, n_heads=1, d_head=2, n_layers=1, n_ctx=1,
-                 attn_scale="d_model", causal=True, positional=False),
-    "wide": dict(d_model=16, n_heads=2, d_head=8, n_layers=1, n_ctx=16,
-                 attn_scale="d_model", causal=True, positional=False),
-}
-BATCHES = [256, 1024, 16384]
 ADAMW = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0)
 SYSTEM = dict(omega0=2.0, gamma=0.1, dt=0.1, e_max=1.0)
 
@@ -81,6 +77,9 @@ def log(msg):
 
 
 # ------------------------------------------------------------------ model ----
+
+MLP_WEIGHTS = ("W_in", "b_in", "W_out", "b_out")  # same layout in both, key "W_in.{l}" in the fast one
+
 
 def _hk(cfg):
     return cfg["n_heads"] * cfg["d_head"]
@@ -99,6 +98,9 @@ def to_fast(ref_params, cfg):
             [ref_params[f"{a}.{w}"].permute(1, 0, 2).reshape(D, _hk(cfg))
              for w in ("W_Q", "W_K", "W_V")], dim=1)
         out[f"W_O.{l}"] = ref_params[f"{a}.W_O"].reshape(_hk(cfg), D)
+        if reference.d_mlp(cfg):
+            for w in MLP_WEIGHTS:
+                out[f"{w}.{l}"] = ref_params[f"blocks.{l}.mlp.{w}"]
     return {k: v.detach().clone().contiguous() for k, v in out.items()}
 
 
@@ -113,6 +115,9 @@ def to_reference(fast, cfg):
         for name, w in (("W_Q", q), ("W_K", k), ("W_V", v)):
             out[f"blocks.{l}.attn.{name}"] = w.reshape(D, H, K).permute(1, 0, 2)
         out[f"blocks.{l}.attn.W_O"] = fast[f"W_O.{l}"].reshape(H, K, D)
+        if reference.d_mlp(cfg):
+            for w in MLP_WEIGHTS:
+                out[f"blocks.{l}.mlp.{w}"] = fast[f"{w}.{l}"]
     out["unembed.W_U"] = fast["W_U"]
     out["unembed.b_U"] = fast["b_U"]
     return {k: v.detach().clone().contiguous() for k, v in out.items()}
@@ -120,14 +125,15 @@ def to_reference(fast, cfg):
 
 def init_reference_layout(cfg, seed, scheme="physlens"):
     """Checkpoint-layout f32 weights. scheme "physlens": like Model::init in
-    src/model/transformer.rs (weights N(0, 1/fan_in) with fan_in = shape[-2], biases 0,
+    src/model/transformer.rs (weights N(0, 1/fan_in) with fan_in = shape[-2], so
+    W_in N(0, 1/d_model) and W_out N(0, 1/d_mlp); biases b_E, b_in, b_out, b_U 0;
     W_pos N(0, 0.1²)); "reference": reference.init_params (N(0, .5²), N(0, .1²))."""
     gen = torch.Generator().manual_seed(seed)
     if scheme == "reference":
         return reference.init_params(cfg, gen, torch.float32)
     params = {}
     for name, shape in reference.param_shapes(cfg).items():
-        if name in ("embed.b_E", "unembed.b_U"):
+        if name.split(".")[-1].startswith("b_"):
             params[name] = torch.zeros(shape, dtype=torch.float32)
             continue
         std = 0.1 if name == "pos_embed.W_pos" else 1.0 / math.sqrt(shape[-2])
@@ -162,6 +168,9 @@ def forward_fast(P, cfg, s, mask, attn="matmul"):
                 scores = scores + mask
             z = torch.matmul(torch.softmax(scores, dim=-1), v)
         r = torch.addmm(r, z.transpose(1, 2).reshape(B * T, H * K), P[f"W_O.{l}"])
+        if reference.d_mlp(cfg):
+            post = reference.ACTS[cfg["act"]](torch.addmm(P[f"b_in.{l}"], r, P[f"W_in.{l}"]))
+            r = torch.addmm(r + P[f"b_out.{l}"], post, P[f"W_out.{l}"])
     return torch.addmm(P["b_U"], r, P["W_U"]).view(B, T, 2)
 
 
@@ -373,12 +382,15 @@ def candidates(mode, cfg, args):
     return [("whole", impl, "adamw-in-graph") for impl in impls if impl != "reference"]
 
 
-def bench(args):
+def bench(args, selected):
+    """Times every candidate of the (config, batch) rows `selected` in each
+    mode; returns the best candidate per row and mode, the errors, and every
+    candidate's figures."""
     rows, errors, details = [], [], []
-    for name in args.configs.split(","):
+    for name in dict.fromkeys(n for n, _ in selected):
         cfg = CONFIGS[name]
         params_ref = init_reference_layout(cfg, seed=0)
-        for batch in [int(b) for b in args.batches.split(",")]:
+        for batch in [b for n, b in selected if n == name]:
             # --pool 0: like src/train/bench.rs, max(batch, 4096) sequences
             pool = Pool(cfg, args.pool or max(batch, 4096), batch, seed=0)
             for mode in args.modes.split(","):
@@ -438,16 +450,33 @@ def bench(args):
 
 # ------------------------------------------------------------------ check ----
 
-CHECK_CONFIGS = dict(CONFIGS, deep=reference.CASES[1][1], noncausal=reference.CASES[2][1])
+# the bench configs and tools/reference's fixture cases of context > 1
+CHECK_CONFIGS = dict(CONFIGS, **{f"fixture_{name}": cfg for name, cfg, _, _ in reference.CASES
+                                 if cfg["n_ctx"] > 1})
 
 
 def check(args):
     """Every variant against reference.forward + torch.optim.AdamW(foreach=False):
-    5 steps on a pool of 512, batch 64; f32 tolerances."""
+    5 steps on a pool of 512, batch 64; f32 tolerances. --configs picks from
+    CHECK_CONFIGS (default: all). The fixture cases start from
+    reference.init_params, the bench configs from the physlens init with the
+    blocks' weights halved: reference.init_params's N(0, .5²) through 8 layers
+    gives predictions ~1e16 in deep_mlp, and even the physlens init grows the
+    residual stream ~2× per layer (initial loss ~5e4), where 5 AdamW steps are
+    chaotic: the reference alone in f32 and in f64 ends 95 % apart."""
     ok = True
-    for name, cfg in CHECK_CONFIGS.items():
+    names = args.configs.split(",") if args.configs else list(CHECK_CONFIGS)
+    unknown = [n for n in names if n not in CHECK_CONFIGS]
+    if unknown:
+        sys.exit(f"error: unknown config(s) {unknown}; known: {list(CHECK_CONFIGS)}")
+    for name in names:
+        cfg = CHECK_CONFIGS[name]
         pool = Pool(cfg, 512, 64, seed=3)
-        params_ref = init_reference_layout(cfg, seed=5, scheme="reference")
+        if name in CONFIGS:
+            params_ref = {k: v * 0.5 if k.startswith("blocks.") else v
+                          for k, v in init_reference_layout(cfg, seed=5).items()}
+        else:
+            params_ref = init_reference_layout(cfg, seed=5, scheme="reference")
         base_step, base_params = eager_step(cfg, "reference", "single", pool, params_ref)
         base_losses = [base_step(i).item() for i in range(5)]
         base = base_params()
@@ -487,8 +516,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="rounds per candidate; the best round's median counts")
     ap.add_argument("--warmup", type=float, default=0.3, help="warm-up seconds per candidate (after compiling)")
     ap.add_argument("--min-steps", type=int, default=10, help="at least this many timed steps per round")
-    ap.add_argument("--configs", default="blog,wide")
-    ap.add_argument("--batches", default=",".join(map(str, BATCHES)))
+    ap.add_argument("--configs", help=f"comma list (default: all of {list(CONFIGS)}; "
+                                      "with --check, also the fixture_* cases of tools/reference)")
+    ap.add_argument("--batches", help="comma list filtering each config's batches (default: all of "
+                                      f"{BATCHES})")
     ap.add_argument("--modes", default="eager,compile")
     ap.add_argument("--impl", default="matmul,sdpa,reference",
                     help="model implementations to try (reference = tools/reference forward, eager only)")
@@ -511,8 +542,12 @@ def main():
     if args.check:
         sys.exit(0 if check(args) else 1)
 
+    try:
+        selected = select_rows(args.configs, args.batches)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     t0 = time.perf_counter()
-    rows, errors, details = bench(args)
+    rows, errors, details = bench(args, selected)
     meta = {
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "interop_threads": torch.get_num_interop_threads(),
@@ -528,9 +563,9 @@ def main():
     if args.json:
         print(json.dumps({"results": rows, "meta": meta}))
     else:
-        print(f"{'config':<6} {'batch':>6} {'mode':>8} {'µs/step':>12} {'samples/s':>12}  impl / optimizer")
+        print(f"{'config':<8} {'batch':>6} {'mode':>8} {'µs/step':>12} {'samples/s':>12}  impl / optimizer")
         for r in rows:
-            print(f"{r['config']:<6} {r['batch']:>6} {r['mode']:>8} {r['us_per_step']:>12.1f} "
+            print(f"{r['config']:<8} {r['batch']:>6} {r['mode']:>8} {r['us_per_step']:>12.1f} "
                   f"{r['samples_per_sec']:>12.4g}  {r['impl']} / {r['optimizer']}")
         for e in errors:
             print("error:", e)

@@ -8,18 +8,27 @@ Regenerate (from the repository root):
 
     python3 tools/reference/reference.py --out tests/fixtures
 
-The model is an attention-only transformer in the row convention (a token is a
-row vector). Parameters live in a plain dict keyed by the TransformerLens
-checkpoint names (``embed.W_E``, ``blocks.0.attn.W_Q``, ...). No attention
-biases, no LayerNorm, no MLP.
+It refuses to write when matmul does not round like the FMA kernel the
+committed fixtures were made with (MKL on a non-Intel CPU): see README.md,
+"Reproducing the fixtures".
+
+The model is a transformer in the row convention (a token is a row vector),
+attention-only unless the config sets ``d_mlp`` > 0 (then each layer adds an
+MLP after attention, TransformerLens style). Parameters live in a plain dict
+keyed by the TransformerLens checkpoint names (``embed.W_E``,
+``blocks.0.attn.W_Q``, ``blocks.0.mlp.W_in``, ...). No attention biases, no
+LayerNorm.
 """
 
 import argparse
 import json
 import math
 import os
+import sys
+from fractions import Fraction
 
 import torch
+import torch.nn.functional as F
 
 D_IN = 2
 
@@ -46,16 +55,41 @@ CASES = [
         dict(lr=3e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0),
         3,
     ),
+    (
+        "mlp",
+        dict(d_model=4, n_heads=2, d_head=3, n_layers=2, n_ctx=5,
+             attn_scale="d_head", causal=True, positional=True,
+             d_mlp=8, act="gelu"),
+        dict(lr=1e-2, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.05),
+        4,
+    ),
+    (
+        "mlp_relu",
+        dict(d_model=3, n_heads=1, d_head=2, n_layers=1, n_ctx=3,
+             attn_scale="d_model", causal=True, positional=False,
+             d_mlp=5, act="relu"),
+        dict(lr=3e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0),
+        5,
+    ),
 ]
 BATCH = 7  # odd on purpose
 STEPS = 5
 
+# MLP activations; "gelu" is the exact erf form (approximate="none").
+ACTS = {"gelu": F.gelu, "relu": torch.relu}
+
 
 # ---------------------------------------------------------------- model ----
+
+def d_mlp(cfg):
+    """MLP width; 0 (no MLP) when the config has no ``d_mlp`` key."""
+    return cfg.get("d_mlp", 0)
+
 
 def param_shapes(cfg):
     """Checkpoint tensor names and shapes, in checkpoint order."""
     D, H, K, T = cfg["d_model"], cfg["n_heads"], cfg["d_head"], cfg["n_ctx"]
+    M = d_mlp(cfg)
     shapes = {"embed.W_E": [D_IN, D], "embed.b_E": [D]}
     if cfg["positional"]:
         shapes["pos_embed.W_pos"] = [T, D]
@@ -63,13 +97,19 @@ def param_shapes(cfg):
         for w in ("W_Q", "W_K", "W_V"):
             shapes[f"blocks.{l}.attn.{w}"] = [H, D, K]
         shapes[f"blocks.{l}.attn.W_O"] = [H, K, D]
+        if M:
+            shapes[f"blocks.{l}.mlp.W_in"] = [D, M]
+            shapes[f"blocks.{l}.mlp.b_in"] = [M]
+            shapes[f"blocks.{l}.mlp.W_out"] = [M, D]
+            shapes[f"blocks.{l}.mlp.b_out"] = [D]
     shapes["unembed.W_U"] = [D, D_IN]
     shapes["unembed.b_U"] = [D_IN]
     return shapes
 
 
 def init_params(cfg, gen, dtype):
-    """N(0, 0.5^2) weights, N(0, 0.1^2) biases; drawn in f64, then cast."""
+    """N(0, 0.5^2) weights, N(0, 0.1^2) biases (b_E, b_in, b_out, b_U);
+    drawn in f64 in checkpoint order, then cast."""
     params = {}
     for name, shape in param_shapes(cfg).items():
         std = 0.1 if name.split(".")[-1].startswith("b_") else 0.5
@@ -110,8 +150,16 @@ def forward(params, cfg, s, cache=None):
             f"{p}.attn.q": q, f"{p}.attn.k": k, f"{p}.attn.v": v,
             f"{p}.attn.scores": scores, f"{p}.attn.pattern": pattern,
             f"{p}.attn.z": z, f"{p}.attn.result": result,
-            f"{p}.resid_post": r,
         })
+        if d_mlp(cfg):
+            cache[f"{p}.resid_mid"] = r
+            pre = r @ params[f"{p}.mlp.W_in"] + params[f"{p}.mlp.b_in"]
+            post = ACTS[cfg["act"]](pre)
+            mlp_out = post @ params[f"{p}.mlp.W_out"] + params[f"{p}.mlp.b_out"]
+            r = r + mlp_out
+            cache.update({f"{p}.mlp.pre": pre, f"{p}.mlp.post": post,
+                          f"{p}.mlp_out": mlp_out})
+        cache[f"{p}.resid_post"] = r
 
     pred = r @ params["unembed.W_U"] + params["unembed.b_U"]
     cache["pred"] = pred
@@ -201,7 +249,8 @@ def build_fixture(name, cfg, opt_cfg, seed, dtype):
 # ---------------------------------------------------------- self-checks ----
 
 def self_check(name, cfg, params, s, y, cache):
-    """f64 only: gradcheck, finite differences, pattern sanity, affine case."""
+    """f64 only: gradcheck, finite differences, pattern sanity, MLP
+    activation and residual sums, affine case."""
     names = list(params)
 
     def f(*ts):
@@ -216,8 +265,12 @@ def self_check(name, cfg, params, s, y, cache):
     loss_fn(forward(leaves, cfg, s), y, cfg).backward()
     h = 1e-6
     last = cfg["n_layers"] - 1
-    for k, idx in (("embed.W_E", (1, 0)), (f"blocks.{last}.attn.W_Q", (0, 1, 0)),
-                   ("blocks.0.attn.W_V", (0, 0, 1)), ("unembed.b_U", (1,))):
+    entries = [("embed.W_E", (1, 0)), (f"blocks.{last}.attn.W_Q", (0, 1, 0)),
+               ("blocks.0.attn.W_V", (0, 0, 1)), ("unembed.b_U", (1,))]
+    if d_mlp(cfg):
+        entries += [(f"blocks.{last}.mlp.W_in", (1, 2)), ("blocks.0.mlp.b_in", (3,)),
+                    ("blocks.0.mlp.W_out", (2, 1)), (f"blocks.{last}.mlp.b_out", (0,))]
+    for k, idx in entries:
         plus = {n: v.clone() for n, v in params.items()}
         minus = {n: v.clone() for n, v in params.items()}
         plus[k][idx] += h
@@ -238,8 +291,27 @@ def self_check(name, cfg, params, s, y, cache):
             msg += f", max |masked pattern entry| = {pat[..., masked].abs().max().item() if masked.any() else 0.0:.1e}"
         print(msg)
 
-    # docs/model-and-checkpoint.md: one layer, context 1 => exactly affine
-    if cfg["n_layers"] == 1 and T == 1:
+    if d_mlp(cfg):
+        # exact erf GELU / ReLU written out, and the two residual sums
+        closed = {"gelu": lambda x: 0.5 * x * (1 + torch.erf(x / math.sqrt(2))),
+                  "relu": lambda x: x.clamp(min=0)}[cfg["act"]]
+        for l in range(cfg["n_layers"]):
+            p = f"blocks.{l}"
+            c = {k: v.detach() for k, v in cache.items() if k.startswith(p + ".")}
+            act_err = (c[f"{p}.mlp.post"] - closed(c[f"{p}.mlp.pre"])).abs().max().item()
+            mid_err = (c[f"{p}.resid_mid"] - c[f"{p}.resid_pre"]
+                       - c[f"{p}.attn.result"].sum(2)).abs().max().item()
+            post_err = (c[f"{p}.resid_post"] - c[f"{p}.resid_mid"]
+                        - c[f"{p}.mlp_out"]).abs().max().item()
+            # gradcheck/FD need every pre-activation away from ReLU's kink
+            min_pre = c[f"{p}.mlp.pre"].abs().min().item()
+            print(f"[{name}] layer {l}: max |post - {cfg['act']}(pre) closed form| = {act_err:.2e}, "
+                  f"max |resid_mid - resid_pre - sum_h result| = {mid_err:.2e}, "
+                  f"max |resid_post - resid_mid - mlp_out| = {post_err:.2e}, "
+                  f"min |pre| = {min_pre:.2e}")
+
+    # docs/model-and-checkpoint.md: one layer, context 1, no MLP => exactly affine
+    if cfg["n_layers"] == 1 and T == 1 and not d_mlp(cfg):
         P = params
         Dm = cfg["d_model"]
         mid = torch.eye(Dm, dtype=torch.float64) + sum(
@@ -251,12 +323,42 @@ def self_check(name, cfg, params, s, y, cache):
         print(f"[{name}] affine closed form (docs/model-and-checkpoint.md) vs forward: max |diff| = {err:.2e}")
 
 
+# ------------------------------------------------------ reproducibility ----
+
+def matmul_rounds_like_fma():
+    """True if float64 matmul rounds like an FMA kernel, as MKL's Intel code
+    path does: the committed fixtures were made on that path.
+
+    On a non-Intel CPU MKL takes a path without FMA, and every fixture then
+    changes in its last bits (README, "Reproducing the fixtures")."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 2, generator=gen, dtype=torch.float64)
+    w = torch.randn(2, 2, generator=gen, dtype=torch.float64)
+    X, W, Y = x.tolist(), w.tolist(), (x @ w).tolist()
+
+    def fma_dot(i, j):  # x0*w0 rounded, then + x1*w1 with a single rounding
+        return float(Fraction(X[i][1]) * Fraction(W[1][j]) + Fraction(X[i][0] * W[0][j]))
+
+    return all(Y[i][j] == fma_dot(i, j) for i in range(len(X)) for j in range(2))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="tests/fixtures", help="output directory")
+    ap.add_argument("--allow-blas-drift", action="store_true",
+                    help="write even though matmul does not round like the FMA "
+                         "kernel the committed fixtures were made with")
     args = ap.parse_args()
-    os.makedirs(args.out, exist_ok=True)
     print(f"torch {torch.__version__}")
+    if not matmul_rounds_like_fma():
+        msg = ("matmul here does not round like the FMA kernel the committed "
+               "fixtures were made with (MKL on a non-Intel CPU?), so every "
+               "fixture would change in its last bits; see tools/reference/"
+               "README.md, 'Reproducing the fixtures'.")
+        if not args.allow_blas_drift:
+            sys.exit(f"error: {msg} Pass --allow-blas-drift to write anyway.")
+        print(f"warning: {msg}")
+    os.makedirs(args.out, exist_ok=True)
 
     for name, cfg, opt_cfg, seed in CASES:
         preds = {}

@@ -131,7 +131,7 @@ enum Command {
         /// Folder for interpret.json, patterns.csv, probes.csv, jacobians.csv and the dumps.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
-        /// Activations to probe (comma-separated) [default: embed and each layer's attn.z and resid_post].
+        /// Activations to probe (comma-separated) [default: embed and each layer's attn.z, mlp.post (MLP blocks) and resid_post].
         #[arg(long, value_delimiter = ',', value_name = "NAMES")]
         probe: Vec<String>,
         /// Validation states (Jacobians, probes, dumps).
