@@ -6,16 +6,24 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::model::Act;
 use crate::train::Trainer;
+use crate::util::error::{Error, Result};
 use crate::util::real::Dtype;
 
-/// The batches every config is measured at.
-pub const BATCHES: [usize; 3] = [256, 1024, 16384];
+/// The benchmark configs, in the order they are run.
+pub const CONFIGS: [&str; 4] = ["blog", "wide", "deep", "deep_mlp"];
+
+/// The batches `config` is measured at: 256, 1024 and 16384 for the small
+/// models, 64, 256 and 1024 for `deep` and `deep_mlp`.
+pub fn batches(config: &str) -> [usize; 3] {
+    if config.starts_with("deep") { [64, 256, 1024] } else { [256, 1024, 16384] }
+}
 
 /// One row of `physlens bench --json`.
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchRow {
-    /// `"blog"` or `"wide"`.
+    /// `"blog"`, `"wide"`, `"deep"` or `"deep_mlp"`.
     pub config: String,
     /// Sequences per step.
     pub batch: usize,
@@ -29,8 +37,10 @@ pub struct BenchRow {
     pub samples_per_sec: f64,
 }
 
-/// The benchmark config called `name`: `blog` (the seed model, context 1) or
-/// `wide` (d_model 16, 2 heads of d_head 8, context 16, causal).
+/// The benchmark config called `name`: `blog` (the seed model, context 1),
+/// `wide` (d_model 16, 2 heads of d_head 8, context 16, causal), `deep`
+/// (8 layers, d_model 32, 2 heads of d_head 16, context 40, causal,
+/// positional) or `deep_mlp` (`deep` with MLP blocks of width 128, gelu).
 pub fn bench_config(name: &str, batch: usize) -> Option<Config> {
     let mut c = Config::default();
     match name {
@@ -40,6 +50,18 @@ pub fn bench_config(name: &str, batch: usize) -> Option<Config> {
             c.model.n_heads = 2;
             c.model.d_head = 8;
             c.data.context = 16;
+        }
+        "deep" | "deep_mlp" => {
+            c.model.d_model = 32;
+            c.model.n_heads = 2;
+            c.model.d_head = 16;
+            c.model.n_layers = 8;
+            c.model.positional = true;
+            c.data.context = 40;
+            if name == "deep_mlp" {
+                c.model.d_mlp = 128;
+                c.model.act = Act::Gelu;
+            }
         }
         _ => return None,
     }
@@ -73,23 +95,37 @@ pub fn time_steps(config: &Config, budget: Duration) -> (Duration, usize) {
     })
 }
 
-/// Every (config, batch) row of docs/cli.md, each timed for about `budget`.
-pub fn run_bench(budget: Duration) -> Vec<BenchRow> {
-    let mut rows = vec![];
-    for name in ["blog", "wide"] {
-        for batch in BATCHES {
-            let config = bench_config(name, batch).expect("known config");
-            let (median, threads) = time_steps(&config, budget);
-            let us = median.as_secs_f64() * 1e6;
-            rows.push(BenchRow {
-                config: name.into(),
-                batch,
-                dtype: "f32".into(),
-                threads,
-                us_per_step: us,
-                samples_per_sec: batch as f64 / (us * 1e-6),
-            });
-        }
+/// The (config, batch) rows of docs/cli.md among `configs` (all when empty)
+/// and `only_batches` (all when empty), each timed for about `budget`. An
+/// unknown config, or filters that leave no row, are an [`Error::Option`].
+pub fn run_bench(budget: Duration, configs: &[String], only_batches: &[usize]) -> Result<Vec<BenchRow>> {
+    let option = |name: &str, message: String| Error::Option { name: name.into(), message };
+    if let Some(bad) = configs.iter().find(|c| !CONFIGS.contains(&c.as_str())) {
+        return Err(option("configs", format!("unknown config `{bad}`; the configs are {}", CONFIGS.join(", "))));
     }
-    rows
+    let chosen: Vec<(&str, usize)> = CONFIGS
+        .into_iter()
+        .filter(|name| configs.is_empty() || configs.iter().any(|c| c == name))
+        .flat_map(|name| batches(name).map(|batch| (name, batch)))
+        .filter(|(_, batch)| only_batches.is_empty() || only_batches.contains(batch))
+        .collect();
+    if chosen.is_empty() {
+        let listed = CONFIGS.map(|name| format!("{name}: {:?}", batches(name))).join("; ");
+        return Err(option("batches", format!("no row has these batches; the rows are {listed}")));
+    }
+    let mut rows = vec![];
+    for (name, batch) in chosen {
+        let config = bench_config(name, batch).expect("known config");
+        let (median, threads) = time_steps(&config, budget);
+        let us = median.as_secs_f64() * 1e6;
+        rows.push(BenchRow {
+            config: name.into(),
+            batch,
+            dtype: "f32".into(),
+            threads,
+            us_per_step: us,
+            samples_per_sec: batch as f64 / (us * 1e-6),
+        });
+    }
+    Ok(rows)
 }

@@ -111,6 +111,12 @@ enum Command {
         /// Seconds of timing per row (after a warm-up of a fifth of that).
         #[arg(long, default_value_t = 1.0)]
         seconds: f64,
+        /// Only these configs (comma-separated: blog, wide, deep, deep_mlp) [default: all].
+        #[arg(long, value_delimiter = ',')]
+        configs: Vec<String>,
+        /// Only rows at these batch sizes (comma-separated) [default: each config's three].
+        #[arg(long, value_delimiter = ',')]
+        batches: Vec<usize>,
     },
     /// Read the physics back from any checkpoint in the docs/model-and-checkpoint.md layout: effective map, ω0/γ, rule,
     /// Jacobians, circuits, attention patterns, probes.
@@ -240,22 +246,23 @@ fn execute(command: Command) -> Result<()> {
                 println!("wrote {} and {}", files[0].display(), files[1].display());
             }
         }
-        Command::Bench { json, seconds } => {
+        Command::Bench { json, seconds, configs, batches } => {
             if !(seconds.is_finite() && seconds > 0.0) {
                 let message = format!("must be a number > 0, got {seconds}");
                 return Err(Error::Option { name: "seconds".into(), message }.into());
             }
-            let rows = physlens::train::bench::run_bench(std::time::Duration::from_secs_f64(seconds));
+            let rows =
+                physlens::train::bench::run_bench(std::time::Duration::from_secs_f64(seconds), &configs, &batches)?;
             if json {
                 println!("{}", serde_json::json!({ "results": rows }));
             } else {
                 println!(
-                    "{:<6} {:>6} {:>6} {:>8} {:>12} {:>14}",
+                    "{:<8} {:>6} {:>6} {:>8} {:>12} {:>14}",
                     "config", "batch", "dtype", "threads", "µs/step", "samples/s"
                 );
                 for r in &rows {
                     println!(
-                        "{:<6} {:>6} {:>6} {:>8} {:>12.1} {:>14.3e}",
+                        "{:<8} {:>6} {:>6} {:>8} {:>12.1} {:>14.3e}",
                         r.config, r.batch, r.dtype, r.threads, r.us_per_step, r.samples_per_sec
                     );
                 }
