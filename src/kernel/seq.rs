@@ -22,8 +22,17 @@ use crate::model::{D_IN, Model, ModelConfig};
 use crate::util::memory::Bytes;
 use crate::util::real::Real;
 
-/// Sequences per parallel work item (fixed, so results do not depend on threads).
+/// The most sequences per parallel work item.
 pub const CHUNK_SEQ: usize = 64;
+
+/// Sequences per parallel work item for batches of up to `batch`: at least
+/// four items when the batch allows (so that small batches of large models
+/// keep every core busy), in whole lane groups, at most [`CHUNK_SEQ`]. It
+/// depends on the batch size alone, never on the thread count, so results
+/// stay bit-identical whatever the number of threads.
+pub fn chunk_seq(batch: usize) -> usize {
+    batch.div_ceil(4).next_multiple_of(LANES).clamp(LANES, CHUNK_SEQ)
+}
 
 #[derive(Clone, Debug)]
 struct Work<F> {
@@ -70,7 +79,7 @@ pub(crate) fn bytes(cfg: &ModelConfig, batch: usize, size: usize) -> Bytes {
     let kept = kept + if cfg.has_mlp() { kept_mlp } else { Bytes::ZERO };
     let p = cfg.parameter_bytes(size);
     let packed = Bytes::of_values(&[l, 8, d, hk], size) + Bytes::of_values(&[l, 4, d, m], size);
-    packed + (p * LANES + p + kept + reused) * batch.div_ceil(CHUNK_SEQ).max(1)
+    packed + (p * LANES + p + kept + reused) * batch.div_ceil(chunk_seq(batch)).max(1)
 }
 
 /// The lane kernel for context-T models with its buffers for one batch size.
@@ -78,6 +87,7 @@ pub(crate) fn bytes(cfg: &ModelConfig, batch: usize, size: usize) -> Bytes {
 pub struct SeqKernel<F> {
     simd: Simd,
     packed: Packed<F>,  // the model's projections, repacked each step
+    chunk: usize,       // sequences per chunk, `chunk_seq` of the batch capacity
     work: Vec<Work<F>>, // one per chunk
 }
 
@@ -109,7 +119,8 @@ impl<F: Real> SeqKernel<F> {
             grad: vec![F::zero(); model.params.len()],
             loss: 0.0,
         };
-        SeqKernel { simd, packed: Packed::new(model), work: vec![work; batch.div_ceil(CHUNK_SEQ).max(1)] }
+        let chunk = chunk_seq(batch);
+        SeqKernel { simd, packed: Packed::new(model), chunk, work: vec![work; batch.div_ceil(chunk).max(1)] }
     }
 
     /// Mean over scored tokens of `‖pred − target‖²` and its gradient in
@@ -119,10 +130,9 @@ impl<F: Real> SeqKernel<F> {
         let count = n * model.cfg.scored_positions().len();
         let g = F::of(2.0 / count as f64);
         self.packed.fill(model);
-        let (simd, packed, work) = (self.simd, &self.packed, &mut self.work[..n.div_ceil(CHUNK_SEQ)]);
-        let loss = run_chunks(work, grads, |i, w| {
-            chunk(simd, model, packed, batch, i * CHUNK_SEQ..((i + 1) * CHUNK_SEQ).min(n), g, w)
-        });
+        let (simd, packed, c) = (self.simd, &self.packed, self.chunk);
+        let work = &mut self.work[..n.div_ceil(c)];
+        let loss = run_chunks(work, grads, |i, w| chunk(simd, model, packed, batch, i * c..((i + 1) * c).min(n), g, w));
         loss / count as f64
     }
 }
