@@ -3,6 +3,7 @@
 //! its checkpoint file. The model uses the ROW convention (a token is a row
 //! vector), as TransformerLens does.
 
+pub mod activation;
 pub mod checkpoint;
 pub mod circuits;
 pub mod transformer;
