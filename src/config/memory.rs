@@ -220,7 +220,7 @@ impl Config {
                     + Bytes::of_values(&[2, n_valid, 400], 1),
             );
         }
-        if t > 1 || cfg.has_mlp() {
+        if !cfg.is_affine() {
             let chunk = chunk_sequences(&cfg, n_valid, 8);
             let passes = Activations::<f64>::bytes(&cfg, chunk, 8) + Scratch::<f64>::bytes(&cfg, chunk, 8);
             let (l, h) = (cfg.n_layers, cfg.n_heads);

@@ -147,7 +147,6 @@ pub fn circuits<F: Real>(model: &Model<F>, dt: f64) -> Circuits {
     let pos = DMatrix::from_fn(t, d, |i, j| pos_rows[i][j]);
     let scale = cfg.scale();
     let paths = model.path_maps();
-    let head_paths = paths.as_ref().map(|p| p.heads.iter().map(|&(_, _, path)| path).collect::<Vec<_>>());
     let heads = (0..cfg.n_layers)
         .flat_map(|layer| (0..cfg.n_heads).map(move |head| (layer, head)))
         .enumerate()
@@ -162,7 +161,7 @@ pub fn circuits<F: Real>(model: &Model<F>, dt: f64) -> Circuits {
                 qk_input: layer0.then(|| mat2_of(&(&w_e * &qk * w_e.transpose()))),
                 positional_scores: layer0.then(|| rows_of(&((&pos * &qk * pos.transpose()) * scale))),
                 qk: matrix_circuit(&qk, false),
-                path: head_paths.as_ref().map(|p| read_path(&format!("blocks.{layer}.head.{head}"), p[i], dt)),
+                path: paths.as_ref().map(|p| read_path(&format!("blocks.{layer}.head.{head}"), p.heads[i].2, dt)),
             }
         })
         .collect();

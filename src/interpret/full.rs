@@ -279,7 +279,7 @@ pub fn interpret_checkpoint(ckpt: &Checkpoint, file: &str, opts: &InterpretOptio
     let jac = last_prediction_jacobians(&model, &inputs);
     let jacobians = summarize(&jac, &inputs);
     let map = interpret_with_jacobians(&model, system, &jacobians);
-    let affine = model.affine_map().is_some();
+    let affine = model.cfg.is_affine();
     let source = if affine { "affine" } else { "jacobian" };
     let one_step = (!affine).then(|| one_step_fit(&inputs, &jac)).flatten().map(|fit| OneStepReport {
         rms_residual: fit.rms_residual,

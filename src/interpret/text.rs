@@ -249,7 +249,7 @@ fn render_probes(s: &mut String, r: &FullReport) {
         }
         let _ = writeln!(s);
     }
-    if r.model.config.n_ctx == 1 && !r.model.config.has_mlp() {
+    if r.model.config.is_affine() {
         let _ = writeln!(
             s,
             "  (context 1: every activation is affine in s, so each linear target decodes from any rank-2 activation; \

@@ -5,6 +5,7 @@
 //! at run time.
 
 use crate::model::Act;
+use crate::model::activation::FRAC_1_SQRT_2PI;
 use crate::util::real::{Dtype, Real};
 
 /// Samples per vector group.
@@ -193,13 +194,10 @@ impl<const FMA: bool> Ops<FMA> {
     /// 1.2e-7, the f32 rounding), and `φ(x) = e^{−x²/2}/√(2π)`.
     #[inline(always)]
     pub(crate) fn activation<F: Real>(self, act: Act, x: &Lane<F>) -> (Lane<F>, Lane<F>) {
-        match act {
-            Act::Relu => {
-                let value = x.map(|v| v.max(F::zero()));
-                (value, x.map(|v| if v > F::zero() { F::one() } else { F::zero() }))
-            }
-            Act::Gelu if F::DTYPE == Dtype::F64 => (x.map(|v| act.apply(v)), x.map(|v| act.derivative(v))),
-            Act::Gelu => self.gelu_f32(x),
+        if act == Act::Gelu && F::DTYPE == Dtype::F32 {
+            self.gelu_f32(x)
+        } else {
+            (x.map(|v| act.apply(v)), x.map(|v| act.derivative(v)))
         }
     }
 
@@ -236,8 +234,7 @@ impl<const FMA: bool> Ops<FMA> {
             let half_erfc = F::of(0.5) * t[i] * tail[i];
             let cdf = if x[i] >= F::zero() { F::one() - half_erfc } else { half_erfc };
             value[i] = x[i] * cdf;
-            slope[i] =
-                cdf + x[i] * gauss[i] * F::of(0.5 * std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2);
+            slope[i] = cdf + x[i] * gauss[i] * F::of(FRAC_1_SQRT_2PI);
         }
         (value, slope)
     }

@@ -45,7 +45,7 @@ pub(crate) fn bytes(cfg: &ModelConfig, batch: usize, size: usize) -> Bytes {
 
 /// True if `cfg` runs on the fused context-1 kernel.
 fn uses_ctx1(cfg: &ModelConfig) -> bool {
-    cfg.n_ctx == 1 && !cfg.has_mlp()
+    cfg.is_affine()
 }
 
 impl<F: Real> Kernel<F> {

@@ -333,64 +333,22 @@ fn group<F: Real, const FMA: bool, const B: usize>(
             // dr enters as d r', leaves as d mid (the residual passes it, the MLP adds to it)
             let (mid, post, dact) =
                 (&mid[l * t * d..][..t * d], &post[l * t * m..][..t * m], &dact[l * t * m..][..t * m]);
-            for j in 0..d {
-                let mut x = acc[mlp.b_out.start + j];
-                for row in dr.chunks_exact(d) {
-                    x = zip_lanes(x, row[j], |a, b| a + b);
-                }
-                acc[mlp.b_out.start + j] = x;
-            }
+            column_sums(acc, mlp.b_out.start, dr, d);
             // dW_out[u, j] += Σ_t post[t, u] dr[t, j]
-            for u0 in (0..m).step_by(B) {
-                for j0 in (0..d).step_by(B) {
-                    block_outer::<F, FMA, B>(
-                        ops,
-                        acc,
-                        |u, v| mlp.w_out.start + (u0 + u) * d + j0 + v,
-                        post.chunks_exact(m).map(|row| &row[u0..u0 + B]),
-                        dr.chunks_exact(d).map(|row| &row[j0..j0 + B]),
-                    );
-                }
-            }
+            outer_sum::<F, FMA, B>(ops, acc, mlp.w_out.start, (post, m, 0..m), (dr, d, 0..d));
             // dpre = (dr W_outᵀ) ⊙ act'(pre)
             project::<F, FMA, B>(ops, dr, d, &pl.w_out_t, dpre, false);
             for (x, s) in dpre.iter_mut().zip(dact) {
                 *x = zip_lanes(*x, *s, |a, b| a * b);
             }
-            for u in 0..m {
-                let mut x = acc[mlp.b_in.start + u];
-                for row in dpre.chunks_exact(m) {
-                    x = zip_lanes(x, row[u], |a, b| a + b);
-                }
-                acc[mlp.b_in.start + u] = x;
-            }
+            column_sums(acc, mlp.b_in.start, dpre, m);
             // dW_in[j, u] += Σ_t mid[t, j] dpre[t, u]
-            for j0 in (0..d).step_by(B) {
-                for u0 in (0..m).step_by(B) {
-                    block_outer::<F, FMA, B>(
-                        ops,
-                        acc,
-                        |j, u| mlp.w_in.start + (j0 + j) * m + u0 + u,
-                        mid.chunks_exact(d).map(|row| &row[j0..j0 + B]),
-                        dpre.chunks_exact(m).map(|row| &row[u0..u0 + B]),
-                    );
-                }
-            }
+            outer_sum::<F, FMA, B>(ops, acc, mlp.w_in.start, (mid, d, 0..d), (dpre, m, 0..m));
             // dr += dpre W_inᵀ
             project::<F, FMA, B>(ops, dpre, m, &pl.w_in_t, dr, true);
         }
         // W_O: dW_O[e, j] += Σ_t z[t, e] dr[t, j];  dz[t, e] = Σ_j dr[t, j] W_O[e, j]
-        for e0 in (0..hk).step_by(B) {
-            for j0 in (0..d).step_by(B) {
-                block_outer::<F, FMA, B>(
-                    ops,
-                    acc,
-                    |u, v| bl.w_o.start + (e0 + u) * d + j0 + v,
-                    z[o..o + t * hk].chunks_exact(hk).map(|row| &row[e0..e0 + B]),
-                    dr.chunks_exact(d).map(|row| &row[j0..j0 + B]),
-                );
-            }
-        }
+        outer_sum::<F, FMA, B>(ops, acc, bl.w_o.start, (&z[o..o + t * hk], hk, 0..hk), (dr, d, 0..d));
         project::<F, FMA, B>(ops, dr, d, &pl.o_t, dz, false);
         for hh in 0..h {
             let head = |tok: usize, m: usize| &qkv[o3 + tok * w3 + m * hk + hh * kd..][..kd];
@@ -427,19 +385,9 @@ fn group<F: Real, const FMA: bool, const B: usize>(
         // W_Q, W_K, W_V: dW[h, d, k] += Σ_t r[t, d] dx[t, h, k]
         for (m, w_range) in [&bl.w_q, &bl.w_k, &bl.w_v].into_iter().enumerate() {
             for hh in 0..h {
-                for dd0 in (0..d).step_by(B) {
-                    for kk0 in (0..kd).step_by(B) {
-                        let at = |u: usize, v: usize| w_range.start + (hh * d + dd0 + u) * kd + kk0 + v;
-                        let g = m * hk + hh * kd + kk0;
-                        block_outer::<F, FMA, B>(
-                            ops,
-                            acc,
-                            at,
-                            r_in.chunks_exact(d).map(|row| &row[dd0..dd0 + B]),
-                            dqkv.chunks_exact(w3).map(|row| &row[g..g + B]),
-                        );
-                    }
-                }
+                let g = m * hk + hh * kd;
+                let start = w_range.start + hh * d * kd;
+                outer_sum::<F, FMA, B>(ops, acc, start, (r_in, d, 0..d), (dqkv, w3, g..g + kd));
             }
         }
         // dr += (dq | dk | dv) (W_Q | W_K | W_V)ᵀ
@@ -529,6 +477,45 @@ fn mix<'a, F: Real + 'a, const FMA: bool, const B: usize>(
             }
         }
         out[done..].copy_from_slice(&x);
+    }
+}
+
+/// `acc[start + i·n + j] += Σ_t a[t, i] · b[t, j]` for `i` in `a_cols`, `j`
+/// in `b_cols` (counted from their starts; `n = b_cols.len()`): a weight
+/// gradient `[a_cols, b_cols]` from two row-major token tables whose rows are
+/// `a_width` and `b_width` lanes wide, in `B × B` blocks ([`block_outer`]).
+#[inline(always)]
+fn outer_sum<F: Real, const FMA: bool, const B: usize>(
+    ops: Ops<FMA>,
+    acc: &mut [Lane<F>],
+    start: usize,
+    (a, a_width, a_cols): (&[Lane<F>], usize, Range<usize>),
+    (b, b_width, b_cols): (&[Lane<F>], usize, Range<usize>),
+) {
+    let n = b_cols.len();
+    for i0 in a_cols.clone().step_by(B) {
+        for j0 in b_cols.clone().step_by(B) {
+            let at = |u: usize, v: usize| start + (i0 - a_cols.start + u) * n + j0 - b_cols.start + v;
+            block_outer::<F, FMA, B>(
+                ops,
+                acc,
+                at,
+                a.chunks_exact(a_width).map(|row| &row[i0..i0 + B]),
+                b.chunks_exact(b_width).map(|row| &row[j0..j0 + B]),
+            );
+        }
+    }
+}
+
+/// `acc[start + j] += Σ_t x[t, j]` for every column `j` of the row-major
+/// token table `x` (rows of `width` lanes): a bias gradient.
+fn column_sums<F: Real>(acc: &mut [Lane<F>], start: usize, x: &[Lane<F>], width: usize) {
+    for j in 0..width {
+        let mut sum = acc[start + j];
+        for row in x.chunks_exact(width) {
+            sum = zip_lanes(sum, row[j], |a, b| a + b);
+        }
+        acc[start + j] = sum;
     }
 }
 

@@ -143,14 +143,16 @@ fn seq_configs() -> Vec<ModelConfig> {
         // MLP blocks: gelu in blocks of one and of four, relu without the mask, and context 1
         ModelConfig { d_mlp: 5, positional: true, ..config(4, 2, 3, 2, 5) },
         ModelConfig { d_mlp: 8, positional: true, ..config(8, 2, 4, 2, 6) },
-        ModelConfig { d_mlp: 12, act: Act::Relu, causal: false, positional: true, ..mlp_last(8, 3, 4, 1, 4) },
+        ModelConfig {
+            d_mlp: 12,
+            act: Act::Relu,
+            causal: false,
+            positional: true,
+            loss_positions: Some(LossPositions::Last),
+            ..config(8, 3, 4, 1, 4)
+        },
         ModelConfig { d_mlp: 4, ..config(2, 1, 2, 1, 1) },
     ]
-}
-
-/// A config scoring only the last position.
-fn mlp_last(d_model: usize, n_heads: usize, d_head: usize, n_layers: usize, n_ctx: usize) -> ModelConfig {
-    ModelConfig { loss_positions: Some(LossPositions::Last), ..config(d_model, n_heads, d_head, n_layers, n_ctx) }
 }
 
 /// The kernel's loss and gradient against the reference, relative to the largest gradient.

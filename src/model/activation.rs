@@ -5,6 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::util::real::Real;
 
+/// `1/√(2π)`, the peak of the standard normal density `φ`.
+pub const FRAC_1_SQRT_2PI: f64 = 0.5 * std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2;
+
 /// The MLP activation (`[model] act`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -29,7 +32,7 @@ impl Act {
     /// `act(x)`.
     pub fn apply<F: Real>(self, x: F) -> F {
         match self {
-            Act::Gelu => x * F::of(0.5) * (F::one() + (x * F::of(std::f64::consts::FRAC_1_SQRT_2)).erf()),
+            Act::Gelu => x * normal_cdf(x),
             Act::Relu => x.max(F::zero()),
         }
     }
@@ -38,12 +41,7 @@ impl Act {
     /// (0 at the kink, as PyTorch).
     pub fn derivative<F: Real>(self, x: F) -> F {
         match self {
-            Act::Gelu => {
-                let cdf = F::of(0.5) * (F::one() + (x * F::of(std::f64::consts::FRAC_1_SQRT_2)).erf());
-                let pdf = (-x * x * F::of(0.5)).exp()
-                    * F::of(0.5 * std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2);
-                cdf + x * pdf
-            }
+            Act::Gelu => normal_cdf(x) + x * ((-x * x * F::of(0.5)).exp() * F::of(FRAC_1_SQRT_2PI)),
             Act::Relu => {
                 if x > F::zero() {
                     F::one()
@@ -53,4 +51,9 @@ impl Act {
             }
         }
     }
+}
+
+/// `Φ(x) = (1 + erf(x/√2)) / 2`, the standard normal distribution function.
+fn normal_cdf<F: Real>(x: F) -> F {
+    F::of(0.5) * (F::one() + (x * F::of(std::f64::consts::FRAC_1_SQRT_2)).erf())
 }

@@ -325,7 +325,7 @@ fn parse(bytes: &[u8]) -> std::result::Result<Checkpoint, String> {
     // Tensors: bound the architecture by what the file holds before building
     // anything whose size comes from the metadata.
     let views: HashMap<&str, TensorView> = st.iter().collect();
-    if param_count(&cfg).is_none() {
+    if cfg.parameter_count().is_none() {
         return Err(format!(
             "`model`: the dimensions {} overflow the parameter count; not a loadable model",
             dims(&cfg)
@@ -488,19 +488,6 @@ fn dims(cfg: &ModelConfig) -> String {
         "d_model = {}, n_heads = {}, d_head = {}, n_layers = {}, n_ctx = {}, positional = {}, d_mlp = {}",
         cfg.d_model, cfg.n_heads, cfg.d_head, cfg.n_layers, cfg.n_ctx, cfg.positional, cfg.d_mlp
     )
-}
-
-/// The number of parameters of `cfg`, or `None` on overflow. Mirrors
-/// [`Layout::new`]; checking it first makes every size in the layout safe.
-fn param_count(cfg: &ModelConfig) -> Option<usize> {
-    let (d, h, k) = (cfg.d_model, cfg.n_heads, cfg.d_head);
-    let io = d.checked_mul(2)?.checked_mul(2)?.checked_add(d)?.checked_add(2)?;
-    let pos = if cfg.positional { cfg.n_ctx.checked_mul(d)? } else { 0 };
-    let attn = h.checked_mul(d)?.checked_mul(k)?.checked_mul(4)?;
-    let mlp =
-        d.checked_mul(2)?.checked_add(1)?.checked_mul(cfg.d_mlp)?.checked_add(if cfg.has_mlp() { d } else { 0 })?;
-    let block = attn.checked_add(mlp)?;
-    io.checked_add(pos)?.checked_add(block.checked_mul(cfg.n_layers)?)
 }
 
 /// Names `list` as "`a`, `b` and 3 more" (or "`a`, `b`, …" when `open_ended`).
@@ -678,7 +665,7 @@ mod tests {
     use crate::model::AttnScale;
 
     #[test]
-    fn param_count_matches_layout() {
+    fn parameter_count_matches_layout() {
         for (positional, n_layers, h, d_mlp) in [(false, 1, 1, 0), (true, 2, 2, 0), (true, 3, 4, 0), (false, 2, 2, 7)] {
             let cfg = ModelConfig {
                 d_model: 6,
@@ -693,7 +680,7 @@ mod tests {
                 loss_positions: None,
                 positional,
             };
-            assert_eq!(param_count(&cfg), Some(Layout::new(&cfg).len));
+            assert_eq!(cfg.parameter_count(), Some(Layout::new(&cfg).len));
         }
     }
 }

@@ -178,7 +178,7 @@ impl<F: Real> Model<F> {
     /// Returns `None` when `n_ctx > 1` (the map then depends on the input)
     /// and for MLP blocks (the map is not affine).
     pub fn affine_map(&self) -> Option<(Mat2, Vec2)> {
-        if self.cfg.n_ctx != 1 || self.cfg.has_mlp() {
+        if !self.cfg.is_affine() {
             return None;
         }
         let mut bias = self.weights(&self.layout.b_e);

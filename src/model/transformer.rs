@@ -137,20 +137,33 @@ impl ModelConfig {
         ModelConfig { loss_positions: Some(self.loss_positions.unwrap_or(default)), ..self.clone() }
     }
 
+    /// The number of parameters, or `None` when it overflows `usize`.
+    /// Mirrors [`Layout::new`]; checking it first makes every range of the
+    /// layout safe.
+    pub fn parameter_count(&self) -> Option<usize> {
+        let (d, h, k, m) = (self.d_model, self.n_heads, self.d_head, self.d_mlp);
+        let io = (2 * D_IN + 1).checked_mul(d)?.checked_add(D_IN)?;
+        let pos = if self.positional { self.n_ctx.checked_mul(d)? } else { 0 };
+        let attn = h.checked_mul(d)?.checked_mul(k)?.checked_mul(4)?;
+        let mlp = if self.has_mlp() { d.checked_mul(2)?.checked_add(1)?.checked_mul(m)?.checked_add(d)? } else { 0 };
+        io.checked_add(pos)?.checked_add(attn.checked_add(mlp)?.checked_mul(self.n_layers)?)
+    }
+
     /// Bytes of the parameters at `size` bytes per value, without building a
     /// [`Layout`] (saturating: safe for any dimensions).
     pub fn parameter_bytes(&self, size: usize) -> Bytes {
-        let (d, h, k) = (self.d_model, self.n_heads, self.d_head);
-        let io = Bytes::of_values(&[2 * D_IN + 1, d], size) + Bytes::of_values(&[D_IN], size);
-        let pos = if self.positional { Bytes::of_values(&[self.n_ctx, d], size) } else { Bytes::ZERO };
-        let mlp = Bytes::of_values(&[self.n_layers, 2 * d + 1, self.d_mlp], size)
-            + Bytes::of_values(&[self.n_layers, d], size);
-        io + pos + Bytes::of_values(&[self.n_layers, 4, h, d, k], size) + if self.d_mlp > 0 { mlp } else { Bytes::ZERO }
+        self.parameter_count().map_or(Bytes(u64::MAX), |n| Bytes::of_values(&[n], size))
     }
 
     /// True if the layers have MLP blocks.
     pub fn has_mlp(&self) -> bool {
         self.d_mlp > 0
+    }
+
+    /// True if the model is one affine map of its input (context 1, no MLP
+    /// blocks): softmax over one token is 1 and every layer is linear.
+    pub fn is_affine(&self) -> bool {
+        self.n_ctx == 1 && !self.has_mlp()
     }
 }
 

@@ -389,7 +389,7 @@ pub fn map_table(map: &MapReport) -> Table {
 /// layers the rest (compositions of heads), and the total; `None` for
 /// context > 1 and for MLP blocks. Columns `term, row, col, value`.
 pub fn path_table(model: &Model<f64>) -> Option<Table> {
-    if model.cfg.n_ctx != 1 {
+    if !model.cfg.is_affine() {
         return None;
     }
     let paths = model.path_maps()?;
