@@ -4,12 +4,14 @@
 
 pub mod cases;
 pub mod memory;
+pub mod sweep;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::sweep::SweepSection;
 use crate::data::Sampler;
 use crate::model::{Act, AttnScale, LossPositions, ModelConfig};
 use crate::physics::SystemSpec;
@@ -186,6 +188,10 @@ pub struct Config {
     pub eval: EvalConfig,
     /// `[run]`.
     pub run: RunConfig,
+    /// `[sweep]`: the points of `physlens sweep` (docs/sweeps.md); a file
+    /// with it is a sweep file, which `run` and `train` refuse.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<SweepSection>,
 }
 
 impl Default for DataConfig {
@@ -266,7 +272,16 @@ impl Config {
             let at = e.span().map(|span| line_column(text, span.start)).unwrap_or_default();
             err("(syntax)", format!("{at}{}", e.message().trim()))
         })?;
-        check_keys(&table, &toml::Table::try_from(Config::default()).expect("defaults serialise"), "", &err)?;
+        let mut known = toml::Table::try_from(Config::default()).expect("defaults serialise");
+        // `[sweep]` names config keys as its own keys: its type checks them (config/sweep.rs).
+        known.insert("sweep".into(), toml::Value::String("checked by SweepSection".into()));
+        check_keys(&table, &known, "", &err)?;
+        if table.contains_key("sweep") && table.contains_key("run") {
+            return Err(err(
+                "run",
+                "a sweep file has no [run] section: each point of [sweep] is one case of the base config".into(),
+            ));
+        }
         let mut config: Config = toml::from_str(text).map_err(|e| {
             let key = e.span().map(|span| key_at(text, span.start)).unwrap_or_else(|| "(value)".into());
             err(&key, e.message().trim().to_string())
@@ -280,9 +295,15 @@ impl Config {
         Ok(config)
     }
 
-    /// The resolved config (every key) as TOML text.
+    /// The resolved config (every key; no `[run]` in a sweep file) as TOML text.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).expect("config serialises")
+        if self.sweep.is_none() {
+            return toml::to_string_pretty(self).expect("config serialises");
+        }
+        // A sweep file has no [run]: each point is one case.
+        let mut table = toml::Table::try_from(self).expect("config serialises");
+        table.remove("run");
+        toml::to_string_pretty(&table).expect("config serialises")
     }
 
     /// The model architecture this config describes.
@@ -347,7 +368,15 @@ impl Config {
     /// is accepted.
     pub fn validate(&self, file: &str) -> Result<()> {
         self.validate_fields(file)?;
-        self.validate_cases(file)
+        self.validate_cases(file)?;
+        let in_file = |e: Error| match e {
+            Error::Config { key, message, .. } => Error::Config { file: file.into(), key, message },
+            other => other,
+        };
+        for point in self.sweep_points().map_err(in_file)? {
+            self.point_config(&point).map_err(in_file)?;
+        }
+        Ok(())
     }
 
     /// Checks every value but the cases.

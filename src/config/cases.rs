@@ -36,12 +36,26 @@ impl Config {
     /// resulting config that is not valid.
     pub fn case_config(&self, i: usize) -> Result<Config> {
         let case = &self.run.cases[i];
-        let file = "[run] cases";
-        let err = |key: &str, message: String| Error::Config { file: file.into(), key: case_key(i, key), message };
+        self.with_keys(&case.name, &case.overrides, "[run] cases", &|key| case_key(i, key))
+    }
+
+    /// This config with `keys` set (dotted name → value), as the one case
+    /// `name` (no `[run]` cases, no `[sweep]`). Unless `keys` sets
+    /// `train.loss_positions`, the scored positions follow the mask when it
+    /// sets `model.causal`. Errors name `file` and `name_key(key)`.
+    pub(crate) fn with_keys(
+        &self,
+        name: &str,
+        keys: &BTreeMap<String, toml::Value>,
+        file: &str,
+        name_key: &dyn Fn(&str) -> String,
+    ) -> Result<Config> {
+        let err = |key: &str, message: String| Error::Config { file: file.into(), key: name_key(key), message };
         let mut base = toml::Table::try_from(self).expect("a config serialises");
         base.remove("run");
+        base.remove("sweep");
         let mut nested = toml::Table::new();
-        for (key, value) in &case.overrides {
+        for (key, value) in keys {
             let Some((section, field)) = key.split_once('.') else {
                 return Err(err(
                     key,
@@ -58,7 +72,7 @@ impl Config {
             section.insert(field.into(), value.clone());
         };
         // Each key alone first, so that a value of the wrong type is named.
-        for (key, value) in &case.overrides {
+        for (key, value) in keys {
             let mut one = base.clone();
             set(&mut one, key, value);
             if let Err(e) = toml::Value::Table(one).try_into::<Config>() {
@@ -66,14 +80,14 @@ impl Config {
             }
         }
         let mut table = base;
-        for (key, value) in &case.overrides {
+        for (key, value) in keys {
             set(&mut table, key, value);
         }
         let mut config: Config = toml::Value::Table(table).try_into().expect("each key deserialised alone");
-        if case.overrides.contains_key("model.causal") && !case.overrides.contains_key("train.loss_positions") {
+        if keys.contains_key("model.causal") && !keys.contains_key("train.loss_positions") {
             config.train.loss_positions = Some(LossPositions::following(config.model.causal));
         }
-        config.run = RunConfig { cases: vec![Case { name: case.name.clone(), overrides: BTreeMap::new() }] };
+        config.run = RunConfig { cases: vec![Case { name: name.into(), overrides: BTreeMap::new() }] };
         config.validate_fields(file).map_err(|e| match e {
             Error::Config { key, message, .. } => err(&key, message),
             other => other,

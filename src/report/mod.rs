@@ -5,4 +5,5 @@ pub(crate) mod data;
 pub(crate) mod figures;
 pub(crate) mod plot;
 pub(crate) mod sections;
+pub mod sweep;
 pub(crate) mod tables;

@@ -25,6 +25,8 @@ pub enum Stream {
     /// Validation samples from the wider parameter ranges of the in-context
     /// evaluation.
     Wide = 6,
+    /// The random points of a sweep (`[sweep] seed`).
+    Sweep = 7,
 }
 
 /// A seeded generator for one [`Stream`].

@@ -6,6 +6,7 @@
 
 mod interrupt;
 mod progress;
+mod sweep;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -118,6 +119,9 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         batches: Vec<usize>,
     },
+    /// Many models: one case (train, evaluate, interpret) per point of a config's [sweep], each in
+    /// DIR/points/<id>/; running again continues; shards for clusters (docs/sweeps.md).
+    Sweep(sweep::SweepArgs),
     /// Read the physics back from any checkpoint in the docs/model-and-checkpoint.md layout: effective map, ω0/γ, rule,
     /// Jacobians, circuits, attention patterns, probes.
     Interpret {
@@ -268,6 +272,7 @@ fn execute(command: Command) -> Result<()> {
                 }
             }
         }
+        Command::Sweep(args) => sweep::execute(args)?,
         Command::Interpret { model, json, dump, dump_format, out, probe, n_valid, e_max, seed, trajectory } => {
             let options = InterpretOptions {
                 n_valid,
@@ -300,6 +305,10 @@ fn load_config(path: Option<&Path>, study: bool) -> Result<(Config, String)> {
         }
         None => (Config::default(), "blog".to_string(), vec![]),
     };
+    if let (Some(p), Some(_)) = (path, &config.sweep) {
+        let message = "has a [sweep] section: it is a sweep file, run it with `physlens sweep --config FILE`";
+        return Err(Error::Input { file: p.into(), message: message.into() }.into());
+    }
     let (workload, file) = (if study { Workload::Study } else { Workload::Train }, path.map(Path::display));
     config.check_memory(workload, &file.map_or("(defaults)".into(), |f| f.to_string()))?;
     for warning in config.warnings() {

@@ -20,6 +20,7 @@ pub struct Line {
 #[derive(Debug)]
 pub struct ProgressGroup {
     multi: Option<MultiProgress>,
+    piped_updates: bool,
 }
 
 impl ProgressGroup {
@@ -31,7 +32,13 @@ impl ProgressGroup {
         } else {
             std::io::stderr().is_terminal().then(MultiProgress::new)
         };
-        ProgressGroup { multi }
+        ProgressGroup { multi, piped_updates: true }
+    }
+
+    /// The same group, but when piped its lines print only their outcome
+    /// (a sweep's hundreds of points would otherwise print ten lines each).
+    pub fn finish_lines_only(self) -> Self {
+        ProgressGroup { piped_updates: false, ..self }
     }
 
     /// A progress line for a run called `name` of `total` steps.
@@ -46,7 +53,9 @@ impl ProgressGroup {
             bar.set_prefix(name.to_string());
             bar
         });
-        Line { name: name.into(), total, bar, printed_tenths: AtomicU64::new(0) }
+        // u64::MAX: no tenth is ever past it, so no plain line is printed before the outcome.
+        let printed_tenths = AtomicU64::new(if self.piped_updates { 0 } else { u64::MAX });
+        Line { name: name.into(), total, bar, printed_tenths }
     }
 }
 
