@@ -81,7 +81,7 @@ pub struct OrderFit {
 }
 
 /// The nominal local-error exponent `p + 1` of a rule of order `p`.
-fn nominal_slope(rule: &str) -> Option<f64> {
+pub(crate) fn nominal_slope(rule: &str) -> Option<f64> {
     match rule {
         "euler" | "implicit_euler" | "symplectic_euler" => Some(2.0),
         "crank_nicolson" | "rk2" | "leapfrog" => Some(3.0),
@@ -172,7 +172,7 @@ pub fn fit_order(points: Vec<OrderPoint>) -> Result<OrderFit, String> {
 }
 
 /// Least-squares line `y = slope x + intercept` and its R².
-fn line_fit(xs: &[f64], ys: &[f64]) -> (f64, f64, f64) {
+pub(crate) fn line_fit(xs: &[f64], ys: &[f64]) -> (f64, f64, f64) {
     let n = xs.len() as f64;
     let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
     let sxx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();

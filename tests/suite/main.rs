@@ -26,4 +26,5 @@ mod report;
 mod rules;
 mod run_folders;
 mod study;
+mod sweep;
 mod verdicts;

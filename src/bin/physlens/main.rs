@@ -472,6 +472,8 @@ fn flag_of(option: &str) -> &str {
         "trajectory_start" => "--trajectory",
         "seconds" => "--seconds",
         "steps" => "--steps",
+        "shard" => "--shard",
+        "config" => "--config",
         other => other,
     }
 }

@@ -15,6 +15,7 @@
 
 use plotters::prelude::*;
 
+use crate::interpret::order::{line_fit, nominal_slope};
 use crate::report::data::Table;
 use crate::report::plot::{
     Area, Axis, Backend, Drawable, INK, Mark, PALETTE, PlotResult, Shape, Theme, axes, chart, decade_range, marker,
@@ -62,6 +63,10 @@ pub(crate) struct Scatter {
     /// How the legend names the x of a median ("Δt", "width").
     pub per: &'static str,
 }
+
+/// Why a table made by [`points`] reads back: it has columns `series`, `x`
+/// and `y`, and numbers written by [`number_cell`].
+const POINTS: &str = "a points table has columns series, x and y of numbers";
 
 /// Series of a figure: the legend label and the points `(x, y)`.
 type Series = Vec<(String, Vec<(f64, f64)>)>;
@@ -121,7 +126,7 @@ impl Scatter {
             })
             .collect();
         if self.guide != Guide::Points {
-            entries.push((Mark::Line(INK.mix(1.0), 2.0, false), format!("line: median per {}", self.per)));
+            entries.push((Mark::Line(INK.mix(1.0), 2.0, false), format!("lines: median per {}", self.per)));
         }
         entries
     }
@@ -168,11 +173,8 @@ pub(crate) fn fit_slope(points: &[(f64, f64)]) -> (f64, usize) {
     if n < 2 {
         return (f64::NAN, n);
     }
-    let mean = |f: fn(&(f64, f64)) -> f64| logs.iter().map(f).sum::<f64>() / n as f64;
-    let (mx, my) = (mean(|p| p.0), mean(|p| p.1));
-    let sxy: f64 = logs.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
-    let sxx: f64 = logs.iter().map(|p| (p.0 - mx).powi(2)).sum();
-    (sxy / sxx, n)
+    let (xs, ys): (Vec<f64>, Vec<f64>) = logs.into_iter().unzip();
+    (line_fit(&xs, &ys).0, n)
 }
 
 /// A fitted slope in words: `slope 4.97 (3 Δt)`; with two Δt a line always
@@ -186,28 +188,11 @@ pub(crate) fn slope_text((slope, n): (f64, usize)) -> String {
     }
 }
 
-/// The slope `p + 1` a rule of order `p` gives (local error O(Δt^{p+1})),
-/// for the rules that have one (as in [`crate::interpret::order`]).
-fn nominal_slope(rule: &str) -> Option<u32> {
-    match rule {
-        "euler" | "implicit_euler" | "symplectic_euler" => Some(2),
-        "crank_nicolson" | "rk2" | "leapfrog" => Some(3),
-        "rk3" => Some(4),
-        "rk4" => Some(5),
-        _ => None,
-    }
-}
-
 // ---------------------------------------------------------------- points
 
 /// The ok rows of `t`.
 fn ok_rows(t: &SweepTable) -> impl Iterator<Item = &Vec<String>> {
     t.rows.iter().filter(|r| t.text(r, "status") == "ok")
-}
-
-/// Whether some ok row of `t` has a finite number in column `name`.
-fn any_finite(t: &SweepTable, name: &str) -> bool {
-    ok_rows(t).any(|r| t.number(r, name).is_finite())
 }
 
 /// The legend label of `row` in series by the swept key `by`: its value,
@@ -268,19 +253,25 @@ pub(crate) fn default_figures(t: &SweepTable) -> Vec<Slot> {
     vec![truncation_order(t), omega0_error_vs_width(t), in_context_error_vs_size(t)]
 }
 
+/// Why a figure of column `column` against the swept key `key` (if any) is
+/// left out: `key` is not swept, or no ok point has a finite `column`
+/// (`has`: which points have one); `None` when it can be drawn.
+fn why_not_drawn(t: &SweepTable, key: Option<&str>, column: &str, has: &str) -> Option<Content> {
+    match key {
+        Some(key) if !t.keys.iter().any(|k| k == key) => Some(format!("Not drawn: {key} is not a swept key.")),
+        _ if !ok_rows(t).any(|r| t.number(r, column).is_finite()) => {
+            Some(format!("Not drawn: no ok point has a finite {column} ({has})."))
+        }
+        _ => None,
+    }
+    .map(Content::Skipped)
+}
+
 /// `truncation_order`: ‖M_learned − M_exact‖_F against Δt, per generator,
 /// with the slope through the medians per Δt.
 fn truncation_order(t: &SweepTable) -> Slot {
-    let (id, heading) = ("truncation_order", "Truncation order: distance to the exact map against Δt");
-    let content = if !t.keys.iter().any(|k| k == "system.dt") {
-        Content::Skipped("Not drawn: system.dt is not a swept key, so there is no Δt to fit a slope on.".into())
-    } else if !any_finite(t, "error_vs_exact") {
-        Content::Skipped(
-            "Not drawn: no ok point has a finite error_vs_exact (‖M_{learned} − M_{exact}‖_{F} is read from a model \
-             with one affine map; in-context models have none)."
-                .into(),
-        )
-    } else {
+    let has = "a model with one affine map has one, an in-context model none";
+    let content = why_not_drawn(t, Some("system.dt"), "error_vs_exact", has).unwrap_or_else(|| {
         let (data, left_out) = points(t, ("system.dt", true), ("error_vs_exact", |v| v), Some("system.generator"));
         let figure = Scatter {
             title: "‖M_learned − M_exact‖_F against Δt".into(),
@@ -292,17 +283,17 @@ fn truncation_order(t: &SweepTable) -> Slot {
         };
         let caption = truncation_caption(&figure, left_out);
         Content::Drawn { figure, caption }
-    };
-    (id, heading, content)
+    });
+    ("truncation_order", "Truncation order: distance to the exact map against Δt", content)
 }
 
 /// The caption of the truncation-order figure, with every fitted slope.
 fn truncation_caption(figure: &Scatter, left_out: usize) -> String {
     let slopes: Vec<String> = series(&figure.data)
-        .unwrap_or_default()
+        .expect(POINTS)
         .iter()
         .map(|(name, points)| {
-            let nominal = nominal_slope(name).map_or(String::new(), |p| format!(" (rule {name} gives {p})"));
+            let nominal = nominal_slope(name).map_or(String::new(), |p| format!(", nominal {p}"));
             format!("{name}: {}{nominal}", slope_text(fit_slope(&medians(points))))
         })
         .collect();
@@ -312,7 +303,7 @@ fn truncation_caption(figure: &Scatter, left_out: usize) -> String {
          of order Δt^{{p+1}} from the exact map, so its line has slope p + 1: 2 for euler, 3 for leapfrog (undamped), \
          5 for rk4. Points at the training floor (an error set by training, not by the rule, as with generator exact) \
          flatten the line. Fitted slopes (least squares of log10 of the medians on log10 Δt; two Δt always fit a \
-         line): {}. {}",
+         line; nominal: p + 1 of the generator's rule): {}. {}",
         slopes.join("; "),
         drawn_words(&figure.data, left_out, "error_vs_exact or Δt")
     )
@@ -321,24 +312,18 @@ fn truncation_caption(figure: &Scatter, left_out: usize) -> String {
 /// `omega0_error_vs_width`: |learned ω0 − true ω0| against d_model, with the
 /// median per width.
 fn omega0_error_vs_width(t: &SweepTable) -> Slot {
-    let (id, heading) = ("omega0_error_vs_width", "Learned ω0 against width");
-    let content = if !t.keys.iter().any(|k| k == "model.d_model") {
-        Content::Skipped("Not drawn: model.d_model is not a swept key.".into())
-    } else if !any_finite(t, "omega0_error") {
-        Content::Skipped(
-            "Not drawn: no ok point has a finite omega0_error (a model with one affine map has one).".into(),
-        )
-    } else {
+    let has = "a model with one affine map has one";
+    let content = why_not_drawn(t, Some("model.d_model"), "omega0_error", has).unwrap_or_else(|| {
         let (data, left_out) = points(t, ("model.d_model", false), ("omega0_error", f64::abs), None);
         let figure = Scatter {
-            title: "|learned ω0 − true ω0| against d_model".into(),
+            title: "|learned ω₀ − true ω₀| against d_model".into(),
             x: Axis::linear("d_model"),
             y: Axis::log("|learned ω₀ − true ω₀|"),
             data,
             guide: Guide::Medians,
             per: "width",
         };
-        let all: Vec<(f64, f64)> = series(&figure.data).unwrap_or_default().into_iter().flat_map(|s| s.1).collect();
+        let all: Vec<(f64, f64)> = series(&figure.data).expect(POINTS).into_iter().flat_map(|s| s.1).collect();
         let per_width: Vec<String> =
             medians(&all).iter().map(|(w, e)| format!("d_model {w}: {}", sci(*e, 3))).collect();
         let caption = format!(
@@ -348,21 +333,15 @@ fn omega0_error_vs_width(t: &SweepTable) -> Slot {
             drawn_words(&figure.data, left_out, "omega0_error")
         );
         Content::Drawn { figure, caption }
-    };
-    (id, heading, content)
+    });
+    ("omega0_error_vs_width", "Learned ω0 against width", content)
 }
 
 /// `in_context_error_vs_size`: the in-context error at the last position
 /// against the parameter count, per n_layers.
 fn in_context_error_vs_size(t: &SweepTable) -> Slot {
-    let (id, heading) = ("in_context_error_vs_size", "In-context error against model size");
-    let content = if !any_finite(t, "median_rel_err_last") {
-        Content::Skipped(
-            "Not drawn: no ok point has a finite median_rel_err_last (only in-context models, context > 1, have \
-             one)."
-                .into(),
-        )
-    } else {
+    let has = "only in-context models, context > 1, have one";
+    let content = why_not_drawn(t, None, "median_rel_err_last", has).unwrap_or_else(|| {
         let (data, left_out) = points(t, ("n_params", true), ("median_rel_err_last", |v| v), Some("model.n_layers"));
         let figure = Scatter {
             title: "In-context error at the last position against parameters".into(),
@@ -378,8 +357,8 @@ fn in_context_error_vs_size(t: &SweepTable) -> Slot {
             drawn_words(&figure.data, left_out, "median_rel_err_last or n_params")
         );
         Content::Drawn { figure, caption }
-    };
-    (id, heading, content)
+    });
+    ("in_context_error_vs_size", "In-context error against model size", content)
 }
 
 #[cfg(test)]
@@ -433,8 +412,11 @@ mod tests {
             let (slope, n) = fit_slope(&medians(points));
             assert!((slope - p).abs() < 1e-9 && n == 3, "{name}: slope {slope} over {n} Δt");
         }
-        assert!(caption.contains("euler: slope 2.00 (3 Δt) (rule euler gives 2); leapfrog: slope 3.00"), "{caption}");
-        assert!(caption.contains("rk4: slope 5.00 (3 Δt) (rule rk4 gives 5)"), "{caption}");
+        assert!(
+            caption.contains("euler: slope 2.00 (3 Δt), nominal 2; leapfrog: slope 3.00 (3 Δt), nominal 3"),
+            "{caption}"
+        );
+        assert!(caption.contains("rk4: slope 5.00 (3 Δt), nominal 5"), "{caption}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::report::tables::{caption_html, html_escape};
 use crate::util::error::Result;
 use crate::util::io::write_text;
 
+/// The page's style sheet, inline.
 const STYLE: &str = r#"
 body { font: 15px/1.5 "DejaVu Sans", "Helvetica Neue", Arial, sans-serif; color: #1e1e1e; margin: 0 auto; max-width: 1360px; padding: 0 24px 48px; }
 h1 { font-size: 1.7em; margin: 1.2em 0 0.1em; }
@@ -129,9 +130,10 @@ const EXPLORER_JS: &str = r#"
       const dot = add(svg, 'circle', { cx: px(p.x), cy: py(p.y), r: 4.5, fill: colour, 'fill-opacity': 0.8 });
       add(dot, 'title', {}, `${cell(p.row, 'id')}: ${xName} = ${cell(p.row, xName)}, ${yName} = ${cell(p.row, yName)}`);
     }
+    if (groups.length) add(svg, 'text', { x: W - R + 12, y: T + 12, 'font-weight': 'bold' }, cName);
     groups.forEach((g, i) => {
-      add(svg, 'circle', { cx: W - R + 18, cy: T + 10 + 18 * i, r: 4.5, fill: PALETTE[i % PALETTE.length] });
-      add(svg, 'text', { x: W - R + 28, y: T + 14 + 18 * i }, `${cName} = ${g}`);
+      add(svg, 'circle', { cx: W - R + 18, cy: T + 28 + 18 * i, r: 4.5, fill: PALETTE[i % PALETTE.length] });
+      add(svg, 'text', { x: W - R + 28, y: T + 32 + 18 * i }, g);
     });
     const log = logX || logY ? ' (or no positive one, on a log axis)' : '';
     $('ex-note').textContent = `${points.length} of ${data.rows.length} points drawn; the others have no value${log}.`;
@@ -148,7 +150,7 @@ pub(crate) fn sweep_page(table: &SweepTable, title: &str, dir: &Path) -> Result<
     let mut out = head(title);
     out.push_str(&counts_html(table));
     out.push_str(&figures_html(&default_figures(table), &dir.join("figures"))?);
-    out.push_str(&failed_html(table));
+    out.push_str(&failed_and_missing_html(table));
     out.push_str(&explorer_html(table));
     out.push_str(&table_html(table));
     out.push_str("</body>\n</html>\n");
@@ -240,7 +242,7 @@ fn figures_html(slots: &[Slot], figures: &Path) -> Result<String> {
 
 /// The failed points (id, swept values, error) and the missing ones (by id);
 /// "none" where there are none.
-fn failed_html(t: &SweepTable) -> String {
+fn failed_and_missing_html(t: &SweepTable) -> String {
     let mut out = String::from("<section id=\"failed\">\n<h2>Failed points</h2>\n");
     let failed: Vec<&Vec<String>> = t.rows.iter().filter(|r| t.text(r, "status") == "failed").collect();
     if failed.is_empty() {
@@ -384,87 +386,7 @@ mod tests {
         ));
         assert!(html.contains("data-figure=\"in_context_error_vs_size\"><b>In-context error against model size:</b>"));
         assert!(!dir.path().join("figures/truncation_order.svg").exists());
-        let quiet = failed_html(&SweepTable::new(&[]));
+        let quiet = failed_and_missing_html(&SweepTable::new(&[]));
         assert_eq!(quiet.matches("<p>none</p>").count(), 2, "{quiet}");
-    }
-
-    #[test]
-    #[ignore]
-    fn demo_page() {
-        let keys: Vec<String> = ["system.dt", "system.generator", "model.d_model", "model.n_layers", "train.seed"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let mut t = SweepTable::new(&keys);
-        let mut i = 0;
-        for g in ["euler", "leapfrog", "rk4", "exact"] {
-            for dt in [0.05f64, 0.1, 0.2] {
-                for d in [8, 16, 32] {
-                    for l in [1, 2] {
-                        for seed in [1, 2, 3] {
-                            i += 1;
-                            let mut row = vec![String::new(); t.header.len()];
-                            let p = match g {
-                                "euler" => 2,
-                                "leapfrog" => 3,
-                                "rk4" => 5,
-                                _ => 0,
-                            };
-                            let noise = 1.0 + 0.3 * ((i * 7919) % 13) as f64 / 13.0;
-                            let err = if p == 0 { 3e-6 * noise } else { 0.5 * dt.powi(p) * noise + 1e-7 };
-                            let status = if i % 37 == 0 {
-                                "failed"
-                            } else if i % 41 == 0 {
-                                "missing"
-                            } else {
-                                "ok"
-                            };
-                            let cells: Vec<(&str, String)> = vec![
-                                ("id", format!("p{i:03}")),
-                                ("status", status.into()),
-                                ("system.dt", dt.to_string()),
-                                ("system.generator", g.into()),
-                                ("model.d_model", d.to_string()),
-                                ("model.n_layers", l.to_string()),
-                                ("train.seed", seed.to_string()),
-                                ("valid_mse", if status == "ok" { format!("{:e}", err * err) } else { String::new() }),
-                                ("error_vs_exact", if status == "ok" { format!("{err:e}") } else { String::new() }),
-                                (
-                                    "omega0_error",
-                                    if status == "ok" {
-                                        format!("{:e}", (if i % 2 == 0 { 1.0 } else { -1.0 }) * 1e-3 / d as f64 * noise)
-                                    } else {
-                                        String::new()
-                                    },
-                                ),
-                                (
-                                    "median_rel_err_last",
-                                    if status == "ok" && l == 2 {
-                                        format!("{:e}", 1e-2 / (d * d) as f64 * noise)
-                                    } else {
-                                        String::new()
-                                    },
-                                ),
-                                ("n_params", format!("{}", l * (12 * d * d + 10 * d))),
-                                (
-                                    "error",
-                                    if status == "failed" {
-                                        "diverged at step 123: loss is NaN".into()
-                                    } else {
-                                        String::new()
-                                    },
-                                ),
-                            ];
-                            for (k, v) in cells {
-                                row[t.column(k).unwrap()] = v;
-                            }
-                            t.rows.push(row);
-                        }
-                    }
-                }
-            }
-        }
-        let html = sweep_page(&t, "physlens sweep: demo", Path::new("/tmp/sweep_demo")).unwrap();
-        std::fs::write("/tmp/sweep_demo/sweep.html", html).unwrap();
     }
 }
