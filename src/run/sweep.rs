@@ -388,3 +388,29 @@ fn outcome_words(r: &PointRecord) -> String {
         (None, e) => format!("failed: {}", e.as_deref().unwrap_or("unknown")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slurm_array_tasks_map_to_shards_from_the_first_task_id() {
+        let env = |id: &str, count: &str, min: Option<&str>| {
+            let vars: Vec<(&str, String)> = [("SLURM_ARRAY_TASK_ID", id), ("SLURM_ARRAY_TASK_COUNT", count)]
+                .into_iter()
+                .chain(min.map(|m| ("SLURM_ARRAY_TASK_MIN", m)))
+                .map(|(k, v)| (k, v.to_string()))
+                .collect();
+            Shard::from_slurm(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()))
+        };
+        assert_eq!(env("2", "3", None).unwrap(), Some(Shard { index: 2, count: 3 }));
+        assert_eq!(env("8", "8", Some("1")).unwrap(), Some(Shard { index: 7, count: 8 }));
+        assert!(env("0", "8", Some("1")).is_err());
+        assert!(env("3", "3", None).is_err());
+        assert!(env("x", "3", None).unwrap_err().to_string().contains("SLURM_ARRAY_TASK_ID"));
+        assert_eq!(Shard::from_slurm(|_| None).unwrap(), None);
+        assert_eq!(Shard::parse(" 1 / 4").unwrap(), Shard { index: 1, count: 4 });
+        let owned: Vec<usize> = (0..10).filter(|&i| Shard { index: 1, count: 4 }.owns(i)).collect();
+        assert_eq!(owned, [1, 5, 9]);
+    }
+}

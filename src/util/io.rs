@@ -60,7 +60,6 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
 }
 
 /// Reads a JSON record, naming the file in every error.
-#[cfg(feature = "report")]
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Input { file: path.into(), message: format!("cannot read: {e}") })?;
