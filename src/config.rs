@@ -4,6 +4,7 @@
 
 pub mod cases;
 pub mod memory;
+pub mod points;
 pub mod sweep;
 
 use std::collections::BTreeMap;

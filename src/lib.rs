@@ -20,8 +20,8 @@
 //! 7. `train` — AdamW, the training loop, resumable state, the speed benchmark
 //! 8. `eval` — MSE, rollouts and their statistics
 //! 9. `interpret` — effective maps, Jacobians, circuits, probes, patterns, dumps
-//! 10. `run` — the run folder (reads and writes its records) and the study
-//! 11. `report` — figures and pages from a run folder alone (feature `report`)
+//! 10. `run` — the run folder (reads and writes its records), the study, the sweep
+//! 11. `report` — figures and pages from a run or sweep folder alone (feature `report`)
 //!
 //! # Features
 //! `report` (plots and pages, with plotters) and `cli` (the `physlens` binary,
