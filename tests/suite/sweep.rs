@@ -239,3 +239,36 @@ fn a_killed_sweep_finishes_every_point_once_when_run_again() {
         assert_eq!(&after, before, "point seed={i} was run twice");
     }
 }
+
+/// sweep.html in headless Chromium: no console messages, and the explorer's
+/// script drew one dot per ok point. Needs `chromium`.
+#[test]
+#[ignore = "needs Chromium (apt-get install -y chromium); run with --ignored"]
+fn sweep_page_explorer_draws_in_headless_chromium_without_console_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "s.toml",
+        &format!("{BASE}[sweep]\ngrid = {{ \"system.dt\" = [0.1, 0.2], \"train.lr\" = [1e-2, 1e9] }}\n"),
+    );
+    let o = physlens(&["sweep", "--config", "s.toml", "--out", "s", "--quiet"], d);
+    assert!(stdout(&o).contains("2 ok, 2 failed"), "{}", stdout(&o));
+    let profile = d.join("profile");
+    let url = format!("file://{}", d.join("s/sweep.html").display());
+    let out = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--enable-logging=stderr", "--v=0"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(["--virtual-time-budget=5000", "--dump-dom", &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let console: Vec<&str> =
+        std::str::from_utf8(&out.stderr).unwrap().lines().filter(|l| l.contains(":CONSOLE")).collect();
+    assert!(console.is_empty(), "console messages: {console:?}");
+    let dom = stdout(&out);
+    let plot = &dom[dom.find("id=\"ex-plot\"").expect("the explorer's plot")..];
+    let plot = &plot[..plot.find("</svg>").unwrap()];
+    assert_eq!(plot.matches("<circle").count(), 2, "one dot per ok point: {plot}");
+    assert!(dom.contains("2 of 4 points drawn"), "the explorer's note");
+}
