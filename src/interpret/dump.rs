@@ -180,6 +180,7 @@ pub fn write_arrays<F: Real>(dir: &Path, arrays: &[Collected<F>], format: DumpFo
 
 /// Runs `model` on `inputs` `[B, T, 2]` and writes `input` and the named
 /// activations into `dir` (see the module docs); returns the files written.
+/// `input`, always written, may also be named.
 ///
 /// # Errors
 /// [`Error::Config`] for an unknown name (nothing written), [`Error::Io`]
@@ -191,7 +192,8 @@ pub fn dump_activations<F: Real>(
     dir: &Path,
     format: DumpFormat,
 ) -> Result<Vec<PathBuf>> {
-    let mut arrays = collect_activations(model, inputs, names)?;
+    let names: Vec<String> = names.iter().filter(|n| *n != "input").cloned().collect();
+    let mut arrays = collect_activations(model, inputs, &names)?;
     let batch = inputs.len() / (model.cfg.n_ctx * D_IN);
     arrays.insert(
         0,
