@@ -6,6 +6,7 @@
 pub mod activation;
 pub mod checkpoint;
 pub mod circuits;
+pub mod export;
 pub mod transformer;
 
 pub use transformer::{

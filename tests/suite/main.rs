@@ -9,6 +9,7 @@ mod architecture;
 mod checkpoint;
 mod cli;
 mod config;
+mod export;
 mod floor_stop;
 mod fuzz;
 mod gradcheck;

@@ -157,6 +157,20 @@ enum Command {
         #[arg(long, value_name = "X,P", allow_hyphen_values = true)]
         trajectory: Option<String>,
     },
+    /// Write a checkpoint in another tool's format. `--transformer-lens`: a TransformerLens state dict
+    /// (safetensors, its TransformerBridgeConfig kwargs as JSON under the metadata key
+    /// `transformer_lens_config`; docs/transformer-lens.md).
+    Export {
+        /// The format: a TransformerLens (4.x TransformerBridge) state dict; the only format so far, and required.
+        #[arg(long)]
+        transformer_lens: bool,
+        /// A .safetensors checkpoint in the docs/model-and-checkpoint.md layout.
+        #[arg(long)]
+        model: PathBuf,
+        /// The file to write (safetensors, the checkpoint's dtype).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -284,6 +298,21 @@ fn execute(command: Command) -> Result<()> {
             };
             let out = out.map(|dir| OutputRequest { dir, dump, dump_format });
             print!("{}", run_interpret(&InterpretRequest { models: model, json, out, options })?);
+        }
+        Command::Export { transformer_lens, model, out } => {
+            if !transformer_lens {
+                let message = "no format chosen; the formats are: --transformer-lens (a TransformerLens state dict, \
+                               docs/transformer-lens.md)";
+                return Err(Error::Option { name: "--transformer-lens".into(), message: message.into() }.into());
+            }
+            let done = physlens::model::export::export_checkpoint(&model, &out)?;
+            println!(
+                "wrote {} (TransformerLens state dict: {} tensors, {}; config under `{}`)",
+                out.display(),
+                done.tensors,
+                done.dtype.name(),
+                physlens::model::export::TL_CONFIG_KEY
+            );
         }
     }
     Ok(())
