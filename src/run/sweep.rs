@@ -264,7 +264,7 @@ fn claim_sweep(config: &Config, out: &Path) -> Result<()> {
 /// present), or `None`.
 ///
 /// # Errors
-/// As [`read_json`], for a `point.json` that is missing or malformed.
+/// [`Error::Input`] for a `point.json` that is missing or malformed.
 pub fn finished_record(dir: &Path) -> Result<Option<PointRecord>> {
     if !dir.join(DONE_FILE).is_file() {
         return Ok(None);
