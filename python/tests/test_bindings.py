@@ -338,3 +338,27 @@ def test_import_does_not_load_transformer_lens():
     shown = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert shown.split() == ["False", "False"]
 
+
+
+def test_training_releases_the_gil(tmp_path):
+    """A Python thread keeps running while physlens.train works: the GIL is
+    released during training (held, the thread would make no progress)."""
+    import threading
+
+    ticks, stop = [0], threading.Event()
+
+    def count():
+        while not stop.is_set():
+            ticks[0] += 1
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=count)
+    thread.start()
+    start = time.perf_counter()
+    physlens.train({**SMALL, "train": {"steps": 100000, "dtype": "f64"}}, tmp_path / "gil")
+    elapsed = time.perf_counter() - start
+    stop.set()
+    thread.join()
+    # At most one tick per millisecond; ask for 2 % of that (a loaded machine
+    # slows the thread down; with the GIL held it would make none).
+    assert ticks[0] > 20 * elapsed, (ticks[0], elapsed)
