@@ -507,3 +507,27 @@ fn mlp_activations_are_dumped_under_transformer_lens_names() {
     let (pre, _) = acts.get(&model.cfg, "blocks.0.mlp.pre").unwrap();
     assert!(post.iter().zip(pre).all(|(a, b)| *a == b.max(0.0)));
 }
+
+/// The hand-built filter model predicts `Σ_k A_k s_{T−1−k}` at the last
+/// position for any sequence, to rounding.
+#[test]
+fn the_hand_built_filter_model_runs_its_filter() {
+    use crate::handbuilt::filter_model;
+    let taps = [[[1.9, 0.1], [-0.2, 1.8]], [[-1.0, 0.05], [0.1, -0.9]], [[0.1, 0.0], [0.02, 0.05]]];
+    let model = filter_model(&taps, 6, gauge(11));
+    let mut rng = physlens::util::rng::Rng::new(3, physlens::util::rng::Stream::Valid);
+    let input: Vec<f64> = (0..4 * 6 * 2).map(|_| rng.normal()).collect();
+    let mut acts = physlens::model::Activations::new(&model.cfg, 4);
+    model.forward(&input, &mut acts);
+    let (pred, _) = acts.get(&model.cfg, "pred").unwrap();
+    for b in 0..4 {
+        let s = |t: usize| [input[(b * 6 + t) * 2], input[(b * 6 + t) * 2 + 1]];
+        let mut want = [0.0; 2];
+        for (k, tap) in taps.iter().enumerate() {
+            let v = physlens::util::mat2::apply(tap, s(5 - k));
+            want = [want[0] + v[0], want[1] + v[1]];
+        }
+        let got = [pred[(b * 6 + 5) * 2], pred[(b * 6 + 5) * 2 + 1]];
+        assert!((got[0] - want[0]).abs() < 1e-12 && (got[1] - want[1]).abs() < 1e-12, "{got:?} vs {want:?}");
+    }
+}

@@ -151,6 +151,66 @@ pub fn two_step_model(m: Mat2, c: Vec2, g: Mat2, beta: Vec2) -> (Model<f64>, Vec
     (model, offset)
 }
 
+/// A one-layer attention-only model of context `n_ctx` that runs the fixed
+/// linear filter `ŝ_t = Σ_k taps[k] s_{t−k}` (column convention; `taps[0]`
+/// acts on the current token) at every position `t ≥ taps.len() − 1`, and
+/// so at the last position `ŝ = Σ_k taps[k] s_{T−1−k}` whatever ω0 and γ
+/// are: a filter that never identifies the dynamics.
+///
+/// Residual stream `[state (2) | position one-hot (T)]`, `d_model = 2 + T`;
+/// head `k` (`d_head = T`) attends from position `t` to `t − k` alone
+/// (`W_Q` maps position `t` to `a e_t`, `W_K` maps position `t'` to
+/// `a e_{t'+k}`, `a² / √d_model =` [`LOGIT`], so every other key gets a
+/// weight below e^{−80}); its value copies the state, and `W_O` writes
+/// `G⁻¹ B_kᵀ G` back into the state dims with `B_0 = taps[0] − I` (the
+/// residual carries `s_t` itself) and `B_k = taps[k]`. `W_E = [G | 0]`,
+/// `W_U = [G⁻¹; 0]`, no biases.
+pub fn filter_model(taps: &[Mat2], n_ctx: usize, g: Mat2) -> Model<f64> {
+    assert!(n_ctx >= 2 && !taps.is_empty() && taps.len() <= n_ctx, "a filter of at most n_ctx taps, n_ctx ≥ 2");
+    let d = 2 + n_ctx;
+    let cfg = ModelConfig {
+        d_model: d,
+        n_heads: taps.len(),
+        d_head: n_ctx,
+        n_layers: 1,
+        d_mlp: 0,
+        act: physlens::model::Act::Gelu,
+        n_ctx,
+        attn_scale: AttnScale::DModel,
+        causal: true,
+        positional: true,
+        loss_positions: None,
+    };
+    let k = n_ctx;
+    let mut model = Model::<f64>::zeros(&cfg);
+    let l = model.layout.clone();
+    let b = &l.blocks[0];
+    let g_inv = mat2::inverse(&g).unwrap();
+    let a = (LOGIT * (d as f64).sqrt()).sqrt();
+    let p = &mut model.params;
+    put(p, l.w_e.start, d, 0, 0, &g);
+    put(p, l.w_u.start, 2, 0, 0, &g_inv);
+    let w_pos = l.w_pos.clone().unwrap();
+    for t in 0..n_ctx {
+        p[w_pos.start + t * d + 2 + t] = 1.0;
+    }
+    for (h, tap) in taps.iter().enumerate() {
+        let through = if h == 0 { mat2::sub(tap, &mat2::identity()) } else { *tap };
+        let out = mat2::mul(&mat2::mul(&g_inv, &mat2::transpose(&through)), &g);
+        let (wq, wk, wv, wo) =
+            (b.w_q.start + h * d * k, b.w_k.start + h * d * k, b.w_v.start + h * d * k, b.w_o.start + h * k * d);
+        for t in 0..n_ctx {
+            p[wq + (2 + t) * k + t] = a;
+            if t + h < n_ctx {
+                p[wk + (2 + t) * k + t + h] = a;
+            }
+        }
+        put(p, wv, k, 0, 0, &mat2::identity());
+        put(p, wo, d, 0, 0, &out);
+    }
+    model
+}
+
 /// The same weights rounded to f32.
 pub fn to_f32(model: &Model<f64>) -> Model<f32> {
     Model {
