@@ -1,0 +1,1 @@
+//! In-context interpretation read back from models built by hand (being written).

@@ -1,0 +1,1 @@
+//! Activation patching on models built by hand (being written).
