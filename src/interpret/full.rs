@@ -20,6 +20,7 @@ use serde::Serialize;
 use crate::data::{Dataset, Sampler};
 use crate::interpret::circuits::{Circuits, circuits};
 use crate::interpret::explain::{MarginExplanation, OmegaIdentifiability, margin_explanation, omega_identifiability};
+use crate::interpret::in_context::{InContextReport, interpret_in_context, training_sequences, validation_set};
 use crate::interpret::jacobian::{JacobianReport, last_prediction_jacobians, one_step_fit, summarize};
 use crate::interpret::map::{MapReport, analyze_map, interpret_with_jacobians};
 use crate::interpret::order::{OrderFit, OrderPoint, fit_order};
@@ -137,6 +138,11 @@ pub struct FullReport {
     pub probes: Vec<ProbeResult>,
     /// Attention along one trajectory.
     pub patterns: TrajectoryPatterns,
+    /// Parameters drawn per sequence: the in-context interpretation (SPEC
+    /// §10); absent for a checkpoint of one system, whose other keys are
+    /// then read at the centre of the training ranges.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_context: Option<InContextReport>,
 }
 
 /// Several checkpoints at once, with the truncation-order fit.
@@ -238,6 +244,8 @@ pub fn check_memory(
 }
 
 /// Interprets one checkpoint read from `file` (the name is only reported).
+/// A checkpoint whose parameters are drawn per sequence is read at the centre
+/// of its ranges, and [`FullReport::in_context`] reads it across sequences.
 ///
 /// # Errors
 /// [`crate::util::error::Error::Option`] for an unknown probe name, a validation
@@ -261,21 +269,16 @@ pub fn interpret_checkpoint(ckpt: &Checkpoint, file: &str, opts: &InterpretOptio
             ),
         });
     }
-    let Some(system) = &ckpt.system.fixed() else {
-        return Err(crate::util::error::Error::Input {
-            file: file.into(),
-            message: format!(
-                "the model was trained on systems drawn per sequence ({}): there is no one system to read its map \
-                 against, so `physlens interpret` cannot read ω0, γ or an update rule from it. Its in-context \
-                 evaluation is in its run folder (eval.json `in_context` and sequences.csv; `physlens eval --run DIR` \
-                 remakes them)",
-                ckpt.system
-            ),
-        });
-    };
+    // ── In-context checkpoints (SPEC §10) ──
+    // Parameters drawn per sequence: the map, probes and patterns are read at
+    // the centre of the training ranges, and `in_context` reads the model
+    // across sequences drawn from the ranges.
+    let system = &ckpt.system.fixed().unwrap_or_else(|| range_centre(&ckpt.system));
+    let in_context_spec = ckpt.system.fixed().is_none().then_some(ckpt.system);
+    // ── end in-context ──
     let model = ckpt.model.to_f64();
     let (osc, dt) = (system.oscillator(), system.dt);
-    let inputs = validation_inputs::<f64>(&ckpt.system, model.cfg.n_ctx, opts);
+    let inputs = validation_inputs::<f64>(&SystemSpec::from(*system), model.cfg.n_ctx, opts);
     let jac = last_prediction_jacobians(&model, &inputs);
     let jacobians = summarize(&jac, &inputs);
     let map = interpret_with_jacobians(&model, system, &jacobians);
@@ -294,7 +297,9 @@ pub fn interpret_checkpoint(ckpt: &Checkpoint, file: &str, opts: &InterpretOptio
     let probes = probe_table(&model, &inputs, &osc, dt, &probe_names, opts.ridge_lambda)?;
     let start = opts.trajectory_start.unwrap_or_else(|| osc.state_from_energy_phase(1.0, 0.0));
     let patterns = trajectory_patterns(&model, &osc, dt, start, Some(&inputs));
+    let in_context = in_context_spec.map(|spec| in_context_of(&model, &spec, opts));
     Ok(FullReport {
+        in_context,
         effective_map_source: source.into(),
         model: model_info(&ckpt.model, file),
         validation: ValidationInfo { n_states: opts.n_valid, e_max: opts.e_valid_max, seed: opts.seed },
@@ -345,6 +350,34 @@ pub fn interpret_many(ckpts: &[Checkpoint], files: &[String], opts: &InterpretOp
     };
     Ok(MultiReport { models, truncation_order, truncation_order_unavailable })
 }
+
+// ── In-context checkpoints (SPEC §10) ──
+
+/// The system at the centre of every range of `spec` (a fixed value stays).
+fn range_centre(spec: &SystemSpec) -> crate::physics::System {
+    let mid = |p: crate::physics::Param| {
+        let [lo, hi] = p.range();
+        0.5 * (lo + hi)
+    };
+    crate::physics::System {
+        omega0: mid(spec.omega0),
+        gamma: mid(spec.gamma),
+        dt: mid(spec.dt),
+        generator: spec.generator,
+    }
+}
+
+/// [`interpret_in_context`] on `opts.n_valid` sequences drawn from `spec`
+/// ([`Stream::Valid`] of `opts.seed`), the `filter_k` candidates fitted on
+/// sequences from the same ranges ([`Stream::Train`]).
+fn in_context_of(model: &crate::model::Model<f64>, spec: &SystemSpec, opts: &InterpretOptions) -> InContextReport {
+    let t = model.cfg.n_ctx;
+    let set = validation_set(spec, t, opts.n_valid, opts.e_valid_max, opts.seed);
+    let training = training_sequences(spec, t, opts.e_valid_max, opts.seed);
+    interpret_in_context(model, &set, &training)
+}
+
+// ── end in-context ──
 
 /// The [`ModelInfo`] of a loaded model.
 fn model_info(model: &AnyModel, file: &str) -> ModelInfo {

@@ -1,1 +1,713 @@
-//! In-context interpretation (being written).
+//! In-context interpretation (SPEC §10): what a model whose system changes
+//! from one sequence to the next computes, read two ways and compared with
+//! known algorithms.
+//!
+//! - **Behaviour** ([`InContextReport::implied`]): per validation sequence,
+//!   the least-squares 2×2 map `M̂` with `ŝ ≈ M̂ s` (no offset: the
+//!   oscillator has none) over [`WINDOWS`] consecutive full-context windows
+//!   of its trajectory (window `j` = `s_j … s_{j+T−1}`, `ŝ` its last
+//!   prediction, `s = s_{j+T−1}`), read out with
+//!   [`spectral`](crate::physics::readout::spectral) and regressed on the
+//!   truth. Sliding whole windows (rather than the positions of one window)
+//!   scores only the prediction with the full context, works without the
+//!   causal mask and for context 1.
+//! - **Mechanism** ([`InContextReport::jacobian_implied`]): the same readout
+//!   of the exact Jacobian `∂ŝ_T/∂s_{T−1}` of window 0, where it has
+//!   oscillator form ([`has_oscillator_form`]); `null` with the reason when
+//!   fewer than [`FORM_SHARE`] of the sequences' Jacobians have it.
+//! - **Algorithm** ([`FilterReport`]): the token Jacobians of window 0 as an
+//!   effective linear filter `ŝ_T ≈ Σ_k taps[k] s_{T−1−k}`, how much of their
+//!   variation across sequences the true parameters explain, and their
+//!   distance to candidate filters ([`candidate_names`]).
+//!
+//! Conventions: every 2×2 map is in the COLUMN convention of physics
+//! (`taps[k][i][j] = ∂ŝ_i/∂s_{T−1−k, j}`); `k = 0` is the last token.
+//!
+//! # Shapes
+//! N validation sequences, T = `n_ctx` tokens, W = [`WINDOWS`]: trajectories
+//! `[N][T + W − 1]` states, window inputs `[N·W, T, 2]`, Jacobians
+//! `[N, T, 2, 2]`, taps `[T]` 2×2.
+
+use std::fmt::Write as _;
+
+use nalgebra::DMatrix;
+use serde::Serialize;
+
+use crate::data::{Dataset, Sampler};
+use crate::interpret::jacobian::{Jacobians, last_prediction_jacobians};
+use crate::model::{Activations, D_IN, Model};
+use crate::physics::baselines::{FIT_SEQUENCES, LinearFilter, MAX_EXTRAPOLATION, MAX_FILTER};
+use crate::physics::readout::{MARGIN_IDENTIFIABLE, SpectralReadout, spectral};
+use crate::physics::{System, SystemSpec};
+use crate::util::mat2::{self, Complex, Mat2, Vec2};
+use crate::util::rng::{Rng, Stream};
+
+/// Full-context windows per sequence in the behaviour fit (8 equations for
+/// the 4 unknowns of `M̂`).
+pub const WINDOWS: usize = 4;
+
+/// Share of sequences whose last-token Jacobian must have oscillator form
+/// for `jacobian_implied` to be reported.
+pub const FORM_SHARE: f64 = 0.5;
+
+/// The taps count as constant across sequences when their standard
+/// deviation (root of the mean squared deviation, summed over entries) is
+/// below this fraction of `1 + ‖mean taps‖_F`: `param_r2` is then `null`.
+pub const TAP_STD_TOL: f64 = 1e-9;
+
+/// A behaviour-implied ω0 whose regression slope on the truth is below this
+/// never adapts to the sequence.
+pub const NEVER_ADAPTS_SLOPE: f64 = 0.2;
+
+/// `param_r2` below this: the taps do not depend on the parameters.
+pub const FIXED_FILTER_R2: f64 = 0.1;
+
+// ─── Report types ────────────────────────────────────────────────────────
+
+/// A readout regressed on the truth across sequences.
+#[derive(Clone, Debug, Serialize)]
+pub struct Regression {
+    /// Least-squares slope of implied on true (1 = tracks the truth, 0 =
+    /// ignores it); NaN (`null`) when the truth does not vary.
+    pub slope: f64,
+    /// Intercept of that line.
+    pub intercept: f64,
+    /// R² of that line (squared correlation); 0 when the implied values do
+    /// not vary, NaN when the truth does not.
+    pub r2: f64,
+    /// Median of `|implied − true|`.
+    pub median_abs_err: f64,
+    /// Median implied value.
+    pub median_implied: f64,
+    /// `[min, max]` of the true values.
+    pub truth_range: [f64; 2],
+    /// Sequences in the regression (those of oscillator form).
+    pub n: usize,
+}
+
+/// One readout (behaviour or mechanism) across sequences.
+#[derive(Clone, Debug, Serialize)]
+pub struct Implied {
+    /// Implied ω0 against the true ω0.
+    pub omega0: Regression,
+    /// Implied γ against the true γ.
+    pub gamma: Regression,
+    /// Sequences read.
+    pub n_sequences: usize,
+    /// Sequences whose map has oscillator form (in the regressions).
+    pub n_oscillator_form: usize,
+    /// Sequences left out, by reason: `real_eigenvalues`, `growing`, `aliased` (complex
+    /// eigenvalues but ωΔt not identifiable or det ≤ 0), `undetermined` (the
+    /// states do not fix the map).
+    pub left_out: LeftOut,
+}
+
+/// Counts of sequences without an oscillator reading, by reason.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LeftOut {
+    /// Real eigenvalues.
+    pub real_eigenvalues: usize,
+    /// Complex eigenvalues of a map that grows by more than [`GROWTH_TOL`] per step.
+    pub growing: usize,
+    /// Complex eigenvalues, but not identifiable (aliased ω, det ≤ 0).
+    pub aliased: usize,
+    /// The behaviour fit is not determined (collinear states).
+    pub undetermined: usize,
+}
+
+/// The distance of the effective filter to one candidate.
+#[derive(Clone, Debug, Serialize)]
+pub struct Candidate {
+    /// `filter_k`, `extrapolation_k`, `cayley_hamilton` or `exact_step`.
+    pub name: String,
+    /// Mean over sequences of `sqrt(Σ_k ‖J_k − C_k‖_F²)` over all T taps.
+    pub distance: f64,
+}
+
+/// The token Jacobians read as a linear filter.
+#[derive(Clone, Debug, Serialize)]
+pub struct FilterReport {
+    /// `[T]`: `taps[k]` = mean over sequences of `∂ŝ_T/∂s_{T−1−k}`, column
+    /// convention, `k = 0` the last token.
+    pub taps: Vec<Mat2>,
+    /// Standard deviation of the per-sequence taps around their mean (root of
+    /// the mean over sequences of `Σ_k ‖J_k − taps[k]‖_F²`).
+    pub tap_std: f64,
+    /// Share of the taps' variance across sequences explained by a linear
+    /// regression on `(1, ω0, γ, Δt)` (the parameters that vary), summed over
+    /// the 4T entries; `null` when the taps do not vary or no parameter does
+    /// (see `param_r2_reason`).
+    pub param_r2: Option<f64>,
+    /// Why `param_r2` is `null`.
+    pub param_r2_reason: Option<String>,
+    /// Every candidate, ascending distance.
+    pub candidates: Vec<Candidate>,
+    /// The nearest candidate.
+    pub nearest: String,
+    /// `d₂/d₁` (`null` when infinite).
+    pub margin: f64,
+    /// Roots of `det(λ^K I − Σ_k taps[k] λ^{K−1−k})` for the mean taps, K the
+    /// last tap above 1e-9 of the largest; by modulus, descending.
+    pub roots: Vec<Complex>,
+    /// `e^{(−γ ± iω)Δt}` at the MEAN true (ω0, γ, Δt) of the sequences.
+    pub true_roots: [Complex; 2],
+    /// For each true root, the distance to the nearest filter root.
+    pub root_errors: [f64; 2],
+}
+
+/// `in_context` of `physlens interpret --json` (SPEC §10).
+#[derive(Clone, Debug, Serialize)]
+pub struct InContextReport {
+    /// Validation sequences read.
+    pub n_sequences: usize,
+    /// Full-context windows per sequence in the behaviour fit.
+    pub windows: usize,
+    /// Behaviour: the per-sequence map `ŝ ≈ M̂ s` read out.
+    pub implied: Implied,
+    /// Mechanism: `∂ŝ_T/∂s_{T−1}` read out; `null` when too few sequences'
+    /// Jacobians have oscillator form.
+    pub jacobian_implied: Option<Implied>,
+    /// Why `jacobian_implied` is `null`.
+    pub jacobian_implied_reason: Option<String>,
+    /// The token Jacobians as a filter.
+    pub filter: FilterReport,
+    /// The verdict in plain words.
+    pub verdict: String,
+}
+
+// ─── Data ────────────────────────────────────────────────────────────────
+
+/// `n` validation sequences of `n_ctx` states drawn from `spec` as
+/// [`crate::interpret::full::validation_inputs`] draws them (energies
+/// uniform on `[0, e_max]`, no noise, [`Stream::Valid`] of `seed`), with
+/// their per-sequence systems.
+pub fn validation_set(spec: &SystemSpec, n_ctx: usize, n: usize, e_max: f64, seed: u64) -> Dataset<f64> {
+    Dataset::generate(&Sampler::new(spec, e_max, 0.0, n_ctx), n, &mut Rng::new(seed, Stream::Valid))
+}
+
+/// [`FIT_SEQUENCES`] clean sequences of `n_ctx + 1` states from the
+/// training ranges `spec` ([`Stream::Train`] of `seed`, energies on
+/// `[0, e_max]`), to fit the `filter_k` candidates on as the baselines are.
+pub fn training_sequences(spec: &SystemSpec, n_ctx: usize, e_max: f64, seed: u64) -> Vec<Vec<Vec2>> {
+    let set = Dataset::<f64>::generate(
+        &Sampler::new(spec, e_max, 0.0, n_ctx),
+        FIT_SEQUENCES,
+        &mut Rng::new(seed, Stream::Train),
+    );
+    (0..set.len()).map(|n| set.clean_states(n)).collect()
+}
+
+/// `len` exact states of sequence `n` of `set`, stepped from its first
+/// state with its data step.
+fn trajectory(set: &Dataset<f64>, n: usize, len: usize) -> Vec<Vec2> {
+    let m = set.systems[n].data_step();
+    std::iter::successors(Some(set.starts[n]), |s| Some(mat2::apply(&m, *s))).take(len).collect()
+}
+
+// ─── The analysis ────────────────────────────────────────────────────────
+
+/// Interprets `model` on the sequences of `set` (their systems and first
+/// states; T = `model.cfg.n_ctx`), with the `filter_k` candidates fitted on
+/// `training` (clean sequences from the training ranges).
+///
+/// # Panics
+/// If `set` holds no sequence.
+pub fn interpret_in_context(model: &Model<f64>, set: &Dataset<f64>, training: &[Vec<Vec2>]) -> InContextReport {
+    let (n, t) = (set.systems.len(), model.cfg.n_ctx);
+    assert!(n > 0, "no sequence to interpret");
+    let trajectories: Vec<Vec<Vec2>> = (0..n).map(|b| trajectory(set, b, t + WINDOWS - 1)).collect();
+    let last_preds = window_predictions(model, &trajectories);
+    let truth: Vec<System> = set.systems.clone();
+    let behaviour: Vec<Option<SpectralReadout>> = (0..n)
+        .map(|b| {
+            let states: Vec<Vec2> = trajectories[b][t - 1..].to_vec();
+            behaviour_map(&states, &last_preds[b]).map(|m| spectral(&m, truth[b].dt))
+        })
+        .collect();
+    let implied = implied_of(&behaviour, &truth);
+    let window0: Vec<f64> = trajectories.iter().flat_map(|s| s[..t].iter().flat_map(|v| *v)).collect();
+    let jac = last_prediction_jacobians(model, &window0);
+    let mechanism: Vec<Option<SpectralReadout>> =
+        (0..n).map(|b| Some(spectral(&jac.get(b, t - 1), truth[b].dt))).collect();
+    let mech = implied_of(&mechanism, &truth);
+    let (jacobian_implied, jacobian_implied_reason) = if (mech.n_oscillator_form as f64) < FORM_SHARE * n as f64 {
+        let why = format!(
+            "∂ŝ/∂(last token) has oscillator form (complex eigenvalues, identifiable ω, no growth) for only {} of \
+             {n} sequences ({} real eigenvalues, {} growing, {} aliased): the prediction does not rest on the last \
+             token alone, so that Jacobian is not a one-step map",
+            mech.n_oscillator_form, mech.left_out.real_eigenvalues, mech.left_out.growing, mech.left_out.aliased
+        );
+        (None, Some(why))
+    } else {
+        (Some(mech), None)
+    };
+    let filter = filter_report(&jac, &truth, training);
+    let mut report = InContextReport {
+        n_sequences: n,
+        windows: WINDOWS,
+        implied,
+        jacobian_implied,
+        jacobian_implied_reason,
+        filter,
+        verdict: String::new(),
+    };
+    report.verdict = verdict(&report);
+    report
+}
+
+/// The model's last prediction on each of the [`WINDOWS`] windows of every
+/// trajectory.
+///
+/// # Shapes
+/// `trajectories` `[N][T + W − 1]`; returns `[N][W]`.
+fn window_predictions(model: &Model<f64>, trajectories: &[Vec<Vec2>]) -> Vec<Vec<Vec2>> {
+    let t = model.cfg.n_ctx;
+    let inputs: Vec<f64> =
+        trajectories.iter().flat_map(|s| (0..WINDOWS).flat_map(move |j| s[j..j + t].iter().flat_map(|v| *v))).collect();
+    let w = t * D_IN;
+    let rows = inputs.len() / w;
+    let chunk = Activations::<f64>::chunk(&model.cfg, rows);
+    let mut acts = Activations::new(&model.cfg, chunk);
+    let mut last = Vec::with_capacity(rows);
+    for part in inputs.chunks(chunk * w) {
+        model.forward(part, &mut acts);
+        for b in 0..part.len() / w {
+            let p = &acts.pred[(b * t + t - 1) * D_IN..][..D_IN];
+            last.push([p[0], p[1]]);
+        }
+    }
+    last.chunks(WINDOWS).map(<[Vec2]>::to_vec).collect()
+}
+
+/// The least-squares `M̂` (column convention, no offset) with
+/// `preds[j] ≈ M̂ states[j]`; `None` when the states do not span the plane.
+///
+/// # Shapes
+/// `states` and `preds` `[W]`.
+fn behaviour_map(states: &[Vec2], preds: &[Vec2]) -> Option<Mat2> {
+    let mut sts = [[0.0; 2]; 2]; // Σ s sᵀ
+    let mut pst = [[0.0; 2]; 2]; // Σ ŝ sᵀ
+    for (s, p) in states.iter().zip(preds) {
+        for i in 0..2 {
+            for j in 0..2 {
+                sts[i][j] += s[i] * s[j];
+                pst[i][j] += p[i] * s[j];
+            }
+        }
+    }
+    if mat2::det(&sts) <= 1e-12 * sts[0][0] * sts[1][1] {
+        return None;
+    }
+    Some(mat2::mul(&pst, &mat2::inverse(&sts)?)) // M̂ = (Σ ŝ sᵀ)(Σ s sᵀ)⁻¹
+}
+
+/// Largest growth per step `−γΔt` a map may show and still be read as a
+/// (damped) oscillator: 1 %.
+pub const GROWTH_TOL: f64 = 0.01;
+
+/// Whether a readout at step `dt` is of oscillator form: complex
+/// eigenvalues, an identifiable ω (ωΔt < π on the branch the map supports),
+/// a finite γ (det > 0) that does not grow by more than [`GROWTH_TOL`] per
+/// step (a damped oscillator's map never grows).
+pub fn has_oscillator_form(r: &SpectralReadout, dt: f64) -> bool {
+    r.oscillatory && r.identifiable && r.gamma.is_finite() && r.omega0.is_finite() && r.gamma * dt >= -GROWTH_TOL
+}
+
+/// Regresses the readouts of oscillator form on the truth, counting the others.
+fn implied_of(readouts: &[Option<SpectralReadout>], truth: &[System]) -> Implied {
+    let mut left_out = LeftOut::default();
+    let mut kept: Vec<(&SpectralReadout, &System)> = vec![];
+    for (r, s) in readouts.iter().zip(truth) {
+        match r {
+            None => left_out.undetermined += 1,
+            Some(r) if has_oscillator_form(r, s.dt) => kept.push((r, s)),
+            Some(r) if !r.oscillatory => left_out.real_eigenvalues += 1,
+            Some(r) if r.identifiable && r.gamma.is_finite() => left_out.growing += 1,
+            Some(_) => left_out.aliased += 1,
+        }
+    }
+    let pairs = |f: fn(&SpectralReadout, &System) -> (f64, f64)| kept.iter().map(|(r, s)| f(r, s)).collect::<Vec<_>>();
+    Implied {
+        omega0: regression(&pairs(|r, s| (r.omega0, s.omega0))),
+        gamma: regression(&pairs(|r, s| (r.gamma, s.gamma))),
+        n_sequences: readouts.len(),
+        n_oscillator_form: kept.len(),
+        left_out,
+    }
+}
+
+/// Least-squares line of `implied` on `truth` over the `(implied, truth)` pairs.
+fn regression(pairs: &[(f64, f64)]) -> Regression {
+    let n = pairs.len();
+    let nan = f64::NAN;
+    if n == 0 {
+        let r = [nan; 2];
+        return Regression {
+            slope: nan,
+            intercept: nan,
+            r2: nan,
+            median_abs_err: nan,
+            median_implied: nan,
+            truth_range: r,
+            n,
+        };
+    }
+    let nf = n as f64;
+    let (my, mx) = (pairs.iter().map(|p| p.0).sum::<f64>() / nf, pairs.iter().map(|p| p.1).sum::<f64>() / nf);
+    let (mut sxx, mut sxy, mut syy) = (0.0, 0.0, 0.0);
+    for (y, x) in pairs {
+        sxx += (x - mx) * (x - mx);
+        sxy += (x - mx) * (y - my);
+        syy += (y - my) * (y - my);
+    }
+    let truth_varies = sxx > 1e-24 * (1.0 + mx * mx) * nf;
+    let slope = if truth_varies { sxy / sxx } else { nan };
+    let r2 = if !truth_varies {
+        nan
+    } else if syy <= 1e-24 * (1.0 + my * my) * nf {
+        0.0
+    } else {
+        sxy * sxy / (sxx * syy)
+    };
+    let truth_range = pairs.iter().fold([f64::INFINITY, f64::NEG_INFINITY], |[lo, hi], p| [lo.min(p.1), hi.max(p.1)]);
+    Regression {
+        slope,
+        intercept: my - slope * mx,
+        r2,
+        median_abs_err: median(pairs.iter().map(|(y, x)| (y - x).abs()).collect()),
+        median_implied: median(pairs.iter().map(|p| p.0).collect()),
+        truth_range,
+        n,
+    }
+}
+
+/// Median of finite values (NaN when there is none).
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.retain(|x| x.is_finite());
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    xs.sort_by(f64::total_cmp);
+    let m = xs.len() / 2;
+    if xs.len() % 2 == 1 { xs[m] } else { 0.5 * (xs[m - 1] + xs[m]) }
+}
+
+// ─── The filter ──────────────────────────────────────────────────────────
+
+/// A candidate's taps: the same for every sequence, or made from its system.
+enum Taps {
+    Fixed(Vec<Mat2>),
+    PerSequence(fn(&System, usize) -> Vec<Mat2>),
+}
+
+/// `T` taps, `first` followed by zeros (truncated to `t`).
+fn padded(first: &[Mat2], t: usize) -> Vec<Mat2> {
+    (0..t).map(|k| first.get(k).copied().unwrap_or([[0.0; 2]; 2])).collect()
+}
+
+/// Cayley–Hamilton with the true one-step map: `s_{t+1} = tr(M) s_t − det(M) s_{t−1}`.
+fn cayley_hamilton(system: &System, t: usize) -> Vec<Mat2> {
+    let m = system.data_step();
+    let i = mat2::identity();
+    padded(&[mat2::scale(&i, mat2::trace(&m)), mat2::scale(&i, -mat2::det(&m))], t)
+}
+
+/// The exact one-step map `[M, 0, …]`.
+fn exact_step(system: &System, t: usize) -> Vec<Mat2> {
+    padded(&[system.data_step()], t)
+}
+
+/// Polynomial extrapolation of order k as taps: `(−1)^{j+1} C(k, j) I` on `s_{T−j}`.
+fn extrapolation_taps(k: usize, t: usize) -> Vec<Mat2> {
+    let mut binomial = 1.0;
+    let taps: Vec<Mat2> = (1..=k)
+        .map(|j| {
+            binomial *= (k + 1 - j) as f64 / j as f64;
+            let sign = if j % 2 == 1 { 1.0 } else { -1.0 };
+            mat2::scale(&mat2::identity(), sign * binomial)
+        })
+        .collect();
+    padded(&taps, t)
+}
+
+/// The candidate filters for context `t`: `filter_k` (k ≤ min(T, 8), those
+/// `training` determines), `extrapolation_k` (k ≤ min(T, 4)),
+/// `cayley_hamilton` (T ≥ 2) and `exact_step`.
+fn candidates(training: &[Vec<Vec2>], t: usize) -> Vec<(String, Taps)> {
+    let mut out: Vec<(String, Taps)> = vec![];
+    for k in 1..=MAX_FILTER.min(t) {
+        if let Some(f) = LinearFilter::fit(training, k) {
+            out.push((format!("filter_{k}"), Taps::Fixed(padded(&f.taps, t))));
+        }
+    }
+    for k in 1..=MAX_EXTRAPOLATION.min(t) {
+        out.push((format!("extrapolation_{k}"), Taps::Fixed(extrapolation_taps(k, t))));
+    }
+    if t >= 2 {
+        out.push(("cayley_hamilton".into(), Taps::PerSequence(cayley_hamilton)));
+    }
+    out.push(("exact_step".into(), Taps::PerSequence(exact_step)));
+    out
+}
+
+/// The names of the candidates [`interpret_in_context`] compares a filter
+/// of context `t` with, given the training sequences.
+pub fn candidate_names(training: &[Vec<Vec2>], t: usize) -> Vec<String> {
+    candidates(training, t).into_iter().map(|(name, _)| name).collect()
+}
+
+/// Sequence `b`'s taps `[T]`, `k = 0` the last token.
+fn taps_of(jac: &Jacobians, b: usize) -> Vec<Mat2> {
+    let t = jac.n_ctx;
+    (0..t).map(|k| jac.get(b, t - 1 - k)).collect()
+}
+
+/// `sqrt(Σ_k ‖a_k − b_k‖_F²)`.
+fn tap_distance(a: &[Mat2], b: &[Mat2]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| mat2::frobenius(&mat2::sub(x, y)).powi(2)).sum::<f64>().sqrt()
+}
+
+/// The [`FilterReport`] of the Jacobians `jac` of sequences of systems `truth`.
+fn filter_report(jac: &Jacobians, truth: &[System], training: &[Vec<Vec2>]) -> FilterReport {
+    let (n, t) = (jac.batch, jac.n_ctx);
+    let per: Vec<Vec<Mat2>> = (0..n).map(|b| taps_of(jac, b)).collect();
+    let taps: Vec<Mat2> = (0..t)
+        .map(|k| {
+            let sum = per.iter().fold([[0.0; 2]; 2], |acc, p| mat2::add(&acc, &p[k]));
+            mat2::scale(&sum, 1.0 / n as f64)
+        })
+        .collect();
+    let tap_std = (per.iter().map(|p| tap_distance(p, &taps).powi(2)).sum::<f64>() / n as f64).sqrt();
+    let scale = 1.0 + tap_distance(&taps, &vec![[[0.0; 2]; 2]; t]);
+    let (param_r2, param_r2_reason) = if tap_std <= TAP_STD_TOL * scale {
+        (None, Some(format!("the taps do not vary across sequences (std {tap_std:.1e})")))
+    } else {
+        match param_r2(&per, &taps, truth) {
+            Some(r2) => (Some(r2), None),
+            None => (None, Some("no parameter varies across the sequences".into())),
+        }
+    };
+    let mut candidates: Vec<Candidate> = candidates(training, t)
+        .into_iter()
+        .map(|(name, c)| {
+            let d = (0..n)
+                .map(|b| match &c {
+                    Taps::Fixed(taps) => tap_distance(&per[b], taps),
+                    Taps::PerSequence(f) => tap_distance(&per[b], &f(&truth[b], t)),
+                })
+                .sum::<f64>()
+                / n as f64;
+            Candidate { name, distance: d }
+        })
+        .collect();
+    candidates.sort_by(|a, b| a.distance.total_cmp(&b.distance));
+    let margin = match candidates.as_slice() {
+        [a, b, ..] => b.distance / a.distance,
+        _ => f64::NAN,
+    };
+    let mean = |f: fn(&System) -> f64| truth.iter().map(f).sum::<f64>() / n as f64;
+    let mean_system = System::new(mean(|s| s.omega0), mean(|s| s.gamma), mean(|s| s.dt));
+    let roots = filter_roots(&taps);
+    let true_roots = true_roots(&mean_system);
+    let root_errors =
+        true_roots.map(|r| roots.iter().map(|x| (x.re - r.re).hypot(x.im - r.im)).fold(f64::INFINITY, f64::min));
+    FilterReport {
+        taps,
+        tap_std,
+        param_r2,
+        param_r2_reason,
+        nearest: candidates.first().map_or_else(String::new, |c| c.name.clone()),
+        margin,
+        candidates,
+        roots,
+        true_roots,
+        root_errors,
+    }
+}
+
+/// Share of the variance of the per-sequence taps (flattened, `4T` entries)
+/// explained by a least-squares regression on `(1, ω0, γ, Δt)`, keeping
+/// only the parameters that vary; `None` when none does.
+///
+/// # Shapes
+/// `per` `[N][T]` 2×2, `mean` `[T]` 2×2, `truth` `[N]`.
+fn param_r2(per: &[Vec<Mat2>], mean: &[Mat2], truth: &[System]) -> Option<f64> {
+    let n = per.len();
+    let getters: [fn(&System) -> f64; 3] = [|s| s.omega0, |s| s.gamma, |s| s.dt];
+    let columns: Vec<Vec<f64>> = getters
+        .iter()
+        .map(|g| {
+            let m = truth.iter().map(g).sum::<f64>() / n as f64;
+            truth.iter().map(|s| g(s) - m).collect::<Vec<f64>>()
+        })
+        .filter(|c| c.iter().map(|v| v * v).sum::<f64>() > 1e-24 * n as f64)
+        .collect();
+    if columns.is_empty() || n <= columns.len() + 1 {
+        return None;
+    }
+    let x = DMatrix::from_fn(n, columns.len(), |i, j| columns[j][i]);
+    let t = mean.len();
+    let y = DMatrix::from_fn(n, 4 * t, |i, c| per[i][c / 4][c % 4 / 2][c % 2] - mean[c / 4][c % 4 / 2][c % 2]);
+    let total: f64 = y.iter().map(|v| v * v).sum();
+    let qr = x.clone().qr();
+    let beta = qr.solve(&y)?;
+    let residual: f64 = (&y - &x * beta).iter().map(|v| v * v).sum();
+    Some(1.0 - residual / total)
+}
+
+/// `e^{(−γ ± iω)Δt}` (real `e^{(−γ ± κ)Δt}` when overdamped), `+` first.
+fn true_roots(s: &System) -> [Complex; 2] {
+    let (g, w2) = (s.gamma, s.omega0 * s.omega0 - s.gamma * s.gamma);
+    let decay = (-g * s.dt).exp();
+    if w2 >= 0.0 {
+        let (sin, cos) = (w2.sqrt() * s.dt).sin_cos();
+        [Complex { re: decay * cos, im: decay * sin }, Complex { re: decay * cos, im: -decay * sin }]
+    } else {
+        let k = (-w2).sqrt() * s.dt;
+        [Complex { re: decay * k.exp(), im: 0.0 }, Complex { re: decay * (-k).exp(), im: 0.0 }]
+    }
+}
+
+/// Roots of `det(λ^K I − Σ_k A_k λ^{K−1−k})`: the eigenvalues of the block
+/// companion matrix `[[A_0 … A_{K−1}], [I 0 …], …]` (2K × 2K), K the last
+/// tap whose norm exceeds 1e-9 of the largest. Sorted by modulus, descending.
+fn filter_roots(taps: &[Mat2]) -> Vec<Complex> {
+    let norms: Vec<f64> = taps.iter().map(mat2::frobenius).collect();
+    let largest = norms.iter().copied().fold(0.0, f64::max);
+    let Some(last) = norms.iter().rposition(|&v| v > 1e-9 * largest) else { return vec![] };
+    let k = last + 1;
+    let c = DMatrix::from_fn(2 * k, 2 * k, |i, j| {
+        if i < 2 {
+            taps[j / 2][i][j % 2]
+        } else if j + 2 == i {
+            1.0
+        } else {
+            0.0
+        }
+    });
+    let mut roots: Vec<Complex> = c.complex_eigenvalues().iter().map(|z| Complex { re: z.re, im: z.im }).collect();
+    roots.sort_by(|a, b| b.re.hypot(b.im).total_cmp(&a.re.hypot(a.im)));
+    roots
+}
+
+// ─── The verdict ─────────────────────────────────────────────────────────
+
+/// The verdict in plain words: does the behaviour adapt to ω0, do the taps,
+/// and which candidate the filter is (several when the margin is below
+/// [`MARGIN_IDENTIFIABLE`]).
+pub fn verdict(r: &InContextReport) -> String {
+    let f = &r.filter;
+    let b = &r.implied.omega0;
+    let mut s = String::new();
+    let nearest = match f.candidates.as_slice() {
+        [] => "no candidate".to_string(),
+        [only] => format!("nearest {}, distance {:.2e}", only.name, only.distance),
+        [first, ..] if f.margin.is_finite() && f.margin < MARGIN_IDENTIFIABLE => {
+            let close: Vec<&str> = f
+                .candidates
+                .iter()
+                .filter(|c| c.distance < MARGIN_IDENTIFIABLE * first.distance)
+                .map(|c| c.name.as_str())
+                .collect();
+            format!("cannot tell {} apart, margin {:.2}", close.join(" from "), f.margin)
+        }
+        [first, ..] => format!("nearest {}, margin {}", first.name, fmt_margin(f.margin)),
+    };
+    let taps = match f.param_r2 {
+        None => "its taps do not depend on ω0 (they do not vary across sequences)".to_string(),
+        Some(r2) => format!(
+            "{} (param R² {r2:.2})",
+            if r2 < FIXED_FILTER_R2 { "its taps do not depend on ω0" } else { "its taps vary with (ω0, γ)" }
+        ),
+    };
+    let adapts = b.slope.is_finite() && b.slope >= NEVER_ADAPTS_SLOPE;
+    let mech = match &r.jacobian_implied {
+        Some(j) => {
+            format!("∂ŝ/∂(last token) reads ω0 ≈ {:.3} with slope {:.2}", j.omega0.median_implied, j.omega0.slope)
+        }
+        None => "∂ŝ/∂(last token) has no oscillator reading".into(),
+    };
+    let fixed = f.param_r2.is_none_or(|r2| r2 < FIXED_FILTER_R2);
+    if !adapts {
+        let _ = write!(
+            s,
+            "never adapts: its behaviour-implied ω0 stays at ≈ {:.3} (slope {:.2}) while the true ω0 spans {:.3}–{:.3}; \
+             {mech}; {taps}",
+            b.median_implied, b.slope, b.truth_range[0], b.truth_range[1]
+        );
+    } else if fixed {
+        let _ = write!(
+            s,
+            "runs a fixed filter ({nearest}): {taps}, yet its behaviour tracks ω0 (slope {:.2}, R² {:.2}, median error \
+             {:.2e}): it predicts without identifying ω0",
+            b.slope, b.r2, b.median_abs_err
+        );
+    } else {
+        let _ = write!(
+            s,
+            "identifies the dynamics: {taps} and its behaviour tracks ω0 (slope {:.2}, R² {:.2}, median error {:.2e}); \
+             as a filter: {nearest}",
+            b.slope, b.r2, b.median_abs_err
+        );
+    }
+    if !adapts {
+        let _ = write!(s, "; as a filter: {nearest}");
+    }
+    let left = r.implied.n_sequences - r.implied.n_oscillator_form;
+    if left > 0 {
+        let _ =
+            write!(s, " ({left} of {} sequences have no oscillator reading of their behaviour)", r.implied.n_sequences);
+    }
+    s
+}
+
+/// A margin for the verdict (`∞` when the nearest is at distance 0).
+fn fmt_margin(m: f64) -> String {
+    if m.is_finite() { format!("{m:.3e}") } else { "∞".into() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_companion_roots_of_cayley_hamilton_are_the_eigenvalues_of_m() {
+        let s = System::new(2.0, 0.1, 0.1);
+        let roots = filter_roots(&cayley_hamilton(&s, 4));
+        let want = true_roots(&s);
+        assert_eq!(roots.len(), 4); // (λ² − tr λ + det)², each root twice
+        for w in want {
+            let d = roots.iter().map(|r| (r.re - w.re).hypot(r.im - w.im)).fold(f64::INFINITY, f64::min);
+            assert!(d < 1e-12, "{roots:?} vs {want:?}");
+        }
+    }
+
+    #[test]
+    fn the_behaviour_map_of_an_exact_trajectory_is_its_step() {
+        let m = System::new(2.5, 0.2, 0.1).step();
+        let states: Vec<Vec2> =
+            std::iter::successors(Some([1.0, 0.3]), |s| Some(mat2::apply(&m, *s))).take(WINDOWS).collect();
+        let preds: Vec<Vec2> = states.iter().map(|s| mat2::apply(&m, *s)).collect();
+        let fit = behaviour_map(&states, &preds).unwrap();
+        assert!(mat2::frobenius(&mat2::sub(&fit, &m)) < 1e-12);
+    }
+
+    #[test]
+    fn extrapolation_taps_predict_as_the_baseline_does() {
+        let history: Vec<Vec2> = (0..5).map(|t| [t as f64 * t as f64, 1.0 - t as f64]).collect();
+        let taps = extrapolation_taps(3, 5);
+        let mut p = [0.0; 2];
+        for (k, tap) in taps.iter().enumerate() {
+            let v = mat2::apply(tap, history[4 - k]);
+            p = [p[0] + v[0], p[1] + v[1]];
+        }
+        assert_eq!(Some(p), crate::physics::baselines::extrapolate(&history, 3));
+    }
+
+    #[test]
+    fn a_regression_of_a_constant_has_slope_zero_and_r2_zero() {
+        let r = regression(&[(2.0, 1.0), (2.0, 2.0), (2.0, 4.0)]);
+        assert_eq!((r.slope, r.r2, r.median_implied), (0.0, 0.0, 2.0));
+        assert!((r.median_abs_err - 1.0).abs() < 1e-15);
+    }
+}

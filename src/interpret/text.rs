@@ -134,8 +134,45 @@ pub fn render(r: &FullReport) -> String {
     render_circuits(&mut s, r);
     render_patterns(&mut s, r);
     render_probes(&mut s, r);
+    render_in_context(&mut s, r);
     s
 }
+
+// ── In-context checkpoints (SPEC §10) ──
+
+/// The in-context section: the two readouts, the nearest filter and the verdict.
+fn render_in_context(s: &mut String, r: &FullReport) {
+    let Some(ic) = &r.in_context else { return };
+    let _ = writeln!(
+        s,
+        "in context (parameters drawn per sequence; the map above is read at the centre of the ranges), {} sequences:",
+        ic.n_sequences
+    );
+    let b = &ic.implied.omega0;
+    let _ = writeln!(
+        s,
+        "  behaviour-implied ω0: slope {:.3}, R² {:.3}, median |error| {:.3e} ({} of {} of oscillator form)",
+        b.slope, b.r2, b.median_abs_err, ic.implied.n_oscillator_form, ic.implied.n_sequences
+    );
+    match (&ic.jacobian_implied, &ic.jacobian_implied_reason) {
+        (Some(j), _) => {
+            let _ = writeln!(
+                s,
+                "  ∂ŝ/∂(last token)-implied ω0: slope {:.3}, R² {:.3}, median |error| {:.3e}",
+                j.omega0.slope, j.omega0.r2, j.omega0.median_abs_err
+            );
+        }
+        (None, why) => {
+            let _ = writeln!(s, "  ∂ŝ/∂(last token): no readout: {}", why.as_deref().unwrap_or("-"));
+        }
+    }
+    let f = &ic.filter;
+    let r2 = f.param_r2.map_or_else(|| "null".into(), |v| format!("{v:.3}"));
+    let _ = writeln!(s, "  filter: nearest {} (margin {:.3e}), param R² {r2}", f.nearest, f.margin);
+    let _ = writeln!(s, "  verdict: {}", ic.verdict);
+}
+
+// ── end in-context ──
 
 /// The Jacobian section.
 fn render_jacobians(s: &mut String, r: &FullReport) {
