@@ -7,6 +7,7 @@ pub mod activation;
 pub mod checkpoint;
 pub mod circuits;
 pub mod export;
+pub mod resume;
 pub mod transformer;
 
 pub use transformer::{

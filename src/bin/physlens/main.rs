@@ -5,6 +5,7 @@
 //! code (0 success, 1 failed run, 2 bad input, 130 interrupted).
 
 mod interrupt;
+mod patch;
 mod progress;
 mod sweep;
 
@@ -157,6 +158,9 @@ enum Command {
         #[arg(long, value_name = "X,P", allow_hyphen_values = true)]
         trajectory: Option<String>,
     },
+    /// Activation patching and ablation (SPEC §10): how far each activation, patched from a run with other
+    /// parameters, moves the last prediction; zero- and mean-ablation of each head and MLP.
+    Patch(patch::PatchArgs),
     /// Write a checkpoint in another tool's format. `--transformer-lens`: a TransformerLens state dict
     /// (safetensors, its TransformerBridgeConfig kwargs as JSON under the metadata key
     /// `transformer_lens_config`; docs/transformer-lens.md).
@@ -299,6 +303,7 @@ fn execute(command: Command) -> Result<()> {
             let out = out.map(|dir| OutputRequest { dir, dump, dump_format });
             print!("{}", run_interpret(&InterpretRequest { models: model, json, out, options })?);
         }
+        Command::Patch(args) => patch::execute(args)?,
         Command::Export { transformer_lens, model, out } => {
             if !transformer_lens {
                 let message = "no format chosen; the formats are: --transformer-lens (a TransformerLens state dict, \
