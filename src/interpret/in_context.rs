@@ -36,7 +36,7 @@ use serde::Serialize;
 use crate::data::{Dataset, Sampler};
 use crate::interpret::jacobian::{Jacobians, last_prediction_jacobians};
 use crate::model::{Activations, D_IN, Model};
-use crate::physics::baselines::{FIT_SEQUENCES, LinearFilter, MAX_EXTRAPOLATION, MAX_FILTER};
+use crate::physics::baselines::{FIT_SEQUENCES, LinearFilter, MAX_EXTRAPOLATION, MAX_FILTER, least_squares};
 use crate::physics::readout::{MARGIN_IDENTIFIABLE, SpectralReadout, spectral};
 use crate::physics::{System, SystemSpec};
 use crate::util::mat2::{self, Complex, Mat2, Vec2};
@@ -59,8 +59,22 @@ pub const TAP_STD_TOL: f64 = 1e-9;
 /// never adapts to the sequence.
 pub const NEVER_ADAPTS_SLOPE: f64 = 0.2;
 
+/// A behaviour-implied ω0 that adapts tracks the truth when its R² on the
+/// truth reaches this; below, it follows the truth only loosely.
+pub const TRACKS_R2: f64 = 0.9;
+
 /// `param_r2` below this: the taps do not depend on the parameters.
 pub const FIXED_FILTER_R2: f64 = 0.1;
+
+/// A filter IS a candidate when its distance to it is below this fraction
+/// of the filter's own size (`relative_distance`); farther, the verdict says
+/// it is none of them and names the nearest only as the nearest.
+pub const MATCH_TOL: f64 = 0.05;
+
+/// Taps whose spread across sequences (`tap_relative_std`) is below this
+/// count as one fixed filter; above it, they vary, with the parameters
+/// (`param_r2`) or with the states.
+pub const TAPS_VARY: f64 = 0.05;
 
 // ─── Report types ────────────────────────────────────────────────────────
 
@@ -122,6 +136,9 @@ pub struct Candidate {
     pub name: String,
     /// Mean over sequences of `sqrt(Σ_k ‖J_k − C_k‖_F²)` over all T taps.
     pub distance: f64,
+    /// `distance` over the filter's size ([`FilterReport::size`]): below
+    /// [`MATCH_TOL`] the filter is this candidate.
+    pub relative_distance: f64,
 }
 
 /// The token Jacobians read as a linear filter.
@@ -133,6 +150,10 @@ pub struct FilterReport {
     /// Standard deviation of the per-sequence taps around their mean (root of
     /// the mean over sequences of `Σ_k ‖J_k − taps[k]‖_F²`).
     pub tap_std: f64,
+    /// The filter's size: mean over sequences of `sqrt(Σ_k ‖J_k‖_F²)`.
+    pub size: f64,
+    /// `tap_std / size`: below [`TAPS_VARY`] the taps are one fixed filter.
+    pub tap_relative_std: f64,
     /// Share of the taps' variance across sequences explained by a linear
     /// regression on `(1, ω0, γ, Δt)` (the parameters that vary), summed over
     /// the 4T entries; `null` when the taps do not vary or no parameter does
@@ -478,7 +499,9 @@ fn filter_report(jac: &Jacobians, truth: &[System], training: &[Vec<Vec2>]) -> F
         })
         .collect();
     let tap_std = (per.iter().map(|p| tap_distance(p, &taps).powi(2)).sum::<f64>() / n as f64).sqrt();
-    let scale = 1.0 + tap_distance(&taps, &vec![[[0.0; 2]; 2]; t]);
+    let zero = vec![[[0.0; 2]; 2]; t];
+    let size = per.iter().map(|p| tap_distance(p, &zero)).sum::<f64>() / n as f64;
+    let scale = 1.0 + tap_distance(&taps, &zero);
     let (param_r2, param_r2_reason) = if tap_std <= TAP_STD_TOL * scale {
         (None, Some(format!("the taps do not vary across sequences (std {tap_std:.1e})")))
     } else {
@@ -497,7 +520,7 @@ fn filter_report(jac: &Jacobians, truth: &[System], training: &[Vec<Vec2>]) -> F
                 })
                 .sum::<f64>()
                 / n as f64;
-            Candidate { name, distance: d }
+            Candidate { name, distance: d, relative_distance: d / size }
         })
         .collect();
     candidates.sort_by(|a, b| a.distance.total_cmp(&b.distance));
@@ -514,6 +537,8 @@ fn filter_report(jac: &Jacobians, truth: &[System], training: &[Vec<Vec2>]) -> F
     FilterReport {
         taps,
         tap_std,
+        size,
+        tap_relative_std: tap_std / size,
         param_r2,
         param_r2_reason,
         nearest: candidates.first().map_or_else(String::new, |c| c.name.clone()),
@@ -549,8 +574,7 @@ fn param_r2(per: &[Vec<Mat2>], mean: &[Mat2], truth: &[System]) -> Option<f64> {
     let t = mean.len();
     let y = DMatrix::from_fn(n, 4 * t, |i, c| per[i][c / 4][c % 4 / 2][c % 2] - mean[c / 4][c % 4 / 2][c % 2]);
     let total: f64 = y.iter().map(|v| v * v).sum();
-    let qr = x.clone().qr();
-    let beta = qr.solve(&y)?;
+    let beta = least_squares(x.clone(), y.clone())?;
     let residual: f64 = (&y - &x * beta).iter().map(|v| v * v).sum();
     Some(1.0 - residual / total)
 }
@@ -592,73 +616,94 @@ fn filter_roots(taps: &[Mat2]) -> Vec<Complex> {
 
 // ─── The verdict ─────────────────────────────────────────────────────────
 
-/// The verdict in plain words: does the behaviour adapt to ω0, do the taps,
-/// and which candidate the filter is (several when the margin is below
+/// The verdict in plain words, from three readings: does the behaviour
+/// adapt to ω0 (slope ≥ [`NEVER_ADAPTS_SLOPE`]); do the taps vary across
+/// sequences ([`TAPS_VARY`]) and if so with the parameters
+/// ([`FIXED_FILTER_R2`]) or with the states; and is the filter one of the
+/// candidates ([`MATCH_TOL`]; several named when the margin is below
 /// [`MARGIN_IDENTIFIABLE`]).
 pub fn verdict(r: &InContextReport) -> String {
     let f = &r.filter;
     let b = &r.implied.omega0;
-    let mut s = String::new();
-    let nearest = match f.candidates.as_slice() {
-        [] => "no candidate".to_string(),
-        [only] => format!("nearest {}, distance {:.2e}", only.name, only.distance),
-        [first, ..] if f.margin.is_finite() && f.margin < MARGIN_IDENTIFIABLE => {
-            let close: Vec<&str> = f
-                .candidates
-                .iter()
-                .filter(|c| c.distance < MARGIN_IDENTIFIABLE * first.distance)
-                .map(|c| c.name.as_str())
-                .collect();
-            format!("cannot tell {} apart, margin {:.2}", close.join(" from "), f.margin)
-        }
-        [first, ..] => format!("nearest {}, margin {}", first.name, fmt_margin(f.margin)),
-    };
+    let adapts = b.slope.is_finite() && b.slope >= NEVER_ADAPTS_SLOPE;
+    let vary = f.tap_relative_std >= TAPS_VARY;
+    let with_params = vary && f.param_r2.is_some_and(|r2| r2 >= FIXED_FILTER_R2);
+    let matched = f.candidates.first().is_some_and(|c| c.relative_distance < MATCH_TOL);
+    let filter = filter_phrase(f);
     let taps = match f.param_r2 {
-        None => "its taps do not depend on ω0 (they do not vary across sequences)".to_string(),
-        Some(r2) => format!(
-            "{} (param R² {r2:.2})",
-            if r2 < FIXED_FILTER_R2 { "its taps do not depend on ω0" } else { "its taps vary with (ω0, γ)" }
+        _ if !vary => format!("its taps are the same for every sequence (relative spread {:.1e})", f.tap_relative_std),
+        Some(r2) if r2 >= FIXED_FILTER_R2 => format!(
+            "its taps change from sequence to sequence (relative spread {:.2}) and (ω0, γ) explain {:.0} % of that",
+            f.tap_relative_std,
+            100.0 * r2
+        ),
+        r2 => format!(
+            "its taps change from sequence to sequence (relative spread {:.2}) but (ω0, γ) explain {} of that: \
+             they follow the states, not the parameters",
+            f.tap_relative_std,
+            r2.map_or_else(|| "none (they do not vary)".into(), |r2| format!("only {:.0} %", 100.0 * r2))
         ),
     };
-    let adapts = b.slope.is_finite() && b.slope >= NEVER_ADAPTS_SLOPE;
-    let mech = match &r.jacobian_implied {
-        Some(j) => {
-            format!("∂ŝ/∂(last token) reads ω0 ≈ {:.3} with slope {:.2}", j.omega0.median_implied, j.omega0.slope)
-        }
-        None => "∂ŝ/∂(last token) has no oscillator reading".into(),
-    };
-    let fixed = f.param_r2.is_none_or(|r2| r2 < FIXED_FILTER_R2);
-    if !adapts {
-        let _ = write!(
-            s,
-            "never adapts: its behaviour-implied ω0 stays at ≈ {:.3} (slope {:.2}) while the true ω0 spans {:.3}–{:.3}; \
-             {mech}; {taps}",
+    let behaviour = format!(
+        "its behaviour-implied ω0 {} (slope {:.2}, R² {:.2}, median error {:.2e})",
+        match (adapts, b.r2 >= TRACKS_R2) {
+            (false, _) => "does not follow the truth",
+            (true, true) => "tracks the truth",
+            (true, false) => "follows the truth only loosely",
+        },
+        b.slope,
+        b.r2,
+        b.median_abs_err
+    );
+    let mut s = if !adapts {
+        format!(
+            "never adapts: its behaviour-implied ω0 stays near {:.3} (slope {:.2}) while the true ω0 spans {:.3}–{:.3}; \
+             {taps}; {filter}",
             b.median_implied, b.slope, b.truth_range[0], b.truth_range[1]
-        );
-    } else if fixed {
-        let _ = write!(
-            s,
-            "runs a fixed filter ({nearest}): {taps}, yet its behaviour tracks ω0 (slope {:.2}, R² {:.2}, median error \
-             {:.2e}): it predicts without identifying ω0",
-            b.slope, b.r2, b.median_abs_err
-        );
+        )
+    } else if !vary && matched {
+        format!("runs a fixed filter ({filter}): {taps}, yet {behaviour}: it predicts without identifying ω0")
+    } else if !with_params {
+        format!("predicts without identifying ω0: {taps}, yet {behaviour}; {filter}")
+    } else if matched && ["exact_step", "cayley_hamilton"].contains(&f.nearest.as_str()) {
+        format!("identifies the dynamics: {taps}, {behaviour}; {filter}")
     } else {
-        let _ = write!(
-            s,
-            "identifies the dynamics: {taps} and its behaviour tracks ω0 (slope {:.2}, R² {:.2}, median error {:.2e}); \
-             as a filter: {nearest}",
-            b.slope, b.r2, b.median_abs_err
-        );
-    }
-    if !adapts {
-        let _ = write!(s, "; as a filter: {nearest}");
-    }
+        format!("adapts its filter to the dynamics: {taps}, {behaviour}; {filter}")
+    };
     let left = r.implied.n_sequences - r.implied.n_oscillator_form;
     if left > 0 {
         let _ =
             write!(s, " ({left} of {} sequences have no oscillator reading of their behaviour)", r.implied.n_sequences);
     }
     s
+}
+
+/// What the filter is: one candidate, several that cannot be told apart,
+/// or none (with the nearest and its relative distance).
+fn filter_phrase(f: &FilterReport) -> String {
+    let Some(first) = f.candidates.first() else { return "no candidate to compare with".into() };
+    if first.relative_distance >= MATCH_TOL {
+        return format!(
+            "its filter is none of the candidates (nearest {}, at {:.0} % of the filter's size)",
+            first.name,
+            100.0 * first.relative_distance
+        );
+    }
+    if f.margin.is_finite() && f.margin < MARGIN_IDENTIFIABLE {
+        let close: Vec<&str> = f
+            .candidates
+            .iter()
+            .filter(|c| c.distance < MARGIN_IDENTIFIABLE * first.distance)
+            .map(|c| c.name.as_str())
+            .collect();
+        return format!("its filter is one of {} (cannot tell them apart, margin {:.2})", close.join(", "), f.margin);
+    }
+    format!(
+        "nearest {}, relative distance {:.1e}, margin {}",
+        first.name,
+        first.relative_distance,
+        fmt_margin(f.margin)
+    )
 }
 
 /// A margin for the verdict (`∞` when the nearest is at distance 0).
@@ -680,6 +725,29 @@ mod tests {
             let d = roots.iter().map(|r| (r.re - w.re).hypot(r.im - w.im)).fold(f64::INFINITY, f64::min);
             assert!(d < 1e-12, "{roots:?} vs {want:?}");
         }
+    }
+
+    /// Taps linear in (ω0, γ) give R² = 1; taps that are each sequence's
+    /// exact step vary with the parameters, not linearly: R² high, below 1.
+    #[test]
+    fn param_r2_is_one_for_taps_linear_in_the_parameters() {
+        let truth: Vec<System> =
+            (0..50).map(|i| System::new(1.0 + 0.06 * i as f64, 0.01 * (i % 7) as f64, 0.1)).collect();
+        let per: Vec<Vec<Mat2>> =
+            truth.iter().map(|s| vec![[[s.omega0, 2.0 * s.gamma], [0.5, -s.omega0 + s.gamma]], s.step()]).collect();
+        let linear: Vec<Vec<Mat2>> = per.iter().map(|p| vec![p[0]]).collect();
+        let mean = |p: &[Vec<Mat2>]| -> Vec<Mat2> {
+            (0..p[0].len())
+                .map(|k| {
+                    let sum = p.iter().fold([[0.0; 2]; 2], |acc, taps| mat2::add(&acc, &taps[k]));
+                    mat2::scale(&sum, 1.0 / p.len() as f64)
+                })
+                .collect()
+        };
+        let r2 = param_r2(&linear, &mean(&linear), &truth).unwrap();
+        assert!((r2 - 1.0).abs() < 1e-12, "{r2}");
+        let r2 = param_r2(&per, &mean(&per), &truth).unwrap();
+        assert!(r2 > 0.9 && r2 <= 1.0, "{r2}");
     }
 
     #[test]

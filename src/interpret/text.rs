@@ -168,7 +168,13 @@ fn render_in_context(s: &mut String, r: &FullReport) {
     }
     let f = &ic.filter;
     let r2 = f.param_r2.map_or_else(|| "null".into(), |v| format!("{v:.3}"));
-    let _ = writeln!(s, "  filter: nearest {} (margin {:.3e}), param R² {r2}", f.nearest, f.margin);
+    let relative = f.candidates.first().map_or(f64::NAN, |c| c.relative_distance);
+    let _ = writeln!(
+        s,
+        "  filter: nearest {} (at {relative:.2e} of the filter's size, margin {:.3e}), taps' relative spread {:.2e}, \
+         param R² {r2}",
+        f.nearest, f.margin, f.tap_relative_std
+    );
     let _ = writeln!(s, "  verdict: {}", ic.verdict);
 }
 

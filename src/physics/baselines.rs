@@ -155,7 +155,7 @@ impl LinearFilter {
 /// equations: the fixed filters' columns are nearly collinear, and squaring
 /// their condition number would cost half the digits); `None` when `x` is
 /// rank deficient.
-fn least_squares(x: DMatrix<f64>, mut y: DMatrix<f64>) -> Option<DMatrix<f64>> {
+pub fn least_squares(x: DMatrix<f64>, mut y: DMatrix<f64>) -> Option<DMatrix<f64>> {
     let n = x.ncols();
     let qr = x.qr();
     qr.q_tr_mul(&mut y);
