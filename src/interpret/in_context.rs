@@ -305,7 +305,7 @@ fn window_predictions(model: &Model<f64>, trajectories: &[Vec<Vec2>]) -> Vec<Vec
 ///
 /// # Shapes
 /// `states` and `preds` `[W]`.
-fn behaviour_map(states: &[Vec2], preds: &[Vec2]) -> Option<Mat2> {
+pub fn behaviour_map(states: &[Vec2], preds: &[Vec2]) -> Option<Mat2> {
     let mut sts = [[0.0; 2]; 2]; // Σ s sᵀ
     let mut pst = [[0.0; 2]; 2]; // Σ ŝ sᵀ
     for (s, p) in states.iter().zip(preds) {

@@ -15,12 +15,14 @@
 //! site.rs     what can be patched, and rerunning a cached pass with it overwritten
 //! pairs.rs    the pairs of sequences (drawn from the training ranges, or --a/--b)
 //! effects.rs  prediction_shift and delta_norm per site and position, heat maps
+//! implied.rs the implied-ω0 shift: does a patch carry the dynamics?
 //! ablate.rs   zero- and mean-ablation
 //! report.rs   the whole report, its files and its readable summary
 //! ```
 
 pub mod ablate;
 pub mod effects;
+pub mod implied;
 pub mod pairs;
 pub mod report;
 pub mod site;

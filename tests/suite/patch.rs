@@ -208,7 +208,8 @@ fn patch_json_of_a_fixed_pair_is_the_hand_computed_filter_effect() {
     assert!(out.status.success(), "{}", stderr(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let effects = json["effects"].as_array().unwrap();
-    let keys = ["activation", "layer", "positions", "head", "prediction_shift", "delta_norm"];
+    let keys =
+        ["activation", "layer", "positions", "head", "prediction_shift", "delta_norm", "omega0_shift", "omega0_pairs"];
     for e in effects {
         let mut got: Vec<&str> = e.as_object().unwrap().keys().map(String::as_str).collect();
         got.sort();
@@ -320,4 +321,32 @@ fn patch_refuses_bad_flags_with_exit_2_naming_the_flag() {
     }
     let out = physlens(&["patch", "--model", "missing.safetensors"], dir.path());
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+/// The implied-ω0 shift on the fitted 3-tap filter (ω0 drawn on [1, 4]): a
+/// token the filter does not read (position < T − 3) moves nothing, so the
+/// ω0 shift is exactly 0 over every pair; one it reads changes the
+/// predictions (a's states, with one of b's tokens mixed in, are then
+/// mapped by no oscillator: no pair counts, `null`, or the ω0 moves), and
+/// the arrays have one entry per position with the pairs they are the
+/// median of.
+#[test]
+fn a_token_outside_the_filter_moves_the_implied_omega0_by_exactly_zero() {
+    use physlens::interpret::in_context::training_sequences;
+    use physlens::interpret::patch::implied::omega0_shifts;
+    use physlens::physics::baselines::LinearFilter;
+    let spec = SystemSpec { omega0: Param::Uniform([1.0, 4.0]), ..SystemSpec::from(System::new(2.0, 0.1, 0.1)) };
+    let taps = LinearFilter::fit(&training_sequences(&spec, T, 4.0, 0), 3).unwrap().taps;
+    let model = filter_model(&taps, T, gauge(8));
+    let pairs = make_pairs(&spec, T, &PairOptions { pairs: Some(32), ..PairOptions::default() }).unwrap();
+    let sites = [Site::ResidPre(0)];
+    let w = omega0_shifts(&model, &pairs, &sites);
+    assert_eq!((w.shift[0].len(), w.pairs[0].len()), (T, T));
+    for p in 0..T - 3 {
+        assert!(w.pairs[0][p] > 16, "position {p}: {} pairs", w.pairs[0][p]);
+        assert!(w.shift[0][p].abs() < 1e-9, "position {p}: {}", w.shift[0][p]);
+    }
+    for p in T - 3..T {
+        assert!(!(w.shift[0][p].abs() < 1e-9), "position {p} is read by the filter: {:?}", w.shift[0]);
+    }
 }

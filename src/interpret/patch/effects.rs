@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::interpret::patch::implied::omega0_shifts;
 use crate::interpret::patch::pairs::Pairs;
 use crate::interpret::patch::site::{Site, last_predictions, rerun};
 use crate::model::{Activations, D_IN, Model};
@@ -30,6 +31,13 @@ pub struct Effect {
     /// Per position: the mean over pairs of `‖Δ‖/‖ŝ_b − ŝ_a‖`.
     #[serde(deserialize_with = "vec_nan_if_null")]
     pub delta_norm: Vec<f64>,
+    /// Per position: the median over pairs of how far the implied ω0 of a's
+    /// patched predictions moved from a's toward b's (0 a's dynamics, 1 b's;
+    /// [`crate::interpret::patch::implied`]); `null` where no pair counts.
+    #[serde(deserialize_with = "vec_nan_if_null")]
+    pub omega0_shift: Vec<f64>,
+    /// Per position: the pairs in that median.
+    pub omega0_pairs: Vec<usize>,
 }
 
 /// Every site's effect, and how many pairs they average.
@@ -105,16 +113,20 @@ pub fn patch_effects(model: &Model<f64>, pairs: &Pairs, sites: &[Site]) -> Effec
         }
     });
     let mean = |v: Vec<f64>| v.into_iter().map(|x| if used == 0 { f64::NAN } else { x / used as f64 }).collect();
+    let omega0 = omega0_shifts(model, pairs, sites);
     let effects = sites
         .iter()
         .zip(shift.into_iter().zip(norm))
-        .map(|(site, (s, n))| Effect {
+        .zip(omega0.shift.into_iter().zip(omega0.pairs))
+        .map(|((site, (s, n)), (w, w_pairs))| Effect {
             activation: site.activation(),
             layer: site.layer(),
             positions: (0..t).collect(),
             head: site.head(),
             prediction_shift: mean(s),
             delta_norm: mean(n),
+            omega0_shift: w,
+            omega0_pairs: w_pairs,
         })
         .collect();
     Effects { effects, used }
@@ -136,6 +148,8 @@ pub struct Heatmap {
     pub prediction_shift: Vec<Vec<f64>>,
     /// `[rows, T]`: `delta_norm`.
     pub delta_norm: Vec<Vec<f64>>,
+    /// `[rows, T]`: `omega0_shift` (`null` where no pair counts).
+    pub omega0_shift: Vec<Vec<Option<f64>>>,
 }
 
 /// Whether an effect belongs in a heat map.
@@ -160,6 +174,10 @@ pub fn heatmaps(effects: &[Effect]) -> Vec<Heatmap> {
                 positions: first.positions.clone(),
                 prediction_shift: rows.iter().map(|e| e.prediction_shift.clone()).collect(),
                 delta_norm: rows.iter().map(|e| e.delta_norm.clone()).collect(),
+                omega0_shift: rows
+                    .iter()
+                    .map(|e| e.omega0_shift.iter().map(|v| v.is_finite().then_some(*v)).collect())
+                    .collect(),
             })
         })
         .collect()

@@ -143,12 +143,13 @@ fn csv(x: f64) -> String {
 impl PatchReport {
     /// `effects.csv`: one row per activation × head × position.
     pub fn effects_csv(&self) -> String {
-        let mut out = "activation,layer,head,position,prediction_shift,delta_norm\n".to_string();
+        let mut out =
+            "activation,layer,head,position,prediction_shift,delta_norm,omega0_shift,omega0_pairs\n".to_string();
         for e in &self.effects {
             for (i, p) in e.positions.iter().enumerate() {
                 let head = e.head.map_or(String::new(), |h| h.to_string());
-                let (s, n) = (csv(e.prediction_shift[i]), csv(e.delta_norm[i]));
-                let _ = writeln!(out, "{},{},{head},{p},{s},{n}", e.activation, e.layer);
+                let (s, n, w) = (csv(e.prediction_shift[i]), csv(e.delta_norm[i]), csv(e.omega0_shift[i]));
+                let _ = writeln!(out, "{},{},{head},{p},{s},{n},{w},{}", e.activation, e.layer, e.omega0_pairs[i]);
             }
         }
         out
@@ -203,20 +204,24 @@ impl PatchReport {
                 writeln!(out, "{}: {} pair(s), a: {}; b: {}", self.model, p.n_pairs, system(&p.a), system(&p.b))
             }
         };
-        let mut all: Vec<(String, usize, f64, f64)> = self
+        let mut all: Vec<(String, usize, &Effect)> = self
             .effects
             .iter()
-            .flat_map(|e| e.positions.iter().map(move |&t| (label(e), t, e.prediction_shift[t], e.delta_norm[t])))
-            .filter(|x| x.2.is_finite())
+            .flat_map(|e| e.positions.iter().map(move |&t| (label(e), t, e)))
+            .filter(|(_, t, e)| e.prediction_shift[*t].is_finite())
             .collect();
-        all.sort_by(|a, b| b.2.abs().total_cmp(&a.2.abs()));
+        all.sort_by(|(_, s, a), (_, t, b)| b.prediction_shift[*t].abs().total_cmp(&a.prediction_shift[*s].abs()));
         let _ = writeln!(
             out,
-            "largest effects on a's last prediction (prediction shift: 0 none, 1 moved fully to b's):\n  {:<32} {:>8} {:>12} {:>12}",
-            "activation", "position", "shift", "‖Δ‖/‖ŝb−ŝa‖"
+            "largest effects on a's last prediction (shift: 0 none, 1 moved fully to b's; ω0 shift: median over the \
+             pairs n, 0 a's dynamics, 1 b's):\n  {:<32} {:>8} {:>12} {:>12} {:>10} {:>5}",
+            "activation", "position", "shift", "‖Δ‖/‖ŝb−ŝa‖", "ω0 shift", "n"
         );
-        for (name, t, s, n) in all.iter().take(top) {
-            let _ = writeln!(out, "  {name:<32} {t:>8} {s:>12.4} {n:>12.4}");
+        for (name, t, e) in all.iter().take(top) {
+            let w = e.omega0_shift[*t];
+            let w = if w.is_finite() { format!("{w:.3}") } else { "-".into() };
+            let (s, n) = (e.prediction_shift[*t], e.delta_norm[*t]);
+            let _ = writeln!(out, "  {name:<32} {t:>8} {s:>12.4} {n:>12.4} {w:>10} {:>5}", e.omega0_pairs[*t]);
         }
         if let Some(a) = &self.ablation {
             let _ = writeln!(
