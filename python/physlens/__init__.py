@@ -25,6 +25,7 @@ try:
         __version__,
         interpret,
         load,
+        patch,
         resume,
         train,
     )
@@ -42,6 +43,7 @@ __all__ = [
     "__version__",
     "interpret",
     "load",
+    "patch",
     "resume",
     "train",
 ]

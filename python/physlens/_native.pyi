@@ -106,8 +106,25 @@ def train(
 def resume(out: _Path, *, quiet: bool = True) -> Run:
     """Continues the interrupted run in ``out`` from its saved state, then evaluates it."""
 
-def interpret(path: _Path, *, n_valid: int = 4096, e_max: float = 4.0, seed: int = 0) -> Dict[str, Any]:
+def interpret(path: _Path, *, n_valid: int = 4096, e_max: Optional[float] = None, seed: int = 0) -> Dict[str, Any]:
     """The object ``physlens interpret --json --model PATH`` prints (PATH a checkpoint or a run folder):
     effective_map, offset, eigenvalues,
     learned, best_fit, truth, methods, nearest_method, margin, identifiable, error_vs_exact, ...
+    """
+
+def patch(
+    path: _Path,
+    *,
+    pairs: Optional[int] = None,
+    a: Optional[Mapping[str, float]] = None,
+    b: Optional[Mapping[str, float]] = None,
+    activations: Optional[Sequence[str]] = None,
+    n_valid: int = 1024,
+    e_max: Optional[float] = None,
+    seed: int = 0,
+) -> Dict[str, Any]:
+    """The object ``physlens patch --json --model PATH`` prints: ``effects`` (per activation: ``positions``,
+    ``prediction_shift``, ``delta_norm``, ``omega0_shift``, ``omega0_pairs``), ``heatmaps``, ``pairs``,
+    ``ablation``, ``model``. ``a``/``b``: fixed parameter sets such as ``{"omega0": 2.0, "gamma": 0.1}``;
+    without them ``pairs`` (default 64) are drawn from the checkpoint's training ranges.
     """

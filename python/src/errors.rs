@@ -1,4 +1,4 @@
-//! Library errors as Python exceptions, by kind (SPEC §12):
+//! Library errors as Python exceptions, by kind (docs/python.md):
 //!
 //! | physlens `Error`                      | Python                                       |
 //! | ------------------------------------- | -------------------------------------------- |

@@ -7,6 +7,7 @@
 //! - [`model`]: `physlens.load(path) -> Model` (`forward`, `run_with_cache`, …);
 //! - [`run`]: `physlens.train(config, out)`, `physlens.resume(out) -> Run`,
 //!   training on a background thread so that Ctrl-C stops it cleanly;
+//! - [`patching`]: `physlens.patch(path, …)`, activation patching and ablation;
 //! - [`convert`]: Python dicts → TOML configs, JSON → Python objects;
 //! - [`errors`]: library errors → Python exceptions.
 //!
@@ -21,10 +22,12 @@ use pyo3::prelude::*;
 mod convert;
 mod errors;
 mod model;
+mod patching;
 mod run;
 
 pub use errors::DivergedError;
 pub use model::{Model, load};
+pub use patching::patch;
 pub use run::{Run, resume, train};
 
 /// The interpretation of a checkpoint (or of a run folder's
@@ -33,14 +36,18 @@ pub use run::{Run, resume, train};
 /// distances, Jacobians, circuits, probes, attention patterns).
 ///
 /// `n_valid`, `e_max` and `seed` are the CLI's `--n-valid`, `--e-max` and
-/// `--seed` (the validation states of the Jacobians and probes). The GIL is
+/// `--seed` (the validation states of the Jacobians and probes; `e_max`
+/// defaults to 4, and for the in-context section to the energies the
+/// checkpoint was validated on). The GIL is
 /// released while it runs.
 ///
 /// Raises FileNotFoundError for a missing file, ValueError for a malformed one.
 #[pyfunction]
-#[pyo3(signature = (path, *, n_valid = 4096, e_max = 4.0, seed = 0))]
-pub fn interpret(py: Python<'_>, path: PathBuf, n_valid: usize, e_max: f64, seed: u64) -> PyResult<Py<PyAny>> {
-    let options = InterpretOptions { n_valid, e_valid_max: e_max, seed, ..InterpretOptions::default() };
+#[pyo3(signature = (path, *, n_valid = 4096, e_max = None, seed = 0))]
+pub fn interpret(py: Python<'_>, path: PathBuf, n_valid: usize, e_max: Option<f64>, seed: u64) -> PyResult<Py<PyAny>> {
+    let defaults = InterpretOptions::default();
+    let e_valid_max = e_max.unwrap_or(defaults.e_valid_max);
+    let options = InterpretOptions { n_valid, e_valid_max, in_context_e_max: e_max, seed, ..defaults };
     let request = InterpretRequest { models: vec![model::checkpoint_file(&path)], json: true, out: None, options };
     let text = py.detach(|| run_interpret(&request)).map_err(|e| match e {
         // Name the keyword argument, as the CLI names its flag.
@@ -60,7 +67,7 @@ mod _native {
     use pyo3::prelude::*;
 
     #[pymodule_export]
-    use super::{DivergedError, Model, Run, interpret, load, resume, train};
+    use super::{DivergedError, Model, Run, interpret, load, patch, resume, train};
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -1,4 +1,4 @@
-"""The Python bindings against the command line (SPEC §12).
+"""The Python bindings against the command line (docs/python.md).
 
 Every array the bindings return must equal, bit for bit, what `physlens
 interpret --dump` writes for the same model; bad input must raise a Python
@@ -362,3 +362,53 @@ def test_training_releases_the_gil(tmp_path):
     # At most one tick per millisecond; ask for 2 % of that (a loaded machine
     # slows the thread down; with the GIL held it would make none).
     assert ticks[0] > 20 * elapsed, (ticks[0], elapsed)
+
+
+# ---------------------------------------------------------------- patching
+
+
+@pytest.fixture(scope="module")
+def ranged_run(tmp_path_factory):
+    """An in-context model (ω0 drawn per sequence on [1, 4]), context 6, trained briefly."""
+    config = {
+        "system": {"omega0": [1.0, 4.0], "gamma": 0.1},
+        "data": {**SMALL["data"], "context": 6},
+        "eval": SMALL["eval"],
+        "model": {"d_model": 4, "n_heads": 2, "d_head": 2, "positional": True},
+        "train": {"steps": 100},
+    }
+    return physlens.train(config, tmp_path_factory.mktemp("ranged") / "run")
+
+
+def test_patch_equals_the_cli(ranged_run, cli):
+    path = str(Path(ranged_run.dir) / "model.safetensors")
+    report = physlens.patch(path, pairs=8, n_valid=32)
+    out = subprocess.run(
+        [str(cli), "patch", "--model", path, "--json", "--pairs", "8", "--n-valid", "32"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert report == json.loads(out.stdout)
+    first = report["effects"][0]
+    assert first["activation"] == "blocks.0.resid_pre" and first["positions"] == list(range(6))
+    for key in ["prediction_shift", "delta_norm", "omega0_shift", "omega0_pairs"]:
+        assert len(first[key]) == 6, key
+    fixed = physlens.patch(path, a={"omega0": 1.5}, b={"omega0": 3.5}, n_valid=0)
+    assert fixed["pairs"]["source"] == "fixed" and fixed["ablation"] is None
+
+
+def test_patch_arguments_are_checked(ranged_run, seed_run):
+    path = Path(ranged_run.dir) / "model.safetensors"
+    with pytest.raises(ValueError, match="omegaz"):
+        physlens.patch(path, a={"omegaz": 1.0}, b={"omega0": 2.0})
+    with pytest.raises(ValueError, match="b"):
+        physlens.patch(path, a={"omega0": 1.0})
+    with pytest.raises(ValueError, match="pairs"):
+        physlens.patch(path, pairs=0)
+    with pytest.raises(ValueError, match="not an activation"):
+        physlens.patch(path, activations=["blocks.7.resid_pre"])
+    with pytest.raises(ValueError, match="pairs"):  # one system, context 1: nothing to draw pairs from
+        physlens.patch(seed_run.dir)
+    with pytest.raises(FileNotFoundError):
+        physlens.patch(path.parent / "missing.safetensors")

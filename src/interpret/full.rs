@@ -43,6 +43,11 @@ pub struct InterpretOptions {
     pub n_valid: usize,
     /// Largest validation energy (`data.e_valid_max`).
     pub e_valid_max: f64,
+    /// Largest energy of the in-context sequences; `None`: the energies the
+    /// checkpoint was validated on (`data.e_valid_max` of the config it
+    /// carries), else `e_valid_max`. A model trained on E ≤ 1 read at E ≤ 4
+    /// would be read outside what it learned.
+    pub in_context_e_max: Option<f64>,
     /// Seed of the validation stream (`train.seed`).
     pub seed: u64,
     /// Activations to probe; `None` = [`default_probe_names`].
@@ -62,6 +67,7 @@ impl Default for InterpretOptions {
         InterpretOptions {
             n_valid: DEFAULT_N_VALID,
             e_valid_max: 4.0,
+            in_context_e_max: None,
             seed: 0,
             probe_names: None,
             trajectory_start: None,
@@ -90,6 +96,9 @@ pub struct ValidationInfo {
     pub n_states: usize,
     /// Energies uniform on `[0, e_max]`.
     pub e_max: f64,
+    /// The energies of the in-context sequences, uniform on `[0, in_context_e_max]`
+    /// (`null` for a checkpoint of one system).
+    pub in_context_e_max: Option<f64>,
     /// Seed of the validation stream.
     pub seed: u64,
 }
@@ -138,8 +147,8 @@ pub struct FullReport {
     pub probes: Vec<ProbeResult>,
     /// Attention along one trajectory.
     pub patterns: TrajectoryPatterns,
-    /// Parameters drawn per sequence: the in-context interpretation (SPEC
-    /// §10); absent for a checkpoint of one system, whose other keys are
+    /// Parameters drawn per sequence: the in-context interpretation
+    /// (docs/in-context.md); absent for a checkpoint of one system, whose other keys are
     /// then read at the centre of the training ranges.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub in_context: Option<InContextReport>,
@@ -269,7 +278,7 @@ pub fn interpret_checkpoint(ckpt: &Checkpoint, file: &str, opts: &InterpretOptio
             ),
         });
     }
-    // ── In-context checkpoints (SPEC §10) ──
+    // ── In-context checkpoints (docs/in-context.md) ──
     // Parameters drawn per sequence: the map, probes and patterns are read at
     // the centre of the training ranges, and `in_context` reads the model
     // across sequences drawn from the ranges.
@@ -297,12 +306,18 @@ pub fn interpret_checkpoint(ckpt: &Checkpoint, file: &str, opts: &InterpretOptio
     let probes = probe_table(&model, &inputs, &osc, dt, &probe_names, opts.ridge_lambda)?;
     let start = opts.trajectory_start.unwrap_or_else(|| osc.state_from_energy_phase(1.0, 0.0));
     let patterns = trajectory_patterns(&model, &osc, dt, start, Some(&inputs));
-    let in_context = in_context_spec.map(|spec| in_context_of(&model, &spec, opts));
+    let in_context_e_max = in_context_spec.map(|_| in_context_e_max(ckpt, opts));
+    let in_context = in_context_spec.zip(in_context_e_max).map(|(spec, e)| in_context_of(&model, &spec, e, opts));
     Ok(FullReport {
         in_context,
         effective_map_source: source.into(),
         model: model_info(&ckpt.model, file),
-        validation: ValidationInfo { n_states: opts.n_valid, e_max: opts.e_valid_max, seed: opts.seed },
+        validation: ValidationInfo {
+            n_states: opts.n_valid,
+            e_max: opts.e_valid_max,
+            in_context_e_max,
+            seed: opts.seed,
+        },
         omega_identifiability: omega_identifiability(&map),
         margin_explanation: margin_explanation(&map),
         generator: generator(&map.effective_map, dt),
@@ -351,7 +366,7 @@ pub fn interpret_many(ckpts: &[Checkpoint], files: &[String], opts: &InterpretOp
     Ok(MultiReport { models, truncation_order, truncation_order_unavailable })
 }
 
-// ── In-context checkpoints (SPEC §10) ──
+// ── In-context checkpoints (docs/in-context.md) ──
 
 /// The system at the centre of every range of `spec` (a fixed value stays).
 fn range_centre(spec: &SystemSpec) -> crate::physics::System {
@@ -367,13 +382,34 @@ fn range_centre(spec: &SystemSpec) -> crate::physics::System {
     }
 }
 
+/// The largest energy the checkpoint was validated on: `data.e_valid_max`
+/// of the config it carries (`None` when it carries none, or one that does
+/// not parse).
+pub fn validated_e_max(ckpt: &Checkpoint) -> Option<f64> {
+    let text = ckpt.metadata.get("config")?;
+    let config = crate::config::Config::parse(text, "the checkpoint's config").ok()?;
+    Some(config.data.e_valid_max)
+}
+
+/// [`InterpretOptions::in_context_e_max`], else the checkpoint's own
+/// validation energies, else [`InterpretOptions::e_valid_max`].
+fn in_context_e_max(ckpt: &Checkpoint, opts: &InterpretOptions) -> f64 {
+    opts.in_context_e_max.or_else(|| validated_e_max(ckpt)).unwrap_or(opts.e_valid_max)
+}
+
 /// [`interpret_in_context`] on `opts.n_valid` sequences drawn from `spec`
-/// ([`Stream::Valid`] of `opts.seed`), the `filter_k` candidates fitted on
-/// sequences from the same ranges ([`Stream::Train`]).
-fn in_context_of(model: &crate::model::Model<f64>, spec: &SystemSpec, opts: &InterpretOptions) -> InContextReport {
+/// with energies on `[0, e_max]` ([`Stream::Valid`] of `opts.seed`), the
+/// `filter_k` candidates fitted on sequences from the same ranges
+/// ([`Stream::Train`]).
+fn in_context_of(
+    model: &crate::model::Model<f64>,
+    spec: &SystemSpec,
+    e_max: f64,
+    opts: &InterpretOptions,
+) -> InContextReport {
     let t = model.cfg.n_ctx;
-    let set = validation_set(spec, t, opts.n_valid, opts.e_valid_max, opts.seed);
-    let training = training_sequences(spec, t, opts.e_valid_max, opts.seed);
+    let set = validation_set(spec, t, opts.n_valid, e_max, opts.seed);
+    let training = training_sequences(spec, t, e_max, opts.seed);
     interpret_in_context(model, &set, &training)
 }
 

@@ -1,4 +1,4 @@
-//! In-context interpretation (SPEC §10): what a model whose system changes
+//! In-context interpretation (docs/in-context.md): what a model whose system changes
 //! from one sequence to the next computes, read two ways and compared with
 //! known algorithms.
 //!
@@ -34,6 +34,7 @@ use nalgebra::DMatrix;
 use serde::Serialize;
 
 use crate::data::{Dataset, Sampler};
+use crate::interpret::context_probes::{ProbeGrid, probe_grid};
 use crate::interpret::jacobian::{Jacobians, last_prediction_jacobians};
 use crate::model::{Activations, D_IN, Model};
 use crate::physics::baselines::{FIT_SEQUENCES, LinearFilter, MAX_EXTRAPOLATION, MAX_FILTER, least_squares};
@@ -176,7 +177,7 @@ pub struct FilterReport {
     pub root_errors: [f64; 2],
 }
 
-/// `in_context` of `physlens interpret --json` (SPEC §10).
+/// `in_context` of `physlens interpret --json` (docs/in-context.md).
 #[derive(Clone, Debug, Serialize)]
 pub struct InContextReport {
     /// Validation sequences read.
@@ -194,6 +195,39 @@ pub struct InContextReport {
     pub filter: FilterReport,
     /// The verdict in plain words.
     pub verdict: String,
+    /// Held-out ridge probes from every site × position to the per-sequence
+    /// parameters, `M` and the taps (JSON key `in_context.probes`; see
+    /// [`crate::interpret::context_probes`]).
+    pub probes: ProbeGrid,
+    /// What the regressions and the mean taps summarise, kept for the files
+    /// beside the report (`implied.csv`, the filter figure); not in the JSON.
+    #[serde(skip)]
+    pub per_sequence: PerSequence,
+}
+
+/// The per-sequence readings behind [`InContextReport`] (not serialised).
+///
+/// # Shapes
+/// `readings` `[N]`, `nearest_taps` `[T]` 2×2.
+#[derive(Clone, Debug, Default)]
+pub struct PerSequence {
+    /// One per validation sequence, in order.
+    pub readings: Vec<SequenceReading>,
+    /// The nearest candidate's taps ([`FilterReport::nearest`]), averaged over
+    /// the sequences as `filter.taps` is (column convention, `k = 0` the
+    /// last token); empty without candidates.
+    pub nearest_taps: Vec<Mat2>,
+}
+
+/// One validation sequence: its system and both readouts.
+#[derive(Clone, Debug)]
+pub struct SequenceReading {
+    /// The sequence's true system.
+    pub system: System,
+    /// Its behaviour map read out; `None` when the states do not fix the map.
+    pub behaviour: Option<SpectralReadout>,
+    /// Its `∂ŝ_T/∂s_{T−1}` read out.
+    pub jacobian: SpectralReadout,
 }
 
 // ─── Data ────────────────────────────────────────────────────────────────
@@ -262,7 +296,19 @@ pub fn interpret_in_context(model: &Model<f64>, set: &Dataset<f64>, training: &[
     } else {
         (Some(mech), None)
     };
-    let filter = filter_report(&jac, &truth, training);
+    let per: Vec<Vec<Mat2>> = (0..n).map(|b| taps_of(&jac, b)).collect();
+    let filter = filter_report(&per, &truth, training);
+    let probes = probe_grid(model, &window0, &truth, Some(&per));
+    let per_sequence = PerSequence {
+        nearest_taps: nearest_taps(&filter.nearest, &truth, training, t),
+        readings: (0..n)
+            .map(|b| SequenceReading {
+                system: truth[b],
+                behaviour: behaviour[b].clone(),
+                jacobian: mechanism[b].clone().expect("every Jacobian is read"),
+            })
+            .collect(),
+    };
     let mut report = InContextReport {
         n_sequences: n,
         windows: WINDOWS,
@@ -271,8 +317,10 @@ pub fn interpret_in_context(model: &Model<f64>, set: &Dataset<f64>, training: &[
         jacobian_implied_reason,
         filter,
         verdict: String::new(),
+        probes,
+        per_sequence,
     };
-    report.verdict = verdict(&report);
+    report.verdict = verdict(&report.implied, &report.filter);
     report
 }
 
@@ -477,6 +525,21 @@ pub fn candidate_names(training: &[Vec<Vec2>], t: usize) -> Vec<String> {
     candidates(training, t).into_iter().map(|(name, _)| name).collect()
 }
 
+/// The taps `[T]` of the candidate `name` (of [`candidates`]) averaged over
+/// the sequences of systems `truth`; empty for an unknown name.
+fn nearest_taps(name: &str, truth: &[System], training: &[Vec<Vec2>], t: usize) -> Vec<Mat2> {
+    let Some((_, taps)) = candidates(training, t).into_iter().find(|(n, _)| n == name) else { return vec![] };
+    match taps {
+        Taps::Fixed(taps) => taps,
+        Taps::PerSequence(f) => {
+            let sum = truth.iter().fold(vec![[[0.0; 2]; 2]; t], |acc, s| {
+                acc.iter().zip(f(s, t)).map(|(a, b)| mat2::add(a, &b)).collect()
+            });
+            sum.iter().map(|m| mat2::scale(m, 1.0 / truth.len() as f64)).collect()
+        }
+    }
+}
+
 /// Sequence `b`'s taps `[T]`, `k = 0` the last token.
 fn taps_of(jac: &Jacobians, b: usize) -> Vec<Mat2> {
     let t = jac.n_ctx;
@@ -488,10 +551,10 @@ fn tap_distance(a: &[Mat2], b: &[Mat2]) -> f64 {
     a.iter().zip(b).map(|(x, y)| mat2::frobenius(&mat2::sub(x, y)).powi(2)).sum::<f64>().sqrt()
 }
 
-/// The [`FilterReport`] of the Jacobians `jac` of sequences of systems `truth`.
-fn filter_report(jac: &Jacobians, truth: &[System], training: &[Vec<Vec2>]) -> FilterReport {
-    let (n, t) = (jac.batch, jac.n_ctx);
-    let per: Vec<Vec<Mat2>> = (0..n).map(|b| taps_of(jac, b)).collect();
+/// The [`FilterReport`] of the per-sequence taps `per` `[N][T]` ([`taps_of`]
+/// each sequence's Jacobians; N > 0) of sequences of systems `truth`.
+fn filter_report(per: &[Vec<Mat2>], truth: &[System], training: &[Vec<Vec2>]) -> FilterReport {
+    let (n, t) = (per.len(), per[0].len());
     let taps: Vec<Mat2> = (0..t)
         .map(|k| {
             let sum = per.iter().fold([[0.0; 2]; 2], |acc, p| mat2::add(&acc, &p[k]));
@@ -505,7 +568,7 @@ fn filter_report(jac: &Jacobians, truth: &[System], training: &[Vec<Vec2>]) -> F
     let (param_r2, param_r2_reason) = if tap_std <= TAP_STD_TOL * scale {
         (None, Some(format!("the taps do not vary across sequences (std {tap_std:.1e})")))
     } else {
-        match param_r2(&per, &taps, truth) {
+        match param_r2(per, &taps, truth) {
             Some(r2) => (Some(r2), None),
             None => (None, Some("no parameter varies across the sequences".into())),
         }
@@ -622,9 +685,8 @@ fn filter_roots(taps: &[Mat2]) -> Vec<Complex> {
 /// ([`FIXED_FILTER_R2`]) or with the states; and is the filter one of the
 /// candidates ([`MATCH_TOL`]; several named when the margin is below
 /// [`MARGIN_IDENTIFIABLE`]).
-pub fn verdict(r: &InContextReport) -> String {
-    let f = &r.filter;
-    let b = &r.implied.omega0;
+pub fn verdict(implied: &Implied, f: &FilterReport) -> String {
+    let b = &implied.omega0;
     let adapts = b.slope.is_finite() && b.slope >= NEVER_ADAPTS_SLOPE;
     let vary = f.tap_relative_std >= TAPS_VARY;
     let with_params = vary && f.param_r2.is_some_and(|r2| r2 >= FIXED_FILTER_R2);
@@ -670,10 +732,10 @@ pub fn verdict(r: &InContextReport) -> String {
     } else {
         format!("adapts its filter to the dynamics: {taps}, {behaviour}; {filter}")
     };
-    let left = r.implied.n_sequences - r.implied.n_oscillator_form;
+    let left = implied.n_sequences - implied.n_oscillator_form;
     if left > 0 {
         let _ =
-            write!(s, " ({left} of {} sequences have no oscillator reading of their behaviour)", r.implied.n_sequences);
+            write!(s, " ({left} of {} sequences have no oscillator reading of their behaviour)", implied.n_sequences);
     }
     s
 }
@@ -770,6 +832,82 @@ mod tests {
             p = [p[0] + v[0], p[1] + v[1]];
         }
         assert_eq!(Some(p), crate::physics::baselines::extrapolate(&history, 3));
+    }
+
+    /// Readings with a behaviour of the given slope and R², taps of the
+    /// given relative spread and param R², nearest candidate `nearest` at
+    /// `relative` of the filter's size, the next 10× farther.
+    fn readings(
+        slope: f64,
+        r2: f64,
+        spread: f64,
+        param_r2: Option<f64>,
+        nearest: &str,
+        relative: f64,
+    ) -> (Implied, FilterReport) {
+        let reg = Regression {
+            slope,
+            intercept: 0.0,
+            r2,
+            median_abs_err: 1e-2,
+            median_implied: 2.5,
+            truth_range: [1.0, 4.0],
+            n: 100,
+        };
+        let implied = Implied {
+            omega0: reg.clone(),
+            gamma: reg,
+            n_sequences: 100,
+            n_oscillator_form: 100,
+            left_out: LeftOut::default(),
+        };
+        let candidate = |name: &str, relative: f64| Candidate {
+            name: name.into(),
+            distance: relative,
+            relative_distance: relative,
+        };
+        let filter = FilterReport {
+            taps: vec![mat2::identity()],
+            tap_std: spread,
+            size: 1.0,
+            tap_relative_std: spread,
+            param_r2,
+            param_r2_reason: None,
+            candidates: vec![candidate(nearest, relative), candidate("filter_1", 10.0 * relative)],
+            nearest: nearest.into(),
+            margin: 10.0,
+            roots: vec![],
+            true_roots: [Complex { re: 1.0, im: 0.0 }; 2],
+            root_errors: [0.0; 2],
+        };
+        (implied, filter)
+    }
+
+    /// Each branch of the verdict, on readings whose answer is known.
+    #[test]
+    fn the_verdict_names_what_the_readings_show() {
+        let says = |r: (Implied, FilterReport)| verdict(&r.0, &r.1);
+        let fixed = says(readings(1.0, 0.99, 1e-12, None, "filter_3", 1e-9));
+        assert!(
+            fixed.starts_with("runs a fixed filter (nearest filter_3") && fixed.contains("tracks the truth"),
+            "{fixed}"
+        );
+        let never = says(readings(0.0, 0.0, 1e-12, None, "filter_1", 1e-9));
+        assert!(never.starts_with("never adapts"), "{never}");
+        let states = says(readings(0.98, 0.99, 0.2, Some(0.03), "filter_1", 0.4));
+        assert!(
+            states.starts_with("predicts without identifying ω0") && states.contains("follow the states"),
+            "{states}"
+        );
+        assert!(states.contains("none of the candidates (nearest filter_1, at 40 %"), "{states}");
+        let loose = says(readings(0.8, 0.4, 0.2, Some(0.03), "filter_1", 0.4));
+        assert!(loose.contains("follows the truth only loosely"), "{loose}");
+        let adapts = says(readings(0.97, 0.95, 0.2, Some(0.5), "filter_1", 0.3));
+        assert!(adapts.starts_with("adapts its filter to the dynamics") && adapts.contains("explain 50 %"), "{adapts}");
+        let identifies = says(readings(1.0, 1.0, 0.2, Some(0.9), "exact_step", 1e-3));
+        assert!(identifies.starts_with("identifies the dynamics"), "{identifies}");
+        let far = says(readings(1.0, 1.0, 1e-12, None, "filter_3", 0.3));
+        assert!(far.starts_with("predicts without identifying ω0") && far.contains("none of the candidates"), "{far}");
     }
 
     #[test]

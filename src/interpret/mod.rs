@@ -1,8 +1,10 @@
 //! Interpretation: what a trained model computes, read as physics — the
-//! effective map and its readouts, Jacobians, circuits, probes, attention
-//! patterns, activation dumps, and the truncation order across models.
+//! effective map and its readouts, Jacobians, circuits, probes (per state,
+//! and across sequences for in-context models), attention patterns,
+//! activation dumps, and the truncation order across models.
 
 pub mod circuits;
+pub mod context_probes;
 pub mod dump;
 pub mod explain;
 pub mod full;

@@ -1,4 +1,4 @@
-//! Activation patching and ablation (SPEC §10, `physlens patch`): causal
+//! Activation patching and ablation (`physlens patch`, docs/cli.md): causal
 //! tests of what a continuous model computes. Run a sequence with parameters
 //! a, replace one activation — the residual stream entering a layer at one
 //! position, one head's output, one MLP's output — by its value in a

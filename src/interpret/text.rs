@@ -138,7 +138,7 @@ pub fn render(r: &FullReport) -> String {
     s
 }
 
-// ── In-context checkpoints (SPEC §10) ──
+// ── In-context checkpoints (docs/in-context.md) ──
 
 /// The in-context section: the two readouts, the nearest filter and the verdict.
 fn render_in_context(s: &mut String, r: &FullReport) {
@@ -175,6 +175,20 @@ fn render_in_context(s: &mut String, r: &FullReport) {
          param R² {r2}",
         f.nearest, f.margin, f.tap_relative_std
     );
+    let g = &ic.probes;
+    let _ = writeln!(s, "  probes across sequences ({} fitted, {} scored):", g.n_fit, g.n_score);
+    for b in &g.best {
+        let name = match b.target.as_str() {
+            "omega0" => "ω0",
+            "gamma" => "γ",
+            "omega0_sq" => "ω0²",
+            other => other,
+        };
+        let _ = match (&b.site, b.position) {
+            (Some(site), Some(p)) => writeln!(s, "    probe {name}: best {site} @ {p}, held-out R² {:.3}", b.r2),
+            _ => writeln!(s, "    probe {name}: no held-out R² (constant across the sequences)"),
+        };
+    }
     let _ = writeln!(s, "  verdict: {}", ic.verdict);
 }
 

@@ -12,8 +12,8 @@ use crate::physics::readout::RuleVerdict;
 use crate::report::data::{CaseData, load_run};
 use crate::report::plot::{render, sci};
 use crate::report::sections::{
-    Content, Entry, attention, component_error, energy, error_vs_energy, in_context, map_figures, paths, phase,
-    rollout_error, rollouts, training,
+    Content, Entry, attention, component_error, energy, error_vs_energy, in_context, interpretation::interpretation,
+    map_figures, paths, phase, rollout_error, rollouts, training,
 };
 use crate::report::tables::{
     caption_html, headline_html, headline_latex, headline_markdown, headline_rows, html_escape, setup_html,
@@ -22,10 +22,18 @@ use crate::util::error::Result;
 use crate::util::io::write_text;
 
 /// The figure sections of the report, in order: id (file stem) and heading.
-pub const SECTIONS: [(&str, &str); 14] = [
+pub const SECTIONS: [(&str, &str); 21] = [
     ("training", "Training curves"),
     ("in_context_error", "In context: error along the context"),
     ("error_vs_parameters", "In context: error against ω0 and γ"),
+    ("in_context_verdict", "In context: the verdict"),
+    ("implied_behaviour", "In context: behaviour-implied ω0 and γ"),
+    ("implied_jacobian", "In context: Jacobian-implied ω0 and γ"),
+    ("filter_taps", "In context: the effective filter"),
+    ("filter_roots", "In context: roots of the effective filter"),
+    // The probe heat maps (`in_context.probes`) get their section here.
+    ("patch_residual", "In context: patching the residual stream"),
+    ("patch_heads", "In context: patching each head"),
     ("rollouts", "Rollouts: x(t) and p(t)"),
     ("phase", "Phase portrait"),
     ("rollout_error", "Rollout error"),
@@ -54,12 +62,14 @@ pub struct ReportOutcome {
     pub skipped: Vec<String>,
 }
 
-/// A rendered slot of the page.
+/// A rendered slot of the page: a figure (`svg`) with its caption, a
+/// paragraph of findings (`finding`), or why a figure is left out.
 struct Slot {
     case: usize,
     id: &'static str,
     svg: Option<String>,
     text: String,
+    finding: bool,
 }
 
 /// Builds the report of the run folder `run` (see the module doc).
@@ -80,9 +90,10 @@ pub fn build_report(run: &Path) -> Result<ReportOutcome> {
                 let dir = cases[case].dir.join("figures");
                 write_text(&dir.join(format!("{id}.csv")), &data.to_csv())?;
                 let svg = render(&figure, &dir.join(id))?;
-                Ok(Slot { case, id, svg: Some(svg), text: caption })
+                Ok(Slot { case, id, svg: Some(svg), text: caption, finding: false })
             }
-            Content::Skipped(why) => Ok(Slot { case, id, svg: None, text: why }),
+            Content::Skipped(why) => Ok(Slot { case, id, svg: None, text: why, finding: false }),
+            Content::Text(text) => Ok(Slot { case, id, svg: None, text, finding: true }),
         })
         .collect::<Result<_>>()?;
     let numbers: Vec<_> = cases.iter().map(|c| c.numbers.clone()).collect();
@@ -95,7 +106,7 @@ pub fn build_report(run: &Path) -> Result<ReportOutcome> {
         figures: slots.iter().filter(|s| s.svg.is_some()).count(),
         skipped: slots
             .iter()
-            .filter(|s| s.svg.is_none())
+            .filter(|s| s.svg.is_none() && !s.finding)
             .map(|s| format!("{}: {}: {}", cases[s.case].numbers.name, s.id, s.text))
             .collect(),
     };
@@ -121,6 +132,7 @@ fn plan(c: &CaseData) -> Result<Vec<Entry>> {
     if let Some(ic) = &c.numbers.in_context {
         out.extend([in_context::error_vs_position(c, ic)?, in_context::error_vs_parameters(c, ic)?]);
     }
+    out.extend(interpretation(c)?);
     Ok(out)
 }
 
@@ -148,6 +160,7 @@ figure svg { display: block; width: 100%; height: auto; }
 figcaption { font-size: 0.93em; margin-top: 4px; }
 .files { color: #666; font-size: 0.9em; white-space: nowrap; }
 .skipped { color: #555; background: #f6f6f6; border-left: 3px solid #bbb; padding: 8px 12px; }
+.finding { grid-column: 1 / -1; border-left: 3px solid #d62728; padding: 8px 12px; margin: 0; }
 ul.glance li { margin-bottom: 0.3em; }
 pre { background: #f6f6f6; padding: 10px 14px; overflow-x: auto; }
 @media print { figure, .skipped, table { break-inside: avoid; } }
@@ -207,6 +220,13 @@ fn page(run: &Path, title: &str, cases: &[CaseData], headline: &str, slots: &[Sl
                          <a href=\"{rel}.png\">PNG</a></span></figcaption>\n</figure>",
                         svg.trim(),
                         caption_html(&slot.text)
+                    );
+                }
+                None if slot.finding => {
+                    let _ = writeln!(
+                        w,
+                        "<p class=\"finding\" data-case=\"{name}\" data-figure=\"{id}\"><b>{name}:</b> {}</p>",
+                        html_escape(&slot.text)
                     );
                 }
                 None => {

@@ -1,13 +1,17 @@
 //! The data behind the report: reading a run folder back (CSV tables, the
 //! records of [`crate::run::records`], the checkpoint) and the small tables
-//! each figure is drawn from (written beside the figure as CSV).
+//! each figure is drawn from (written beside the figure as CSV); the
+//! in-context interpretation's in [`interpretation`].
 //!
 //! Maps are in the COLUMN convention of physics, `s' = M s`.
+
+pub mod interpretation;
 
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 use crate::interpret::map::MapReport;
+use crate::interpret::patch::PatchReport;
 use crate::model::Model;
 use crate::model::checkpoint;
 use crate::physics::rules::RULES;
@@ -16,6 +20,7 @@ use crate::train::state::{STATE_FILE, stopped_at_floor};
 use crate::util::error::{Error, Result};
 use crate::util::io::read_json;
 use crate::util::mat2::{Mat2, sub};
+use interpretation::{InContextRead, read_interpret, read_patch};
 
 /// Trajectories shown in the rollout, phase-portrait and energy figures.
 pub const SHOWN_TRAJECTORIES: usize = 3;
@@ -171,6 +176,14 @@ pub struct CaseData {
     pub attention: Option<Table>,
     /// `sequences.csv` (the in-context evaluation per sequence), if present.
     pub sequences: Option<Table>,
+    /// `in_context` of `interpret.json` (parameters drawn per sequence), if present.
+    pub in_context: Option<InContextRead>,
+    /// `implied.csv` (each sequence's implied ω0 and γ), if present.
+    pub implied: Option<Table>,
+    /// `filter.csv` (the model's and the nearest candidate's mean taps), if present.
+    pub filter: Option<Table>,
+    /// `patch.json`, if present.
+    pub patch: Option<PatchReport>,
 }
 
 fn optional<T>(path: &Path, read: impl Fn(&Path) -> Result<T>) -> Result<Option<T>> {
@@ -266,13 +279,18 @@ fn load_case(dir: &Path, numbers: CaseSummary) -> Result<CaseData> {
     let model = optional(&dir.join("model.safetensors"), |p| Ok(checkpoint::load(p)?.model.to_f64()))?;
     let rollout = Table::read(&dir.join("rollout.csv"))?;
     check_consistent(dir, &numbers, &rollout)?;
+    let interpret = optional(&dir.join("interpret.json"), read_interpret)?.unwrap_or_default();
     Ok(CaseData {
         config: Config::parse(&config_text, &config_path.display().to_string())?,
         config_text,
         metrics: Table::read(&dir.join("metrics.csv"))?,
         rollout,
         trajectories: Table::read(&dir.join("trajectories.csv"))?,
-        map: optional(&dir.join("interpret.json"), read_json)?,
+        map: interpret.map,
+        in_context: interpret.in_context,
+        implied: optional(&dir.join("implied.csv"), Table::read)?,
+        filter: optional(&dir.join("filter.csv"), Table::read)?,
+        patch: optional(&dir.join("patch.json"), read_patch)?,
         model,
         error_vs_energy: optional(&dir.join("error_vs_energy.csv"), Table::read)?,
         attention: optional(&dir.join("attention.csv"), Table::read)?,

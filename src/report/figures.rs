@@ -3,6 +3,7 @@
 //! [`crate::report::plot::render`] turns it into SVG and PNG.
 
 mod in_context;
+mod interpretation;
 
 use std::ops::Range;
 
@@ -47,6 +48,17 @@ pub enum Figure {
     /// In-context error at the last position against ω0 and γ, with the
     /// training ranges of each.
     ErrorVsParameters(Table, Box<in_context::Ranges>),
+    /// Implied ω0 and γ of each sequence against the truth, with the
+    /// least-squares lines (slope, intercept) of each.
+    Implied(Table, Box<interpretation::Fits>),
+    /// The effective filter's mean taps against k, beside the nearest
+    /// candidate's (named).
+    FilterTaps(Table, String),
+    /// The roots of the effective filter and the true eigenvalues.
+    FilterRoots(Table),
+    /// A patching heat map, `prediction_shift` over rows (named: `layer` or
+    /// `head`) × position.
+    PatchMap(Table, &'static str),
 }
 
 /// A figure with its title.
@@ -67,6 +79,13 @@ impl Drawable for Titled {
             Figure::Phase(..) => (560, 560),
             Figure::InContextError(_) => (680, 560),
             Figure::ErrorVsParameters(..) => (1100, 500),
+            Figure::Implied(..) => (1100, 520),
+            Figure::FilterTaps(..) => (1000, 760),
+            Figure::FilterRoots(_) => (560, 620),
+            Figure::PatchMap(t, _) => {
+                let (cell, rows, positions) = interpretation::patch_grid(t);
+                ((cell * positions as u32 + 190).max(420), cell * rows as u32 + 130)
+            }
             Figure::Eigenvalues(t) => (zooms(t).map_or(1, |z| z.halves.len() as u32 + 1) * 400 + 10, 480),
             Figure::Matrices(t, _) => (matrices(t).map_or(1, |m| m.len()).max(1) as u32 * 275 + 20, 250),
             Figure::Attention(t) => {
@@ -93,6 +112,10 @@ impl Drawable for Titled {
             Figure::ErrorVsEnergy(t, e_max) => error_vs_energy(&area, th, t, *e_max),
             Figure::InContextError(t) => in_context::error_vs_position(&area, th, t),
             Figure::ErrorVsParameters(t, ranges) => in_context::error_vs_parameters(&area, th, t, ranges),
+            Figure::Implied(t, fits) => interpretation::implied(&area, th, t, fits),
+            Figure::FilterTaps(t, nearest) => interpretation::filter_taps(&area, th, t, nearest),
+            Figure::FilterRoots(t) => interpretation::filter_roots(&area, th, t),
+            Figure::PatchMap(t, rows) => interpretation::patch_map(&area, th, t, rows),
         }
     }
 }

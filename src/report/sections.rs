@@ -5,6 +5,7 @@
 //! the page itself are in [`crate::report::build`].
 
 pub(crate) mod in_context;
+pub(crate) mod interpretation;
 
 use crate::interpret::map::MapReport;
 use crate::physics::readout::RuleVerdict;
@@ -24,6 +25,8 @@ pub(crate) enum Content {
     Figure { figure: Titled, data: Table, caption: String },
     /// Why the figure is left out.
     Skipped(String),
+    /// A paragraph of findings in words (no figure).
+    Text(String),
 }
 
 /// One slot of a case: figure id (file stem) and what goes there.
@@ -370,7 +373,7 @@ pub(crate) fn map_figures(c: &CaseData) -> Result<Vec<Entry>> {
             let why = match c.config.system.fixed() {
                 None => format!(
                     "Not drawn: the parameters are drawn per sequence ({}), so there is no one system to read a map \
-                     against (no interpret.json); the in-context figures show what the model does instead.",
+                     against (interpret.json holds only in_context); the in-context figures show what the model does instead.",
                     c.config.system
                 ),
                 Some(_) => format!(

@@ -1,18 +1,25 @@
 //! Evaluating a trained model: MSE, rollouts, error against energy and the
-//! effective map read as physics. Everything is computed and returned;
+//! effective map read as physics; with parameters drawn per sequence, the
+//! in-context interpretation and the activation patching of `physlens
+//! interpret` and `physlens patch`. Everything is computed and returned;
 //! nothing is written here ([`crate::run::folder`] writes the files).
 
 use crate::config::Config;
 use crate::data::{Dataset, Sampler};
 use crate::eval::in_context::{self, InContextResults, wider};
 use crate::eval::{Rollout, Start, error_vs_energy_csv, rollout, rollout_starts};
+use crate::interpret::in_context::{InContextReport, has_oscillator_form, interpret_in_context, training_sequences};
 use crate::interpret::jacobian::jacobian_report;
 use crate::interpret::map::{MapReport, interpret_affine, interpret_with_jacobians};
+use crate::interpret::patch::{PairOptions, PatchOptions, PatchReport, patch_checkpoint};
 use crate::interpret::patterns::{TrajectoryPatterns, trajectory_patterns};
+use crate::model::checkpoint::{AnyModel, Checkpoint};
 use crate::model::{Model, mse};
 use crate::physics::System;
 use crate::physics::baselines::FIT_SEQUENCES;
+use crate::physics::readout::SpectralReadout;
 use crate::run::records::Evaluation;
+use crate::util::error::Result;
 use crate::util::real::Real;
 use crate::util::rng::{Rng, Stream};
 
@@ -31,16 +38,33 @@ pub struct CaseResults {
     /// The in-context evaluation (its record is also in `eval.json`;
     /// `sequences.csv`), for context > 1 or parameters drawn per sequence.
     pub in_context: Option<InContextResults>,
+    /// Parameters drawn per sequence: the in-context interpretation and the
+    /// patching of the model.
+    pub interpretation: Option<CaseInterpretation>,
+}
+
+/// What `physlens interpret` and `physlens patch` report on a case whose
+/// parameters are drawn per sequence, computed on the f64 copy of its weights.
+#[derive(Clone, Debug)]
+pub struct CaseInterpretation {
+    /// `in_context` of `interpret.json` (as `physlens interpret --json` has
+    /// it) and, per sequence, `implied.csv`.
+    pub in_context: InContextReport,
+    /// `patch.json` (as `physlens patch --json` prints it).
+    pub patch: PatchReport,
 }
 
 /// Evaluates `model` trained with `config` with `steps` rollout steps;
 /// `sets` are the training and validation sets of `config`.
+///
+/// # Errors
+/// As [`patch_checkpoint`], when the parameters are drawn per sequence.
 pub fn evaluate<F: Real>(
     config: &Config,
     model: &Model<F>,
     sets: (&Dataset<F>, &Dataset<F>),
     steps: usize,
-) -> CaseResults {
+) -> Result<CaseResults> {
     let (train_set, valid) = sets;
     let ro = rollout_of(config, model, steps);
     let (interpretation, attention) = interpretation(config, model, valid);
@@ -53,7 +77,85 @@ pub fn evaluate<F: Real>(
         in_context: in_context.as_ref().map(|r| r.record.clone()),
     };
     let error_vs_energy = error_vs_energy_csv(model, valid);
-    CaseResults { evaluation, error_vs_energy, rollout: ro, attention, in_context }
+    let interpretation = case_interpretation(config, model)?;
+    Ok(CaseResults { evaluation, error_vs_energy, rollout: ro, attention, in_context, interpretation })
+}
+
+impl CaseInterpretation {
+    /// `implied.csv`: one row per validation sequence of the in-context
+    /// interpretation, its true ω0 and γ and both readouts
+    /// (`behaviour_*`, `jacobian_*`); the readout cells are empty where the
+    /// map has no oscillator reading (`*_form` false).
+    pub fn implied_csv(&self) -> String {
+        let mut out = "sequence,omega0,gamma,behaviour_omega0,behaviour_gamma,behaviour_form,jacobian_omega0,\
+                       jacobian_gamma,jacobian_form\n"
+            .to_string();
+        let reading = |r: Option<&SpectralReadout>, dt: f64| match r.filter(|r| has_oscillator_form(r, dt)) {
+            Some(r) => format!("{:e},{:e},true", r.omega0, r.gamma),
+            None => ",,false".into(),
+        };
+        for (n, r) in self.in_context.per_sequence.readings.iter().enumerate() {
+            let s = &r.system;
+            let (b, j) = (reading(r.behaviour.as_ref(), s.dt), reading(Some(&r.jacobian), s.dt));
+            out.push_str(&format!("{n},{:e},{:e},{b},{j}\n", s.omega0, s.gamma));
+        }
+        out
+    }
+
+    /// `filter.csv`: per tap `k` (`k = 0` the last token), the four entries
+    /// `ij` of the model's mean tap (`model_ij`, as `filter.taps`) and of the
+    /// nearest candidate's (`nearest_ij`, averaged over the sequences the
+    /// same way; empty without candidates). Column convention.
+    pub fn filter_csv(&self) -> String {
+        let entries = ["00", "01", "10", "11"];
+        let mut out = "k".to_string();
+        for who in ["model", "nearest"] {
+            for e in entries {
+                out.push_str(&format!(",{who}_{e}"));
+            }
+        }
+        out.push('\n');
+        let nearest = &self.in_context.per_sequence.nearest_taps;
+        for (k, tap) in self.in_context.filter.taps.iter().enumerate() {
+            out.push_str(&k.to_string());
+            for m in [Some(tap), nearest.get(k)] {
+                for e in 0..4 {
+                    out.push_str(&m.map_or(",".into(), |m| format!(",{:e}", m[e / 2][e % 2])));
+                }
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// With parameters drawn per sequence (`None` otherwise): the in-context
+/// interpretation as `physlens interpret` makes it, on `data.n_valid`
+/// sequences from the training ranges with energies up to
+/// `data.e_valid_max` and the seed `train.seed` (`--n-valid`, `--e-max`,
+/// `--seed`), and the patching as `physlens patch` makes it with its
+/// defaults ([`PatchOptions`]: 64 pairs, ablations on 1024 sequences) at
+/// the same energies and seed.
+///
+/// # Errors
+/// As [`patch_checkpoint`].
+fn case_interpretation<F: Real>(config: &Config, model: &Model<F>) -> Result<Option<CaseInterpretation>> {
+    if config.system.fixed().is_some() {
+        return Ok(None);
+    }
+    let (spec, data, seed) = (&config.system, &config.data, config.train.seed);
+    let exact = model.to_f64();
+    let t = exact.cfg.n_ctx;
+    let set = crate::interpret::in_context::validation_set(spec, t, data.n_valid, data.e_valid_max, seed);
+    let training = training_sequences(spec, t, data.e_valid_max, seed);
+    let in_context = interpret_in_context(&exact, &set, &training);
+    let ckpt = Checkpoint { model: AnyModel::F64(exact), system: *spec, metadata: Default::default() };
+    let opts = PatchOptions {
+        pairs: PairOptions { seed, e_max: data.e_valid_max, ..PairOptions::default() },
+        ..PatchOptions::default()
+    };
+    let patch = patch_checkpoint(&ckpt, "model.safetensors", &opts)?;
+    Ok(Some(CaseInterpretation { in_context, patch }))
 }
 
 /// The in-context evaluation, when the context holds more than one state or

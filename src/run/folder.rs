@@ -12,6 +12,7 @@ use crate::interpret::patterns::patterns_csv;
 use crate::model::Model;
 use crate::model::checkpoint::{self, AnyModel};
 use crate::run::evaluate::{CaseResults, evaluate, rollout_of};
+use crate::run::records::InterpretRecord;
 use crate::train::{training_set, validation_set};
 use crate::util::error::{Error, Result};
 use crate::util::io::{write_json, write_text};
@@ -123,9 +124,12 @@ impl RunDir {
 }
 
 /// Writes a case's evaluation into `dir`: `rollout.csv`, `trajectories.csv`,
-/// `error_vs_energy.csv`, `interpret.json` (when there is one system),
+/// `error_vs_energy.csv`, `interpret.json` (the map when there is one
+/// system; `in_context` when the parameters are drawn per sequence),
 /// `eval.json`, and for context > 1 `attention.csv`; `sequences.csv` with an
-/// in-context evaluation.
+/// in-context evaluation; with parameters drawn per sequence `implied.csv`,
+/// `filter.csv` and the files of `physlens patch --out` (`patch.json`, `effects.csv`,
+/// `ablation.csv`).
 pub fn write_results(dir: &Path, r: &CaseResults) -> Result<()> {
     write_text(&dir.join("rollout.csv"), &r.rollout.stats_csv())?;
     write_text(&dir.join("trajectories.csv"), &r.rollout.trajectories_csv(SAVED_TRAJECTORIES))?;
@@ -136,8 +140,17 @@ pub fn write_results(dir: &Path, r: &CaseResults) -> Result<()> {
     if let Some(ic) = &r.in_context {
         write_text(&dir.join("sequences.csv"), &ic.sequences_csv)?;
     }
-    if let Some(interpretation) = &r.evaluation.interpretation {
-        write_json(&dir.join("interpret.json"), interpretation)?;
+    let record = InterpretRecord {
+        map: r.evaluation.interpretation.as_ref(),
+        in_context: r.interpretation.as_ref().map(|i| &i.in_context),
+    };
+    if record.map.is_some() || record.in_context.is_some() {
+        write_json(&dir.join("interpret.json"), &record)?;
+    }
+    if let Some(i) = &r.interpretation {
+        write_text(&dir.join("implied.csv"), &i.implied_csv())?;
+        write_text(&dir.join("filter.csv"), &i.filter_csv())?;
+        i.patch.write(dir)?;
     }
     write_json(&dir.join("eval.json"), &r.evaluation)
 }
@@ -150,7 +163,7 @@ pub fn evaluate_into<F: Real>(
     sets: (&Dataset<F>, &Dataset<F>),
     dir: &Path,
 ) -> Result<CaseResults> {
-    let results = evaluate(config, model, sets, config.eval.rollout_steps);
+    let results = evaluate(config, model, sets, config.eval.rollout_steps)?;
     write_results(dir, &results)?;
     Ok(results)
 }

@@ -2,7 +2,9 @@
 //! read back with serde (`docs/outputs.md` lists every key):
 //! - [`Summary`] is `summary.json`, one [`CaseSummary`] per case;
 //! - [`Evaluation`] is `eval.json`;
-//! - `interpret.json` is [`crate::interpret::map::MapReport`].
+//! - `interpret.json` is [`InterpretRecord`]: a [`MapReport`] for one
+//!   system, the in-context interpretation under `in_context` when the
+//!   parameters are drawn per sequence.
 //!
 //! Floats that were not finite are written as `null` (JSON has no NaN) and
 //! read back as NaN. Keys added after the first version read with a default
@@ -13,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::eval::RolloutSummary;
 use crate::eval::in_context::InContext;
+use crate::interpret::in_context::InContextReport;
 use crate::interpret::map::{Learned, MapReport};
 use crate::physics::SystemSpec;
 use crate::physics::readout::RuleVerdict;
@@ -100,6 +103,21 @@ pub struct Evaluation {
     /// parameters drawn per sequence.
     #[serde(default)]
     pub in_context: Option<InContext>,
+}
+
+/// `interpret.json` of a case: the map read as physics (one system; its
+/// keys at the top level, docs/outputs.md) and, with parameters drawn per
+/// sequence, `in_context` as `physlens interpret --json` has it (docs/in-context.md).
+/// Written only: [`InContextReport`] is not read back as a whole (the
+/// report reads the keys it draws, `crate::report`).
+#[derive(Clone, Debug, Serialize)]
+pub struct InterpretRecord<'a> {
+    /// The map read as physics; absent when the parameters are drawn per sequence.
+    #[serde(flatten)]
+    pub map: Option<&'a MapReport>,
+    /// The in-context interpretation; absent for one system.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_context: Option<&'a InContextReport>,
 }
 
 impl CaseSummary {

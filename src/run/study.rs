@@ -5,8 +5,11 @@
 //!
 //! A case folder holds `config.toml`, `metrics.csv`, `model.safetensors`,
 //! `train_state.safetensors`, `eval.json`, `rollout.csv`, `trajectories.csv`,
-//! `error_vs_energy.csv`, `interpret.json` (and `attention.csv` for context
-//! > 1); the report adds `figures/`.
+//! `error_vs_energy.csv`, `interpret.json`, and `attention.csv` for a
+//! context above 1. With parameters drawn per sequence it also holds
+//! `sequences.csv`, `implied.csv`, `filter.csv`, `patch.json`, `effects.csv`
+//! and `ablation.csv`, and `interpret.json` holds `in_context` instead of a
+//! map. The report adds `figures/`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

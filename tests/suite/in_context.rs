@@ -237,7 +237,7 @@ fn an_in_context_study_reports_per_position_errors_that_the_saved_weights_reprod
     for name in &names {
         assert_eq!(ic["baselines"][name]["median_rel_err"].as_array().unwrap().len(), 6, "{name}");
     }
-    assert!(!run.join("ic/interpret.json").exists(), "no one system to interpret against");
+    assert_in_context_interpretation(&run);
     let sequences = std::fs::read_to_string(run.join("ic/sequences.csv")).unwrap();
     assert_eq!(sequences.lines().count(), 1 + 2 * 300);
     for figure in ["in_context_error", "error_vs_parameters"] {
@@ -271,6 +271,66 @@ fn an_in_context_study_reports_per_position_errors_that_the_saved_weights_reprod
     let median = 0.5 * (errs[149] + errs[150]);
     let reported = ic["median_rel_err_last"].as_f64().unwrap();
     assert!((median - reported).abs() <= 1e-12 * reported, "{median} vs {reported}");
+}
+
+/// The in-context interpretation of the study's case `ic` (300 validation
+/// sequences, context 6): `interpret.json` holds `in_context` (as
+/// `physlens interpret --json` has it) and no map, `implied.csv` one row per
+/// sequence, `filter.csv` one per tap, `patch.json` the heat maps; the
+/// report draws the figures and quotes the verdict.
+fn assert_in_context_interpretation(run: &std::path::Path) {
+    let interpret: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("ic/interpret.json")).unwrap()).unwrap();
+    assert!(interpret.get("effective_map").is_none(), "no one system to read a map against");
+    let verdict = interpret["in_context"]["verdict"].as_str().expect("a verdict").to_string();
+    assert_eq!(interpret["in_context"]["n_sequences"], 300);
+    let implied = std::fs::read_to_string(run.join("ic/implied.csv")).unwrap();
+    let mut lines = implied.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            "sequence,omega0,gamma,behaviour_omega0,behaviour_gamma,behaviour_form,jacobian_omega0,jacobian_gamma,\
+             jacobian_form"
+        )
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 300);
+    let formed = rows.iter().filter(|r| r[5] == "true").count();
+    assert_eq!(interpret["in_context"]["implied"]["n_oscillator_form"], formed);
+    for r in &rows {
+        assert_eq!(r.len(), 9);
+        assert_eq!(r[3].is_empty(), r[5] == "false", "{r:?}");
+        assert_eq!(r[6].is_empty(), r[8] == "false", "{r:?}");
+    }
+    let filter = std::fs::read_to_string(run.join("ic/filter.csv")).unwrap();
+    assert_eq!(filter.lines().count(), 1 + 6);
+    let patch: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("ic/patch.json")).unwrap()).unwrap();
+    let names: Vec<&str> = patch["heatmaps"].as_array().unwrap().iter().map(|h| h["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["residual", "heads"]);
+    assert_eq!(patch["pairs"]["n_pairs"], 64);
+    for figure in ["implied_behaviour", "filter_taps", "filter_roots", "patch_residual", "patch_heads"] {
+        assert!(run.join(format!("ic/figures/{figure}.svg")).is_file(), "{figure}");
+    }
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    let doc = scraper::Html::parse_document(&html);
+    let text = |selector: &str| -> Option<String> {
+        let s = scraper::Selector::parse(selector).unwrap();
+        doc.select(&s).next().map(|e| e.text().collect())
+    };
+    let shown = text(".finding[data-figure=\"in_context_verdict\"]").expect("the verdict is on the page");
+    assert!(shown.contains(&verdict), "{shown}");
+    for figure in ["implied_behaviour", "filter_taps", "filter_roots", "patch_residual", "patch_heads"] {
+        assert!(text(&format!("figure[data-figure=\"{figure}\"] svg")).is_some(), "{figure}");
+    }
+    // The Jacobian readout is drawn, or its slot says why not.
+    match interpret["in_context"]["jacobian_implied_reason"].as_str() {
+        None => assert!(text("figure[data-figure=\"implied_jacobian\"] svg").is_some()),
+        Some(why) => {
+            let note = text(".skipped[data-figure=\"implied_jacobian\"]").expect("a note");
+            assert!(note.contains(why), "{note}");
+        }
+    }
 }
 
 /// `sequences.csv` holds what an outside check needs to remake every

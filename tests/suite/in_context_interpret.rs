@@ -1,4 +1,4 @@
-//! In-context interpretation read back from models built by hand (SPEC §10):
+//! In-context interpretation read back from models built by hand (docs/in-context.md):
 //! a fixed 3-tap filter is read as that filter, whose taps never depend on
 //! ω0 while its behaviour tracks ω0; a context-1 model of one system never
 //! adapts, both ways.

@@ -9,6 +9,7 @@ mod architecture;
 mod checkpoint;
 mod cli;
 mod config;
+mod context_probes;
 mod export;
 mod floor_stop;
 mod fuzz;

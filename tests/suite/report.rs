@@ -26,9 +26,21 @@ fn run(config: &str) -> (tempfile::TempDir, PathBuf) {
 }
 
 /// The figure sections of a study of one system per case (the in-context
-/// sections need context > 1 or parameters drawn per sequence).
+/// sections need context > 1 or parameters drawn per sequence; the
+/// interpretation's need parameters drawn per sequence).
 fn one_system_sections() -> Vec<(&'static str, &'static str)> {
-    SECTIONS.iter().copied().filter(|(id, _)| !["in_context_error", "error_vs_parameters"].contains(id)).collect()
+    let in_context = [
+        "in_context_error",
+        "error_vs_parameters",
+        "in_context_verdict",
+        "implied_behaviour",
+        "implied_jacobian",
+        "filter_taps",
+        "filter_roots",
+        "patch_residual",
+        "patch_heads",
+    ];
+    SECTIONS.iter().copied().filter(|(id, _)| !in_context.contains(id)).collect()
 }
 
 fn read(path: &Path) -> String {

@@ -148,9 +148,10 @@ enum Command {
         /// Validation states (Jacobians, probes, dumps).
         #[arg(long, default_value_t = 4096)]
         n_valid: usize,
-        /// Largest validation energy.
-        #[arg(long, default_value_t = 4.0)]
-        e_max: f64,
+        /// Largest validation energy [default: 4; for the in-context section of a checkpoint trained with
+        /// parameter ranges, the energies it was validated on].
+        #[arg(long)]
+        e_max: Option<f64>,
         /// Seed of the validation states.
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -158,7 +159,7 @@ enum Command {
         #[arg(long, value_name = "X,P", allow_hyphen_values = true)]
         trajectory: Option<String>,
     },
-    /// Activation patching and ablation (SPEC §10): how far each activation, patched from a run with other
+    /// Activation patching and ablation: how far each activation, patched from a run with other
     /// parameters, moves the last prediction; zero- and mean-ablation of each head and MLP.
     Patch(patch::PatchArgs),
     /// Write a checkpoint in another tool's format. `--transformer-lens`: a TransformerLens state dict
@@ -294,7 +295,8 @@ fn execute(command: Command) -> Result<()> {
         Command::Interpret { model, json, dump, dump_format, out, probe, n_valid, e_max, seed, trajectory } => {
             let options = InterpretOptions {
                 n_valid,
-                e_valid_max: e_max,
+                e_valid_max: e_max.unwrap_or(InterpretOptions::default().e_valid_max),
+                in_context_e_max: e_max,
                 seed,
                 probe_names: (!probe.is_empty()).then_some(probe),
                 trajectory_start: trajectory.as_deref().map(parse_state).transpose()?,

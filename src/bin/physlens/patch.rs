@@ -14,7 +14,7 @@ pub struct PatchArgs {
     /// A .safetensors checkpoint.
     #[arg(long)]
     model: PathBuf,
-    /// Print the JSON object (SPEC §10 `effects`, plus heat maps, pairs and ablations) instead of the summary.
+    /// Print the JSON object (`effects`, `heatmaps`, `pairs` and `ablation`; docs/outputs.md) instead of the summary.
     #[arg(long)]
     json: bool,
     /// Folder for patch.json, effects.csv and ablation.csv.
@@ -38,9 +38,10 @@ pub struct PatchArgs {
     /// Validation sequences for the zero- and mean-ablations (0: none).
     #[arg(long, default_value_t = 1024)]
     n_valid: usize,
-    /// Largest energy of the drawn pairs and validation sequences.
-    #[arg(long, default_value_t = 4.0)]
-    e_max: f64,
+    /// Largest energy of the drawn pairs and validation sequences [default: the energies the checkpoint was
+    /// validated on, else 4].
+    #[arg(long)]
+    e_max: Option<f64>,
     /// Seed of the pairs and validation sequences.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -63,12 +64,12 @@ fn run(args: PatchArgs) -> Result<(), Error> {
             a: parse(&args.a, "a")?,
             b: parse(&args.b, "b")?,
             seed: args.seed,
-            e_max: args.e_max,
+            e_max: PairOptions::default().e_max,
         },
         activations: args.activations,
         n_valid: args.n_valid,
     };
-    let report = patch_file(&args.model, &options)?;
+    let report = patch_file(&args.model, &options, args.e_max)?;
     let files = match &args.out {
         Some(dir) => report.write(dir)?,
         None => vec![],

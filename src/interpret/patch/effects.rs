@@ -1,4 +1,4 @@
-//! Patching run b's activation into run a (SPEC §10): for a pair with
+//! Patching run b's activation into run a (docs/in-context.md): for a pair with
 //! clean last predictions `ŝ_a`, `ŝ_b`, replacing one site at one position
 //! of run a by its value in run b moves a's last prediction by `Δ`;
 //! `prediction_shift` = mean over pairs of `Δ·(ŝ_b − ŝ_a)/‖ŝ_b − ŝ_a‖²`
@@ -14,7 +14,7 @@ use crate::interpret::patch::site::{Site, last_predictions, rerun};
 use crate::model::{Activations, D_IN, Model};
 use crate::util::json::vec_nan_if_null;
 
-/// One site's effect at every position (an entry of `effects`, SPEC §10).
+/// One site's effect at every position (an entry of `effects`, docs/in-context.md).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Effect {
     /// The cache name, e.g. `blocks.0.resid_pre`.

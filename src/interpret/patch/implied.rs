@@ -1,5 +1,5 @@
 //! How far a patch moves the *dynamics* the model applies, not only its
-//! prediction (SPEC §10, issue item 4): the implied ω0 shift.
+//! prediction (docs/outputs.md): the implied ω0 shift.
 //!
 //! The behaviour readout of the in-context analysis
 //! ([`behaviour_map`]) fits, per sequence, the 2×2 map `M̂` with

@@ -1,4 +1,4 @@
-//! The pairs of sequences a patch moves between (SPEC §10): `a` and `b` start
+//! The pairs of sequences a patch moves between (docs/in-context.md): `a` and `b` start
 //! from the same energy and phase and differ only in the system's
 //! parameters. Either both parameter sets are drawn from the checkpoint's
 //! training ranges, a fresh pair each time, or they are given

@@ -1,5 +1,5 @@
 //! Everything `physlens patch` reports for a checkpoint: the effects of
-//! patching every site at every position (SPEC §10 `effects`), the same as
+//! patching every site at every position (`effects`, docs/outputs.md), the same as
 //! heat maps, the ablations, and the readable summary and files.
 
 use std::fmt::Write as _;
@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Dataset, Sampler};
+use crate::interpret::full::validated_e_max;
 use crate::interpret::patch::ablate::{Ablations, ablations};
 use crate::interpret::patch::effects::{Effect, Heatmap, heatmaps, label, patch_effects};
 use crate::interpret::patch::pairs::{PairOptions, PairSource, make_pairs};
@@ -63,7 +64,7 @@ pub struct PairsInfo {
 /// `physlens patch --json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PatchReport {
-    /// SPEC §10: one entry per site, its arrays over `positions`.
+    /// docs/outputs.md: one entry per site, its arrays over `positions`.
     pub effects: Vec<Effect>,
     /// The effects as named matrices: residual (layer × position), heads (head × position), MLPs.
     pub heatmaps: Vec<Heatmap>,
@@ -240,11 +241,17 @@ impl PatchReport {
     }
 }
 
-/// [`patch_checkpoint`] on the file at `path`.
+/// [`patch_checkpoint`] on the file at `path`, with the energies of the
+/// pairs and the ablations on `[0, e_max]`: as given, else those the
+/// checkpoint was validated on ([`validated_e_max`]), else
+/// `opts.pairs.e_max`. A model trained on E ≤ 1 patched at E ≤ 4 would be
+/// read outside what it learned.
 ///
 /// # Errors
 /// [`crate::util::error::Error::Checkpoint`] for an unreadable file; as [`patch_checkpoint`].
-pub fn patch_file(path: &Path, opts: &PatchOptions) -> Result<PatchReport> {
+pub fn patch_file(path: &Path, opts: &PatchOptions, e_max: Option<f64>) -> Result<PatchReport> {
     let ckpt = crate::model::checkpoint::load(path)?;
-    patch_checkpoint(&ckpt, &path.display().to_string(), opts)
+    let mut opts = opts.clone();
+    opts.pairs.e_max = e_max.or_else(|| validated_e_max(&ckpt)).unwrap_or(opts.pairs.e_max);
+    patch_checkpoint(&ckpt, &path.display().to_string(), &opts)
 }
