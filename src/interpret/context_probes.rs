@@ -26,6 +26,13 @@
 //! [`CONSTANT_TOL`]` · (1 + |mean|)`, e.g. γ when it is fixed) has R² NaN
 //! (`null`) everywhere: there is nothing to explain.
 //!
+//! A high R² alone does not say the model learned anything: the residual
+//! stream carries the input states, and a wide enough random mixing of a
+//! few of them already lets a linear probe read ω0 (an untrained 8-layer
+//! d_model-32 model reaches R² ≈ 0.8). So every probe is also fitted on an
+//! untrained control, the same shape at its initial weights, and what the
+//! training added is the difference.
+//!
 //! The probe is [`Ridge::fit`](crate::interpret::probe::Ridge::fit)'s:
 //! features standardised on the fit half (near-constant ones, by
 //! [`FEATURE_TOL`], dropped), penalty `λ n ‖w‖²` with λ = [`DEFAULT_LAMBDA`].
@@ -77,6 +84,12 @@ pub struct ProbeGrid {
     /// `positions[p]` to `targets[q]`; NaN (`null`) for a constant target or
     /// with fewer than [`MIN_PROBE_SEQUENCES`] sequences.
     pub r2: Vec<Vec<Vec<f64>>>,
+    /// `[Q][S][T]`: the same probes read from the untrained control (the
+    /// model's shape at its initial weights, module docs); all NaN without
+    /// one. In `context_probes.csv`, not in the JSON (`untrained_best` and
+    /// `best[q].untrained_r2` summarise it there).
+    #[serde(skip)]
+    pub untrained_r2: Vec<Vec<Vec<f64>>>,
     /// Sequences the probes are fitted on (the first half).
     pub n_fit: usize,
     /// Sequences they are scored on (the rest).
@@ -85,6 +98,9 @@ pub struct ProbeGrid {
     pub lambda: f64,
     /// `[Q]`: for each target, its best probe.
     pub best: Vec<BestProbe>,
+    /// `[Q]`: for each target, the untrained control's best probe (its
+    /// `untrained_r2` NaN).
+    pub untrained_best: Vec<BestProbe>,
 }
 
 /// The probe with the highest held-out R² for one target (the first in
@@ -99,6 +115,9 @@ pub struct BestProbe {
     pub position: Option<usize>,
     /// Its held-out R²; NaN (`null`) when none is finite.
     pub r2: f64,
+    /// The untrained control's held-out R² at the same site and position;
+    /// NaN (`null`) without a control or a best probe.
+    pub untrained_r2: f64,
 }
 
 /// Held-out ridge probes from every site × position of `model` to the
@@ -108,19 +127,72 @@ pub struct BestProbe {
 /// # Shapes
 /// `inputs` `[N, T, 2]` (row-major `(x, p)`), `systems` `[N]`, `taps`
 /// `[N][T]` 2×2 with `k = 0` the last token; only the first N of each is
-/// read, N the shortest of the three.
-pub fn probe_grid(model: &Model<f64>, inputs: &[f64], systems: &[System], taps: Option<&[Vec<Mat2>]>) -> ProbeGrid {
+/// read, N the shortest of the three. `control` (same shape as `model`),
+/// when given, is probed the same way for `untrained_r2`.
+///
+/// # Panics
+/// If `control`'s shape differs from `model`'s.
+pub fn probe_grid(
+    model: &Model<f64>,
+    control: Option<&Model<f64>>,
+    inputs: &[f64],
+    systems: &[System],
+    taps: Option<&[Vec<Mat2>]>,
+) -> ProbeGrid {
     let cfg = &model.cfg;
     let (t, w) = (cfg.n_ctx, cfg.n_ctx * D_IN);
     let n = (inputs.len() / w).min(systems.len()).min(taps.map_or(usize::MAX, <[_]>::len)).min(MAX_PROBE_SEQUENCES);
-    let n_fit = n / 2;
     let sites = sites(cfg);
     let targets = targets(&systems[..n], taps.map(|p| &p[..n]));
+    let grid = |m: &Model<f64>| r2_grid(m, &inputs[..n * w], &sites, &targets);
+    let r2 = grid(model);
+    let untrained_r2 = match control {
+        Some(c) => {
+            assert_eq!(c.cfg, *cfg, "the untrained control has the model's shape");
+            grid(c)
+        }
+        None => vec![vec![vec![f64::NAN; t]; sites.len()]; targets.len()],
+    };
+    let site_names: Vec<String> = sites.iter().map(|s| s.name(cfg)).collect();
+    let names: Vec<&str> = targets.iter().map(|(name, _)| name.as_str()).collect();
+    let best = names
+        .iter()
+        .zip(&r2)
+        .zip(&untrained_r2)
+        .map(|((name, grid), control)| {
+            let mut b = best_of(name, grid, &site_names);
+            if let (Some(s), Some(p)) = (&b.site, b.position) {
+                b.untrained_r2 = control[site_names.iter().position(|n| n == s).expect("a site")][p];
+            }
+            b
+        })
+        .collect();
+    let untrained_best = names.iter().zip(&untrained_r2).map(|(name, g)| best_of(name, g, &site_names)).collect();
+    ProbeGrid {
+        sites: site_names,
+        positions: (0..t).collect(),
+        targets: names.iter().map(|n| n.to_string()).collect(),
+        r2,
+        untrained_r2,
+        n_fit: n / 2,
+        n_score: n - n / 2,
+        lambda: DEFAULT_LAMBDA,
+        best,
+        untrained_best,
+    }
+}
+
+/// `[Q][S][T]`: the held-out R² of every probe of `model` (module docs);
+/// NaN for a constant target, or with fewer than [`MIN_PROBE_SEQUENCES`]
+/// sequences. `inputs` `[N, T, 2]`, `targets` `[Q]` of `[N]` values.
+fn r2_grid(model: &Model<f64>, inputs: &[f64], sites: &[Site], targets: &[(String, Vec<f64>)]) -> Vec<Vec<Vec<f64>>> {
+    let t = model.cfg.n_ctx;
+    let n = inputs.len() / (t * D_IN);
     let mut r2 = vec![vec![vec![f64::NAN; t]; sites.len()]; targets.len()];
     let vary: Vec<usize> = (0..targets.len()).filter(|&q| varies(&targets[q].1)).collect();
     if n >= MIN_PROBE_SEQUENCES && !vary.is_empty() && !sites.is_empty() {
         let y = DMatrix::from_fn(n, vary.len(), |i, c| targets[vary[c]].1[i]);
-        let scores = fit_and_score(model, &inputs[..n * w], &sites, &y, n_fit);
+        let scores = fit_and_score(model, inputs, sites, &y, n / 2);
         for (c, &q) in vary.iter().enumerate() {
             for (s, row) in r2[q].iter_mut().enumerate() {
                 for (p, v) in row.iter_mut().enumerate() {
@@ -129,18 +201,24 @@ pub fn probe_grid(model: &Model<f64>, inputs: &[f64], systems: &[System], taps: 
             }
         }
     }
-    let site_names: Vec<String> = sites.iter().map(|s| s.name(cfg)).collect();
-    let best = targets.iter().zip(&r2).map(|((name, _), grid)| best_of(name, grid, &site_names)).collect();
-    ProbeGrid {
-        sites: site_names,
-        positions: (0..t).collect(),
-        targets: targets.into_iter().map(|(name, _)| name).collect(),
-        r2,
-        n_fit,
-        n_score: n - n_fit,
-        lambda: DEFAULT_LAMBDA,
-        best,
+    r2
+}
+
+/// `context_probes.csv`: one row per target × site × position (the order
+/// of [`ProbeGrid::r2`]), columns `target, site, position, r2,
+/// untrained_r2`; an empty cell for NaN (a constant target, no control).
+pub fn context_probes_csv(g: &ProbeGrid) -> String {
+    let cell = |v: f64| if v.is_finite() { format!("{v:e}") } else { String::new() };
+    let mut out = "target,site,position,r2,untrained_r2\n".to_string();
+    for (q, target) in g.targets.iter().enumerate() {
+        for (s, site) in g.sites.iter().enumerate() {
+            for &p in &g.positions {
+                let (r2, control) = (g.r2[q][s][p], g.untrained_r2[q][s][p]);
+                out.push_str(&format!("{target},{site},{p},{},{}\n", cell(r2), cell(control)));
+            }
+        }
     }
+    out
 }
 
 // ─── Sites and targets ───────────────────────────────────────────────────
@@ -223,11 +301,12 @@ fn varies(values: &[f64]) -> bool {
 
 /// The highest finite R² of `grid` `[S][T]` and where it is.
 fn best_of(target: &str, grid: &[Vec<f64>], sites: &[String]) -> BestProbe {
-    let mut best = BestProbe { target: target.into(), site: None, position: None, r2: f64::NAN };
+    let none = BestProbe { target: target.into(), site: None, position: None, r2: f64::NAN, untrained_r2: f64::NAN };
+    let mut best = none;
     for (s, row) in grid.iter().enumerate() {
         for (p, &v) in row.iter().enumerate() {
             if v.is_finite() && (best.r2.is_nan() || v > best.r2) {
-                best = BestProbe { target: target.into(), site: Some(sites[s].clone()), position: Some(p), r2: v };
+                best = BestProbe { site: Some(sites[s].clone()), position: Some(p), r2: v, ..best };
             }
         }
     }

@@ -410,7 +410,7 @@ fn in_context_of(
     let t = model.cfg.n_ctx;
     let set = validation_set(spec, t, opts.n_valid, e_max, opts.seed);
     let training = training_sequences(spec, t, e_max, opts.seed);
-    interpret_in_context(model, &set, &training)
+    interpret_in_context(model, &set, &training, opts.seed)
 }
 
 // ── end in-context ──

@@ -263,11 +263,18 @@ fn trajectory(set: &Dataset<f64>, n: usize, len: usize) -> Vec<Vec2> {
 
 /// Interprets `model` on the sequences of `set` (their systems and first
 /// states; T = `model.cfg.n_ctx`), with the `filter_k` candidates fitted on
-/// `training` (clean sequences from the training ranges).
+/// `training` (clean sequences from the training ranges). The probes'
+/// untrained control is the model's shape at the initial weights of `seed`
+/// ([`Stream::Init`], as training with `train.seed = seed` starts).
 ///
 /// # Panics
 /// If `set` holds no sequence.
-pub fn interpret_in_context(model: &Model<f64>, set: &Dataset<f64>, training: &[Vec<Vec2>]) -> InContextReport {
+pub fn interpret_in_context(
+    model: &Model<f64>,
+    set: &Dataset<f64>,
+    training: &[Vec<Vec2>],
+    seed: u64,
+) -> InContextReport {
     let (n, t) = (set.systems.len(), model.cfg.n_ctx);
     assert!(n > 0, "no sequence to interpret");
     let trajectories: Vec<Vec<Vec2>> = (0..n).map(|b| trajectory(set, b, t + WINDOWS - 1)).collect();
@@ -298,7 +305,8 @@ pub fn interpret_in_context(model: &Model<f64>, set: &Dataset<f64>, training: &[
     };
     let per: Vec<Vec<Mat2>> = (0..n).map(|b| taps_of(&jac, b)).collect();
     let filter = filter_report(&per, &truth, training);
-    let probes = probe_grid(model, &window0, &truth, Some(&per));
+    let control = Model::<f64>::init(&model.cfg, &mut Rng::new(seed, Stream::Init));
+    let probes = probe_grid(model, Some(&control), &window0, &truth, Some(&per));
     let per_sequence = PerSequence {
         nearest_taps: nearest_taps(&filter.nearest, &truth, training, t),
         readings: (0..n)

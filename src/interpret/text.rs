@@ -145,8 +145,10 @@ fn render_in_context(s: &mut String, r: &FullReport) {
     let Some(ic) = &r.in_context else { return };
     let _ = writeln!(
         s,
-        "in context (parameters drawn per sequence; the map above is read at the centre of the ranges), {} sequences:",
-        ic.n_sequences
+        "in context (parameters drawn per sequence; the map above is read at the centre of the ranges), {} sequences, \
+         energies up to {}:",
+        ic.n_sequences,
+        r.validation.in_context_e_max.unwrap_or(r.validation.e_max)
     );
     let b = &ic.implied.omega0;
     let _ = writeln!(
@@ -176,8 +178,13 @@ fn render_in_context(s: &mut String, r: &FullReport) {
         f.nearest, f.margin, f.tap_relative_std
     );
     let g = &ic.probes;
-    let _ = writeln!(s, "  probes across sequences ({} fitted, {} scored):", g.n_fit, g.n_score);
-    for b in &g.best {
+    let _ = writeln!(
+        s,
+        "  probes across sequences ({} fitted, {} scored; in parentheses the same probe on the untrained model, and the \
+         untrained model's best anywhere):",
+        g.n_fit, g.n_score
+    );
+    for (b, u) in g.best.iter().zip(&g.untrained_best) {
         let name = match b.target.as_str() {
             "omega0" => "ω0",
             "gamma" => "γ",
@@ -185,7 +192,11 @@ fn render_in_context(s: &mut String, r: &FullReport) {
             other => other,
         };
         let _ = match (&b.site, b.position) {
-            (Some(site), Some(p)) => writeln!(s, "    probe {name}: best {site} @ {p}, held-out R² {:.3}", b.r2),
+            (Some(site), Some(p)) => writeln!(
+                s,
+                "    probe {name}: best {site} @ {p}, held-out R² {:.3} (untrained: {:.3}; best {:.3})",
+                b.r2, b.untrained_r2, u.r2
+            ),
             _ => writeln!(s, "    probe {name}: no held-out R² (constant across the sequences)"),
         };
     }

@@ -22,7 +22,7 @@ use crate::util::error::Result;
 use crate::util::io::write_text;
 
 /// The figure sections of the report, in order: id (file stem) and heading.
-pub const SECTIONS: [(&str, &str); 21] = [
+pub const SECTIONS: [(&str, &str); 25] = [
     ("training", "Training curves"),
     ("in_context_error", "In context: error along the context"),
     ("error_vs_parameters", "In context: error against ω0 and γ"),
@@ -31,7 +31,10 @@ pub const SECTIONS: [(&str, &str); 21] = [
     ("implied_jacobian", "In context: Jacobian-implied ω0 and γ"),
     ("filter_taps", "In context: the effective filter"),
     ("filter_roots", "In context: roots of the effective filter"),
-    // The probe heat maps (`in_context.probes`) get their section here.
+    ("probe_omega0", "In context: where ω0 can be read"),
+    ("probe_gamma", "In context: where γ can be read"),
+    ("probe_tr_M", "In context: where tr M can be read"),
+    ("probe_det_M", "In context: where det M can be read"),
     ("patch_residual", "In context: patching the residual stream"),
     ("patch_heads", "In context: patching each head"),
     ("rollouts", "Rollouts: x(t) and p(t)"),

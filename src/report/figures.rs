@@ -59,6 +59,8 @@ pub enum Figure {
     /// A patching heat map, `prediction_shift` over rows (named: `layer` or
     /// `head`) × position.
     PatchMap(Table, &'static str),
+    /// A probe heat map, held-out `r2` over site × position.
+    ProbeMap(Table),
 }
 
 /// A figure with its title.
@@ -82,7 +84,7 @@ impl Drawable for Titled {
             Figure::Implied(..) => (1100, 520),
             Figure::FilterTaps(..) => (1000, 760),
             Figure::FilterRoots(_) => (560, 620),
-            Figure::PatchMap(t, _) => {
+            Figure::PatchMap(t, _) | Figure::ProbeMap(t) => {
                 let (cell, rows, positions) = interpretation::patch_grid(t);
                 ((cell * positions as u32 + 190).max(420), cell * rows as u32 + 130)
             }
@@ -116,6 +118,7 @@ impl Drawable for Titled {
             Figure::FilterTaps(t, nearest) => interpretation::filter_taps(&area, th, t, nearest),
             Figure::FilterRoots(t) => interpretation::filter_roots(&area, th, t),
             Figure::PatchMap(t, rows) => interpretation::patch_map(&area, th, t, rows),
+            Figure::ProbeMap(t) => interpretation::probe_map(&area, th, t),
         }
     }
 }

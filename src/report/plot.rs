@@ -700,12 +700,16 @@ pub fn heatmap<DB: Backend>(area: &Area<DB>, theme: &Theme, map: &Heatmap<'_>) -
     }
     let title = theme.title_font().pos(Pos::new(HPos::Center, VPos::Top));
     area.draw_text(map.title, &title, (w as i32 / 2, theme.ipx(2.0)))?;
-    let (left, top, bottom) = (theme.ipx(58.0), theme.ipx(52.0), theme.ipx(6.0));
+    let tick = theme.tick_font();
+    // Room on the left for the widest row label, and the row title beside it.
+    let widest = map.rows.iter().filter_map(|l| area.estimate_text_size(l, &tick).ok()).map(|(w, _)| w as i32).max();
+    let title_room = if map.row_title.is_empty() { theme.ipx(4.0) } else { theme.ipx(24.0) };
+    let left = (widest.unwrap_or(0) + theme.ipx(6.0) + title_room).max(theme.ipx(58.0));
+    let (top, bottom) = (theme.ipx(52.0), theme.ipx(6.0));
     let right = theme.ipx(10.0) + theme.ipx(COLOR_BAR_ROOM);
     let cell = ((w as i32 - left - right) / n_cols as i32).min((h as i32 - top - bottom) / n_rows as i32).max(2);
     let x0 = left + (w as i32 - left - right - cell * n_cols as i32) / 2;
     let y0 = top;
-    let tick = theme.tick_font();
     for (r, row) in map.values.iter().enumerate() {
         for (c, &v) in row.iter().enumerate() {
             let (cx, cy) = (x0 + c as i32 * cell, y0 + r as i32 * cell);

@@ -148,7 +148,7 @@ fn case_interpretation<F: Real>(config: &Config, model: &Model<F>) -> Result<Opt
     let t = exact.cfg.n_ctx;
     let set = crate::interpret::in_context::validation_set(spec, t, data.n_valid, data.e_valid_max, seed);
     let training = training_sequences(spec, t, data.e_valid_max, seed);
-    let in_context = interpret_in_context(&exact, &set, &training);
+    let in_context = interpret_in_context(&exact, &set, &training, seed);
     let ckpt = Checkpoint { model: AnyModel::F64(exact), system: *spec, metadata: Default::default() };
     let opts = PatchOptions {
         pairs: PairOptions { seed, e_max: data.e_valid_max, ..PairOptions::default() },

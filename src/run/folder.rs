@@ -128,7 +128,7 @@ impl RunDir {
 /// system; `in_context` when the parameters are drawn per sequence),
 /// `eval.json`, and for context > 1 `attention.csv`; `sequences.csv` with an
 /// in-context evaluation; with parameters drawn per sequence `implied.csv`,
-/// `filter.csv` and the files of `physlens patch --out` (`patch.json`, `effects.csv`,
+/// `filter.csv`, `context_probes.csv` and the files of `physlens patch --out` (`patch.json`, `effects.csv`,
 /// `ablation.csv`).
 pub fn write_results(dir: &Path, r: &CaseResults) -> Result<()> {
     write_text(&dir.join("rollout.csv"), &r.rollout.stats_csv())?;
@@ -150,6 +150,8 @@ pub fn write_results(dir: &Path, r: &CaseResults) -> Result<()> {
     if let Some(i) = &r.interpretation {
         write_text(&dir.join("implied.csv"), &i.implied_csv())?;
         write_text(&dir.join("filter.csv"), &i.filter_csv())?;
+        let probes = crate::interpret::context_probes::context_probes_csv(&i.in_context.probes);
+        write_text(&dir.join("context_probes.csv"), &probes)?;
         i.patch.write(dir)?;
     }
     write_json(&dir.join("eval.json"), &r.evaluation)

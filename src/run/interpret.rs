@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::interpret::context_probes::context_probes_csv;
 use crate::interpret::dump::{DumpFormat, dump_activations};
 use crate::interpret::full::{FullReport, InterpretOptions, interpret_many, validation_inputs};
 use crate::interpret::jacobian::jacobians_csv;
@@ -111,7 +112,8 @@ fn model_folder(i: usize, path: &Path) -> String {
     format!("{i}-{parent}{stem}")
 }
 
-/// `interpret.json`, `patterns.csv`, `probes.csv` and `jacobians.csv` of one report.
+/// `interpret.json`, `patterns.csv`, `probes.csv` and `jacobians.csv` of one
+/// report, and `context_probes.csv` when it has an in-context section.
 fn write_report_files(dir: &Path, r: &FullReport) -> Result<Vec<PathBuf>> {
     let files = [
         ("interpret.json", None),
@@ -119,8 +121,9 @@ fn write_report_files(dir: &Path, r: &FullReport) -> Result<Vec<PathBuf>> {
         ("probes.csv", Some(crate::interpret::probe::probes_csv(&r.probes))),
         ("jacobians.csv", Some(jacobians_csv(&r.jacobians))),
     ];
+    let in_context = r.in_context.as_ref().map(|ic| ("context_probes.csv", Some(context_probes_csv(&ic.probes))));
     let mut written = Vec::new();
-    for (name, text) in files {
+    for (name, text) in files.into_iter().chain(in_context) {
         let path = dir.join(name);
         match text {
             None => crate::util::io::write_json(&path, r)?,

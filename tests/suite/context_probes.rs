@@ -60,7 +60,7 @@ fn a_hand_built_filter_reads_back_what_is_exactly_known() {
     let model = three_tap_model();
     let training = training_sequences(&ranged(), N_CTX, E_MAX, 0);
     let set = validation_set(&ranged(), N_CTX, 512, E_MAX, 0);
-    let r = interpret_in_context(&model, &set, &training);
+    let r = interpret_in_context(&model, &set, &training, 0);
     let g = &r.probes;
     assert_eq!(
         g.sites,
@@ -92,7 +92,7 @@ fn a_hand_built_filter_reads_back_what_is_exactly_known() {
     let last: Vec<f64> = (0..n).map(|b| 3.0 * state(b, N_CTX - 1)[0] - 2.0 * state(b, N_CTX - 1)[1] + 1.0).collect();
     let first: Vec<f64> = (0..n).map(|b| 0.5 * state(b, 0)[0] + state(b, 0)[1]).collect();
     let taps = planted_taps(&[((0, 0), last), ((0, 1), first)], n);
-    let g = probe_grid(&model, &set.inputs, &set.systems, Some(&taps));
+    let g = probe_grid(&model, None, &set.inputs, &set.systems, Some(&taps));
     let at_last = r2_at(&g, "taps0.00", "blocks.0.resid_pre", N_CTX - 1);
     let at_first = r2_at(&g, "taps0.01", "blocks.0.resid_pre", 0);
     assert!(at_last > 1.0 - 1e-9 && at_first > 1.0 - 1e-9, "{at_last} {at_first}");
@@ -132,14 +132,32 @@ fn a_noise_target_fits_the_fit_half_but_scores_nothing_held_out() {
     let twice: Vec<f64> = [&set.inputs[..12 * w], &set.inputs[..12 * w]].concat();
     let systems: Vec<System> = [&set.systems[..12], &set.systems[..12]].concat();
     let same: Vec<f64> = [&noise[..12], &noise[..12]].concat();
-    let g = probe_grid(&model, &twice, &systems, Some(&planted_taps(&[((0, 0), same)], 24)));
+    let g = probe_grid(&model, None, &twice, &systems, Some(&planted_taps(&[((0, 0), same)], 24)));
     let in_sample = r2_at(&g, "taps0.00", site, N_CTX - 1);
     // Fresh second half.
-    let g = probe_grid(&model, &set.inputs, &set.systems, Some(&planted_taps(&[((0, 0), noise)], 24)));
+    let g = probe_grid(&model, None, &set.inputs, &set.systems, Some(&planted_taps(&[((0, 0), noise)], 24)));
     let held_out = r2_at(&g, "taps0.00", site, N_CTX - 1);
     assert_eq!((g.n_fit, g.n_score), (12, 12));
     assert!(in_sample > 0.99, "the fit half is memorised: {in_sample}");
     assert!(held_out <= 0.0, "held out: {held_out}");
+}
+
+/// The untrained control is probed exactly as the model is: its grid is the
+/// grid of the control probed as a model, and each best probe quotes the
+/// control at the same site and position.
+#[test]
+fn the_untrained_control_is_probed_the_same_way() {
+    let model = random_model();
+    let control = Model::init(&model.cfg, &mut Rng::new(8, Stream::Init));
+    let set = validation_set(&ranged(), N_CTX, 64, E_MAX, 2);
+    let g = probe_grid(&model, Some(&control), &set.inputs, &set.systems, None);
+    let alone = probe_grid(&control, None, &set.inputs, &set.systems, None);
+    assert_eq!(format!("{:?}", g.untrained_r2), format!("{:?}", alone.r2));
+    assert_eq!(format!("{:?}", g.untrained_best), format!("{:?}", alone.best));
+    let (q, best) = (0, &g.best[0]);
+    let s = g.sites.iter().position(|n| Some(n) == best.site.as_ref()).unwrap();
+    assert_eq!(best.untrained_r2.to_bits(), g.untrained_r2[q][s][best.position.unwrap()].to_bits());
+    assert!(probe_grid(&model, None, &set.inputs, &set.systems, None).best[0].untrained_r2.is_nan());
 }
 
 /// `physlens interpret --json` on an in-context checkpoint: `in_context.probes`
@@ -166,6 +184,8 @@ fn interpret_json_carries_the_probe_grid() {
     assert!(p["lambda"].is_number());
     assert!(p["r2"][1][0][0].is_null(), "γ is fixed: null");
     assert!(p["best"][0]["r2"].is_number() && p["best"][0]["site"].is_string(), "{}", p["best"][0]);
+    assert!(p["best"][0]["untrained_r2"].is_number(), "{}", p["best"][0]);
+    assert_eq!(len("untrained_best"), q);
     let out = physlens(&["interpret", "--model", "ic.safetensors", "--n-valid", "64"], dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);

@@ -309,7 +309,22 @@ fn assert_in_context_interpretation(run: &std::path::Path) {
     let names: Vec<&str> = patch["heatmaps"].as_array().unwrap().iter().map(|h| h["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["residual", "heads"]);
     assert_eq!(patch["pairs"]["n_pairs"], 64);
-    for figure in ["implied_behaviour", "filter_taps", "filter_roots", "patch_residual", "patch_heads"] {
+    let probes = &interpret["in_context"]["probes"];
+    let len = |key: &str| probes[key].as_array().unwrap().len();
+    let csv = std::fs::read_to_string(run.join("ic/context_probes.csv")).unwrap();
+    assert_eq!(csv.lines().next(), Some("target,site,position,r2,untrained_r2"));
+    assert_eq!(csv.lines().count(), 1 + len("targets") * len("sites") * len("positions"));
+    let figures = [
+        "implied_behaviour",
+        "filter_taps",
+        "filter_roots",
+        "probe_omega0",
+        "probe_tr_M",
+        "probe_det_M",
+        "patch_residual",
+        "patch_heads",
+    ];
+    for figure in &figures {
         assert!(run.join(format!("ic/figures/{figure}.svg")).is_file(), "{figure}");
     }
     let html = std::fs::read_to_string(run.join("report.html")).unwrap();
@@ -320,9 +335,11 @@ fn assert_in_context_interpretation(run: &std::path::Path) {
     };
     let shown = text(".finding[data-figure=\"in_context_verdict\"]").expect("the verdict is on the page");
     assert!(shown.contains(&verdict), "{shown}");
-    for figure in ["implied_behaviour", "filter_taps", "filter_roots", "patch_residual", "patch_heads"] {
+    for figure in &figures {
         assert!(text(&format!("figure[data-figure=\"{figure}\"] svg")).is_some(), "{figure}");
     }
+    let caption = text("figure[data-figure=\"probe_omega0\"] figcaption").expect("a caption");
+    assert!(caption.contains("untrained model"), "{caption}");
     // The Jacobian readout is drawn, or its slot says why not.
     match interpret["in_context"]["jacobian_implied_reason"].as_str() {
         None => assert!(text("figure[data-figure=\"implied_jacobian\"] svg").is_some()),

@@ -27,7 +27,7 @@ fn filter_report() -> (Vec<mat2::Mat2>, InContextReport) {
     let taps = LinearFilter::fit(&training, 3).unwrap().taps;
     let model = filter_model(&taps, N_CTX, gauge(3));
     let set = validation_set(&ranged(), N_CTX, 256, E_MAX, 0);
-    (taps, interpret_in_context(&model, &set, &training))
+    (taps, interpret_in_context(&model, &set, &training, 0))
 }
 
 #[test]
@@ -72,7 +72,7 @@ fn a_context_one_model_of_one_system_never_adapts_both_ways() {
     let model = two_head_model(m, [0.0; 2], gauge(1), 1);
     let training = training_sequences(&ranged(), 1, E_MAX, 0);
     let set = validation_set(&ranged(), 1, 256, E_MAX, 0);
-    let r = interpret_in_context(&model, &set, &training);
+    let r = interpret_in_context(&model, &set, &training, 0);
     let b = &r.implied.omega0;
     assert!(b.slope.abs() < 1e-6 && (b.median_implied - 2.0).abs() < 1e-6, "{b:?}");
     assert!(b.truth_range[0] < 1.2 && b.truth_range[1] > 3.8, "{b:?}");

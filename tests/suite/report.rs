@@ -37,6 +37,10 @@ fn one_system_sections() -> Vec<(&'static str, &'static str)> {
         "implied_jacobian",
         "filter_taps",
         "filter_roots",
+        "probe_omega0",
+        "probe_gamma",
+        "probe_tr_M",
+        "probe_det_M",
         "patch_residual",
         "patch_heads",
     ];

@@ -101,6 +101,46 @@ pub struct InContextRead {
     pub filter: FilterRead,
     /// The verdict in plain words.
     pub verdict: String,
+    /// The held-out probes across sequences; absent in older files.
+    #[serde(default)]
+    pub probes: Option<ProbesRead>,
+}
+
+/// A target's best probe (`probes.best`, `probes.untrained_best`).
+#[derive(Clone, Debug, Deserialize)]
+pub struct BestRead {
+    /// Its site, `null` when no R² is finite.
+    pub site: Option<String>,
+    /// Its position.
+    pub position: Option<usize>,
+    /// Its held-out R².
+    #[serde(deserialize_with = "nan_if_null")]
+    pub r2: f64,
+    /// The untrained control's R² at the same site and position.
+    #[serde(default, deserialize_with = "nan_if_null")]
+    pub untrained_r2: f64,
+}
+
+/// `in_context.probes`: held-out R² `[target][site][position]`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ProbesRead {
+    /// `[S]` site names.
+    pub sites: Vec<String>,
+    /// `[T]` positions.
+    pub positions: Vec<usize>,
+    /// `[Q]` target names.
+    pub targets: Vec<String>,
+    /// `[Q][S][T]` held-out R², `null` read as NaN.
+    pub r2: Vec<Vec<Vec<Option<f64>>>>,
+    /// Sequences fitted on.
+    pub n_fit: usize,
+    /// Sequences scored on.
+    pub n_score: usize,
+    /// `[Q]` the best probe of each target.
+    pub best: Vec<BestRead>,
+    /// `[Q]` the untrained control's best probe of each target.
+    #[serde(default)]
+    pub untrained_best: Vec<BestRead>,
 }
 
 /// `interpret.json` of a case: the map (one system) and `in_context`
@@ -177,8 +217,24 @@ pub fn patch_table(map: &Heatmap) -> Table {
     out
 }
 
+/// The probe grid of `target` in long form, as [`patch_table`]: columns
+/// `row` (the site), `label`, `position`, `r2`; `None` when `probes` has
+/// no such target.
+pub fn probe_table(probes: &ProbesRead, target: &str) -> Option<Table> {
+    let q = probes.targets.iter().position(|t| t == target)?;
+    let mut out = Table::new(&["row", "label", "position", "r2"]);
+    for (site, values) in probes.sites.iter().zip(&probes.r2[q]) {
+        for (p, v) in probes.positions.iter().zip(values) {
+            let value = v.map_or(String::new(), |v| format!("{v:e}"));
+            out.rows.push(vec![site.clone(), short_label(site), p.to_string(), value]);
+        }
+    }
+    Some(out)
+}
+
 /// `blocks.1.resid_pre` → `L1 pre`, `blocks.1.resid_post` → `L1 post`,
-/// `blocks.0.attn.result[1]` → `L0 H1`, `blocks.0.mlp_out` → `L0 mlp`.
+/// `blocks.0.attn.result[1]` and `blocks.0.attn.head1` → `L0 H1`,
+/// `blocks.0.mlp_out` → `L0 mlp`.
 fn short_label(row: &str) -> String {
     let rest = row.strip_prefix("blocks.").unwrap_or(row);
     let (layer, what) = rest.split_once('.').unwrap_or(("", rest));
@@ -186,6 +242,7 @@ fn short_label(row: &str) -> String {
         "resid_pre" => "pre".to_string(),
         "resid_post" => "post".to_string(),
         "mlp_out" => "mlp".to_string(),
+        w if w.starts_with("attn.head") => format!("H{}", &w["attn.head".len()..]),
         w => match w.split_once('[') {
             Some((_, h)) => format!("H{}", h.trim_end_matches(']')),
             None => w.to_string(),

@@ -1,6 +1,6 @@
 //! The figures of the in-context interpretation (docs/in-context.md): implied ω0 and
 //! γ against the truth, the effective filter's taps and the roots of its
-//! characteristic polynomial, and the patching heat maps.
+//! characteristic polynomial, the probe and patching heat maps.
 
 use plotters::prelude::*;
 
@@ -179,18 +179,39 @@ fn distinct(v: &[String]) -> Vec<String> {
 /// `prediction_shift` over row (layer or head) × position; columns `row`,
 /// `label`, `position`, `prediction_shift`.
 pub(super) fn patch_map<DB: Backend>(area: &Area<DB>, th: &Theme, t: &Table, rows_title: &str) -> PlotResult {
+    let shift = t.numbers("prediction_shift")?;
+    let largest = shift.iter().fold(0.0, |m: f64, v| if v.is_finite() { m.max(v.abs()) } else { m });
+    let scale = ColorScale::Diverging(if largest > 0.0 { largest } else { 1.0 });
+    long_heatmap(area, th, t, ("prediction_shift", scale), (rows_title, "position patched (token index)"))
+}
+
+/// Held-out probe R² over site × position, on 0 (white, also for R² ≤ 0)
+/// to 1; columns `row`, `label`, `position`, `r2`.
+pub(super) fn probe_map<DB: Backend>(area: &Area<DB>, th: &Theme, t: &Table) -> PlotResult {
+    long_heatmap(area, th, t, ("r2", ColorScale::Sequential(1.0)), ("site", "position read (token index)"))
+}
+
+/// A heat map of the column `value` of a long table (`row`, `label`,
+/// `position`, `value`), one row per distinct `row` (named by its `label`)
+/// and one column per position; a missing or empty cell is grey.
+fn long_heatmap<DB: Backend>(
+    area: &Area<DB>,
+    th: &Theme,
+    t: &Table,
+    (value, scale): (&str, ColorScale),
+    (row_title, col_title): (&str, &str),
+) -> PlotResult {
     let (row, label) = (t.text("row")?, t.text("label")?);
-    let [pos, shift] = columns(t, ["position", "prediction_shift"])?;
+    let [pos, v] = columns(t, ["position", value])?;
     let names = distinct(&row);
     let (_, _, n_pos) = patch_grid(t);
     let mut grid = vec![vec![f64::NAN; n_pos]; names.len()];
     let mut labels = vec![String::new(); names.len()];
     for i in 0..row.len() {
         let r = names.iter().position(|n| *n == row[i]).expect("a row of the table");
-        grid[r][pos[i] as usize] = shift[i];
+        grid[r][pos[i] as usize] = v[i];
         labels[r] = label[i].clone();
     }
-    let largest = shift.iter().fold(0.0, |m: f64, v| if v.is_finite() { m.max(v.abs()) } else { m });
     let cols: Vec<String> = (0..n_pos).map(|p| p.to_string()).collect();
     heatmap(
         area,
@@ -200,10 +221,10 @@ pub(super) fn patch_map<DB: Backend>(area: &Area<DB>, th: &Theme, t: &Table, row
             values: &grid,
             rows: &labels,
             cols: &cols,
-            scale: ColorScale::Diverging(if largest > 0.0 { largest } else { 1.0 }),
+            scale,
             annotate: n_pos <= 8,
-            row_title: rows_title,
-            col_title: "position patched (token index)",
+            row_title,
+            col_title,
         },
     )
 }

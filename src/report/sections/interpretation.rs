@@ -6,7 +6,7 @@
 
 use super::{Content, Entry, drawn, skipped};
 use crate::report::data::interpretation::{
-    ImpliedRead, InContextRead, RegressionRead, implied_table, patch_table, roots_table,
+    BestRead, ImpliedRead, InContextRead, RegressionRead, implied_table, patch_table, probe_table, roots_table,
 };
 use crate::report::data::{CaseData, Table};
 use crate::report::figures::Figure;
@@ -14,12 +14,16 @@ use crate::report::plot::sci;
 use crate::util::error::Result;
 
 /// The ids of the slots, in page order.
-pub(crate) const IDS: [&str; 7] = [
+pub(crate) const IDS: [&str; 11] = [
     "in_context_verdict",
     "implied_behaviour",
     "implied_jacobian",
     "filter_taps",
     "filter_roots",
+    "probe_omega0",
+    "probe_gamma",
+    "probe_tr_M",
+    "probe_det_M",
     "patch_residual",
     "patch_heads",
 ];
@@ -50,8 +54,7 @@ pub(crate) fn interpretation(c: &CaseData) -> Result<Vec<Entry>> {
     let (jacobian, why) = (ic.jacobian_implied.as_ref(), ic.jacobian_implied_reason.as_deref());
     out.push(implied_entry(c, "implied_jacobian", "jacobian", jacobian, why, ic.windows)?);
     out.extend(filter_entries(c, ic)?);
-    // Probe heat maps (`InContextReport.probes`, held-out R² over layer ×
-    // position per target) go here, between the filter and the patching.
+    out.extend(probe_entries(c, ic));
     out.extend(patch_entries(c));
     Ok(out)
 }
@@ -165,6 +168,66 @@ fn filter_entries(c: &CaseData, ic: &InContextRead) -> Result<Vec<Entry>> {
     let roots =
         drawn(c, "filter_roots", "roots of the effective filter", Figure::FilterRoots, roots_table(f), roots_caption);
     Ok(vec![taps, roots])
+}
+
+/// The probe slots: id, target, its symbol, what it is.
+const PROBES: [(&str, &str, &str, &str); 4] = [
+    ("probe_omega0", "omega0", "ω0", "ω0"),
+    ("probe_gamma", "gamma", "γ", "γ"),
+    ("probe_tr_M", "tr_M", "tr M", "tr M (the first Cayley–Hamilton coefficient)"),
+    ("probe_det_M", "det_M", "det M", "det M (minus the second Cayley–Hamilton coefficient)"),
+];
+
+/// `probe_omega0` … `probe_det_M`: held-out probe R² over site × position
+/// per target, from `in_context.probes`, with the untrained control quoted.
+fn probe_entries(c: &CaseData, ic: &InContextRead) -> Vec<Entry> {
+    let Some(p) = &ic.probes else {
+        let why = format!("interpret.json in {} has no in_context.probes (an older file).", c.dir.display());
+        return PROBES.iter().map(|(id, ..)| skipped(id, why.clone())).collect();
+    };
+    PROBES
+        .iter()
+        .map(|&(id, target, symbol, what)| {
+            let q = p.targets.iter().position(|t| t == target);
+            let (Some(q), Some(table)) = (q, probe_table(p, target)) else {
+                return skipped(id, format!("in_context.probes has no target {target}."));
+            };
+            let best = &p.best[q];
+            let Some(words) = best_words(best) else {
+                return skipped(
+                    id,
+                    format!("Not drawn: {what} is the same for every sequence, so there is nothing to probe."),
+                );
+            };
+            let control = match p.untrained_best.get(q) {
+                Some(u) if u.r2.is_finite() => format!(
+                    "; the same probe on the untrained model (the same shape at its initial weights) scores {}, and \
+                     its best probe anywhere {} — what training added is the difference",
+                    sci(best.untrained_r2, 3),
+                    sci(u.r2, 3)
+                ),
+                _ => String::new(),
+            };
+            let caption = format!(
+                "Where {what} can be read: the held-out R² of a ridge probe from each site (rows: the residual stream \
+                 entering each layer and leaving the last, then each head's and MLP's write to it) at each token \
+                 position (columns) to each sequence's {what}, fitted on {} sequences and scored on {} others. White: \
+                 R² ≤ 0 (no better than the mean); grey: no value. Best: {words}{control}. context_probes.csv holds \
+                 every target (also the entries of M and the model's own filter taps).",
+                p.n_fit, p.n_score
+            );
+            let title = format!("where {symbol} can be read");
+            drawn(c, id, &title, Figure::ProbeMap, table, caption)
+        })
+        .collect()
+}
+
+/// A best probe in words, `None` when it has no finite R².
+fn best_words(b: &BestRead) -> Option<String> {
+    match (&b.site, b.position) {
+        (Some(site), Some(p)) if b.r2.is_finite() => Some(format!("{site} at position {p}, R² {}", sci(b.r2, 3))),
+        _ => None,
+    }
 }
 
 /// The three cells of largest |`prediction_shift`| of a patching table, in words.
