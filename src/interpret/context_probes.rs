@@ -28,8 +28,9 @@
 //!
 //! A high R² alone does not say the model learned anything: the residual
 //! stream carries the input states, and a wide enough random mixing of a
-//! few of them already lets a linear probe read ω0 (an untrained 8-layer
-//! d_model-32 model reaches R² ≈ 0.8). So every probe is also fitted on an
+//! few of them already lets a linear probe read ω0 (held-out R² 0.72 for
+//! an untrained 8-layer d_model-32 model, 0.68 for a 1-layer d_model-16
+//! one, on ω0 ∈ [1, 4], γ ∈ [0, 0.5]). So every probe is also fitted on an
 //! untrained control, the same shape at its initial weights, and what the
 //! training added is the difference.
 //!

@@ -66,6 +66,30 @@ fn a_fixed_filter_has_taps_independent_of_omega0_while_its_behaviour_tracks_omeg
     assert!(r.verdict.contains("without identifying ω0"), "{}", r.verdict);
 }
 
+/// The positive control trained rather than built: the seed model (context
+/// 1, ω0 = 2, γ = 0.1, Δt = 0.1, f64) trained by `physlens train`, read on
+/// sequences whose ω0 spans [1, 4], never adapts: both readouts stay at its
+/// own ω0 whatever the truth.
+#[test]
+fn a_trained_context_one_model_never_adapts_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[system]\nomega0 = 2.0\ngamma = 0.1\n[train]\ndtype = \"f64\"\nsteps = 4000\n";
+    std::fs::write(dir.path().join("seed.toml"), config).unwrap();
+    let out = crate::common::physlens(&["train", "--config", "seed.toml", "--out", "seed", "--quiet"], dir.path());
+    assert!(out.status.success(), "{}", crate::common::stderr(&out));
+    let model = checkpoint::load(&dir.path().join("seed/model.safetensors")).unwrap().model.to_f64();
+    let training = training_sequences(&ranged(), 1, E_MAX, 0);
+    let set = validation_set(&ranged(), 1, 256, E_MAX, 0);
+    let r = interpret_in_context(&model, &set, &training, 0);
+    let (b, j) = (&r.implied.omega0, &r.jacobian_implied.as_ref().expect("a context-1 map has oscillator form").omega0);
+    for readout in [b, j] {
+        assert!(readout.slope.abs() < 1e-3 && (readout.median_implied - 2.0).abs() < 1e-3, "{readout:?}");
+    }
+    assert!(b.truth_range[0] < 1.2 && b.truth_range[1] > 3.8, "{b:?}");
+    assert!(r.verdict.starts_with("never adapts"), "{}", r.verdict);
+    println!("{}", r.verdict);
+}
+
 #[test]
 fn a_context_one_model_of_one_system_never_adapts_both_ways() {
     let m = System::new(2.0, 0.1, 0.1).step();
