@@ -307,7 +307,9 @@ pub fn interpret_checkpoint(ckpt: &Checkpoint, file: &str, opts: &InterpretOptio
     let start = opts.trajectory_start.unwrap_or_else(|| osc.state_from_energy_phase(1.0, 0.0));
     let patterns = trajectory_patterns(&model, &osc, dt, start, Some(&inputs));
     let in_context_e_max = in_context_spec.map(|_| in_context_e_max(ckpt, opts));
-    let in_context = in_context_spec.zip(in_context_e_max).map(|(spec, e)| in_context_of(&model, &spec, e, opts));
+    let init_seed = training_seed(ckpt).unwrap_or(opts.seed);
+    let in_context =
+        in_context_spec.zip(in_context_e_max).map(|(spec, e)| in_context_of(&model, &spec, e, init_seed, opts));
     Ok(FullReport {
         in_context,
         effective_map_source: source.into(),
@@ -391,6 +393,13 @@ pub fn validated_e_max(ckpt: &Checkpoint) -> Option<f64> {
     Some(config.data.e_valid_max)
 }
 
+/// The seed the checkpoint was trained with (its metadata `seed`), if it
+/// says: the probes' untrained control starts from that seed's initial
+/// weights, as its training did.
+fn training_seed(ckpt: &Checkpoint) -> Option<u64> {
+    ckpt.metadata.get("seed")?.parse().ok()
+}
+
 /// [`InterpretOptions::in_context_e_max`], else the checkpoint's own
 /// validation energies, else [`InterpretOptions::e_valid_max`].
 fn in_context_e_max(ckpt: &Checkpoint, opts: &InterpretOptions) -> f64 {
@@ -400,17 +409,18 @@ fn in_context_e_max(ckpt: &Checkpoint, opts: &InterpretOptions) -> f64 {
 /// [`interpret_in_context`] on `opts.n_valid` sequences drawn from `spec`
 /// with energies on `[0, e_max]` ([`Stream::Valid`] of `opts.seed`), the
 /// `filter_k` candidates fitted on sequences from the same ranges
-/// ([`Stream::Train`]).
+/// ([`Stream::Train`]), the probes' untrained control drawn with `init_seed`.
 fn in_context_of(
     model: &crate::model::Model<f64>,
     spec: &SystemSpec,
     e_max: f64,
+    init_seed: u64,
     opts: &InterpretOptions,
 ) -> InContextReport {
     let t = model.cfg.n_ctx;
     let set = validation_set(spec, t, opts.n_valid, e_max, opts.seed);
     let training = training_sequences(spec, t, e_max, opts.seed);
-    interpret_in_context(model, &set, &training, opts.seed)
+    interpret_in_context(model, &set, &training, init_seed)
 }
 
 // ── end in-context ──

@@ -146,7 +146,7 @@ pub fn render(fig: &impl Drawable, stem: &Path) -> Result<String> {
     let png_path = stem.with_extension("png");
     let size = ((f64::from(w) * PNG_SCALE) as u32, (f64::from(h) * PNG_SCALE) as u32);
     // plotters writes the PNG itself: to a temporary name, renamed when complete.
-    let tmp = crate::util::io::temp_path(&png_path)?;
+    let tmp = crate::util::io::temp_path_with_extension(&png_path)?;
     let root = BitMapBackend::new(&tmp, size).into_drawing_area();
     let result: PlotResult = (|| {
         root.fill(&WHITE)?;
@@ -187,10 +187,18 @@ pub fn sci(v: f64, sig: usize) -> String {
     if v == 0.0 {
         return "0".into();
     }
-    let e = v.abs().log10().floor() as i32;
-    let text = if (-3..5).contains(&e) {
+    let mut e = v.abs().log10().floor() as i32;
+    let fixed = |e: i32| {
         let decimals = (sig as i32 - 1 - e).max(0) as usize;
         format!("{v:.decimals$}")
+    };
+    // Rounding can carry into the next decade (0.00995 to 2 digits is 0.010,
+    // not 0.0100): count the digits from the rounded value.
+    if (-3..5).contains(&e) && fixed(e).parse::<f64>().is_ok_and(|r| r.abs() >= 10f64.powi(e + 1)) {
+        e += 1;
+    }
+    let text = if (-3..5).contains(&e) {
+        fixed(e)
     } else {
         let s = format!("{:.*e}", sig.saturating_sub(1), v);
         let (mantissa, exp) = s.split_once('e').expect("`{:e}` always has an exponent");
@@ -765,6 +773,9 @@ mod tests {
         assert_eq!(sci(0.1, 3), "0.100");
         assert_eq!(sci(-0.39339, 3), "−0.393");
         assert_eq!(sci(783.19, 3), "783");
+        // Rounding into the next decade keeps the digits asked for.
+        assert_eq!(sci(0.009954902, 2), "0.010");
+        assert_eq!(sci(9.996, 3), "10.0");
         assert_eq!(linear_tick(0.30000000000000004, 2.0), "0.3");
         assert_eq!(linear_tick(-0.0, 2.0), "0");
         assert_eq!(linear_tick(40000.0, 40000.0), "40000");

@@ -26,16 +26,30 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// The temporary name `path` is written under before it is renamed into
-/// place: a hidden file in the same folder (so the rename is atomic).
+/// place: a hidden file in the same folder (so the rename is atomic),
+/// `.<name>.tmp<pid>`. It ends in no known extension, so what a killed
+/// writer leaves behind is never taken for a checkpoint or a table.
 pub fn temp_path(path: &Path) -> Result<std::path::PathBuf> {
+    let (dir, name) = split(path)?;
+    Ok(dir.join(format!(".{name}.tmp{}", std::process::id())))
+}
+
+/// [`temp_path`] with the extension kept last (`.<name>.tmp<pid>.<ext>`),
+/// for writers that choose the format by it (image encoders).
+#[cfg(feature = "report")]
+pub fn temp_path_with_extension(path: &Path) -> Result<std::path::PathBuf> {
+    let (dir, name) = split(path)?;
+    Ok(match path.extension() {
+        Some(ext) => dir.join(format!(".{name}.tmp{}.{}", std::process::id(), ext.to_string_lossy())),
+        None => temp_path(path)?,
+    })
+}
+
+/// The folder of `path` (`.` when it has none) and its file name.
+fn split(path: &Path) -> Result<(&Path, String)> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().ok_or_else(|| Error::Input { file: path.into(), message: "not a file name".into() })?;
-    // The extension stays last: some writers (image encoders) choose the format by it.
-    let tmp = match path.extension() {
-        Some(ext) => format!(".{}.tmp{}.{}", name.to_string_lossy(), std::process::id(), ext.to_string_lossy()),
-        None => format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()),
-    };
-    Ok(dir.join(tmp))
+    Ok((dir, name.to_string_lossy().into_owned()))
 }
 
 /// Renames `tmp` (written in full) to `path`, removing `tmp` on failure.
@@ -65,4 +79,26 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
         .map_err(|e| Error::Input { file: path.into(), message: format!("cannot read: {e}") })?;
     serde_json::from_str(&text)
         .map_err(|e| Error::Input { file: path.into(), message: format!("not the expected JSON: {e}") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer killed mid-write (SIGKILL) leaves its temporary file behind;
+    /// it was named `.model.safetensors.tmpPID.safetensors`, which looked like
+    /// a checkpoint (a flaky failure of the kill-and-resume test). Temporary
+    /// names end in `.tmpPID`; only image files keep their extension last.
+    #[test]
+    fn temporary_names_never_end_in_the_extension_of_what_they_replace() {
+        let tmp = temp_path(Path::new("run/model.safetensors")).unwrap();
+        let name = tmp.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(tmp.parent(), Some(Path::new("run")));
+        assert!(name.starts_with(".model.safetensors.tmp") && !name.ends_with(".safetensors"), "{name}");
+        #[cfg(feature = "report")]
+        {
+            let png = temp_path_with_extension(Path::new("figures/map.png")).unwrap();
+            assert!(png.to_string_lossy().ends_with(".png"), "{}", png.display());
+        }
+    }
 }

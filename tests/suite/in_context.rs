@@ -211,7 +211,7 @@ fn an_in_context_study_reports_per_position_errors_that_the_saved_weights_reprod
     let dir = tempfile::tempdir().unwrap();
     let config = "[system]\nomega0 = [1.0, 4.0]\ngamma = [0.0, 0.5]\n[data]\ncontext = 6\nn_train = 0\nn_valid = 300\n\
                   e_valid_max = 1.0\n[model]\nd_model = 8\nn_heads = 2\nd_head = 4\npositional = true\n\
-                  [train]\nsteps = 300\nlr = 3e-3\nlog_every = 100\n[eval]\nrollout_steps = 20\nn_rollouts = 8\n\
+                  [train]\nsteps = 300\nlr = 3e-3\nlog_every = 100\nseed = 5\n[eval]\nrollout_steps = 20\nn_rollouts = 8\n\
                   [run]\ncases = [{ name = \"ic\" }]\n";
     std::fs::write(dir.path().join("ic.toml"), config).unwrap();
     let out = physlens(&["run", "--config", "ic.toml", "--out", "out"], dir.path());
@@ -250,14 +250,14 @@ fn an_in_context_study_reports_per_position_errors_that_the_saved_weights_reprod
     let note: String = doc.select(&note).next().expect("the eigenvalues slot is a note").text().collect();
     assert!(note.contains("drawn per sequence"), "{note}");
 
-    // Recompute the headline from the checkpoint and the documented validation draw.
+    // Recompute the headline from the checkpoint and the documented validation draw (train.seed 5).
     let ckpt = checkpoint::load(&run.join("ic/model.safetensors")).unwrap();
     assert_eq!(ckpt.system.omega0, Param::Uniform([1.0, 4.0]));
     let valid =
-        Dataset::<f64>::generate(&Sampler::new(&ckpt.system, 1.0, 0.0, 6), 300, &mut Rng::new(0, Stream::Valid));
+        Dataset::<f64>::generate(&Sampler::new(&ckpt.system, 1.0, 0.0, 6), 300, &mut Rng::new(5, Stream::Valid));
     let physlens::model::checkpoint::AnyModel::F32(model32) = &ckpt.model else { panic!("f32 by default") };
     let valid32 =
-        Dataset::<f32>::generate(&Sampler::new(&ckpt.system, 1.0, 0.0, 6), 300, &mut Rng::new(0, Stream::Valid));
+        Dataset::<f32>::generate(&Sampler::new(&ckpt.system, 1.0, 0.0, 6), 300, &mut Rng::new(5, Stream::Valid));
     let mut acts = physlens::model::Activations::new(&model32.cfg, 300);
     model32.forward(&valid32.inputs, &mut acts);
     let mut errs: Vec<f64> = (0..300)
@@ -283,6 +283,14 @@ fn assert_in_context_interpretation(run: &std::path::Path) {
         serde_json::from_str(&std::fs::read_to_string(run.join("ic/interpret.json")).unwrap()).unwrap();
     assert!(interpret.get("effective_map").is_none(), "no one system to read a map against");
     let verdict = interpret["in_context"]["verdict"].as_str().expect("a verdict").to_string();
+    // The same object as `physlens interpret` of the case's checkpoint with the
+    // case's validation settings (its probes' control: the training seed's init).
+    let args =
+        ["interpret", "--model", "ic/model.safetensors", "--json", "--n-valid", "300", "--e-max", "1", "--seed", "5"];
+    let out = physlens(&args, run);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cli: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cli["in_context"], interpret["in_context"]);
     assert_eq!(interpret["in_context"]["n_sequences"], 300);
     let implied = std::fs::read_to_string(run.join("ic/implied.csv")).unwrap();
     let mut lines = implied.lines();
