@@ -45,9 +45,7 @@ pub use run::{Run, resume, train};
 #[pyfunction]
 #[pyo3(signature = (path, *, n_valid = 4096, e_max = None, seed = 0))]
 pub fn interpret(py: Python<'_>, path: PathBuf, n_valid: usize, e_max: Option<f64>, seed: u64) -> PyResult<Py<PyAny>> {
-    let defaults = InterpretOptions::default();
-    let e_valid_max = e_max.unwrap_or(defaults.e_valid_max);
-    let options = InterpretOptions { n_valid, e_valid_max, in_context_e_max: e_max, seed, ..defaults };
+    let options = InterpretOptions { n_valid, seed, ..InterpretOptions::default() }.with_e_max(e_max);
     let request = InterpretRequest { models: vec![model::checkpoint_file(&path)], json: true, out: None, options };
     let text = py.detach(|| run_interpret(&request)).map_err(|e| match e {
         // Name the keyword argument, as the CLI names its flag.

@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::data::{Dataset, Sampler};
 use crate::interpret::circuits::{Circuits, circuits};
 use crate::interpret::explain::{MarginExplanation, OmegaIdentifiability, margin_explanation, omega_identifiability};
-use crate::interpret::in_context::{InContextReport, interpret_in_context, training_sequences, validation_set};
+use crate::interpret::in_context::{InContextReport, interpret_ranges};
 use crate::interpret::jacobian::{JacobianReport, last_prediction_jacobians, one_step_fit, summarize};
 use crate::interpret::map::{MapReport, analyze_map, interpret_with_jacobians};
 use crate::interpret::order::{OrderFit, OrderPoint, fit_order};
@@ -73,6 +73,16 @@ impl Default for InterpretOptions {
             trajectory_start: None,
             ridge_lambda: DEFAULT_LAMBDA,
         }
+    }
+}
+
+impl InterpretOptions {
+    /// The options with energies up to `e_max` when given (`--e-max`), for
+    /// the one-system analysis and the in-context section alike; `None`
+    /// keeps the defaults (4, and the checkpoint's own validation energies
+    /// for the in-context section).
+    pub fn with_e_max(self, e_max: Option<f64>) -> Self {
+        InterpretOptions { e_valid_max: e_max.unwrap_or(self.e_valid_max), in_context_e_max: e_max, ..self }
     }
 }
 
@@ -306,10 +316,11 @@ pub fn interpret_checkpoint(ckpt: &Checkpoint, file: &str, opts: &InterpretOptio
     let probes = probe_table(&model, &inputs, &osc, dt, &probe_names, opts.ridge_lambda)?;
     let start = opts.trajectory_start.unwrap_or_else(|| osc.state_from_energy_phase(1.0, 0.0));
     let patterns = trajectory_patterns(&model, &osc, dt, start, Some(&inputs));
-    let in_context_e_max = in_context_spec.map(|_| in_context_e_max(ckpt, opts));
+    let in_context_e_max = in_context_spec.map(|_| checkpoint_e_max(ckpt, opts.in_context_e_max, opts.e_valid_max));
     let init_seed = training_seed(ckpt).unwrap_or(opts.seed);
-    let in_context =
-        in_context_spec.zip(in_context_e_max).map(|(spec, e)| in_context_of(&model, &spec, e, init_seed, opts));
+    let in_context = in_context_spec
+        .zip(in_context_e_max)
+        .map(|(spec, e)| interpret_ranges(&model, &spec, (opts.n_valid, e), opts.seed, init_seed));
     Ok(FullReport {
         in_context,
         effective_map_source: source.into(),
@@ -384,13 +395,17 @@ fn range_centre(spec: &SystemSpec) -> crate::physics::System {
     }
 }
 
-/// The largest energy the checkpoint was validated on: `data.e_valid_max`
-/// of the config it carries (`None` when it carries none, or one that does
-/// not parse).
-pub fn validated_e_max(ckpt: &Checkpoint) -> Option<f64> {
-    let text = ckpt.metadata.get("config")?;
-    let config = crate::config::Config::parse(text, "the checkpoint's config").ok()?;
-    Some(config.data.e_valid_max)
+/// The largest energy to read `ckpt` at: `given`, else the largest it was
+/// validated on (`data.e_valid_max` of the config it carries), else
+/// `fallback` (no config, or one that does not parse). A model trained on
+/// E ≤ 1 read at E ≤ 4 would be read outside what it learned.
+pub fn checkpoint_e_max(ckpt: &Checkpoint, given: Option<f64>, fallback: f64) -> f64 {
+    let validated = || {
+        let text = ckpt.metadata.get("config")?;
+        let config = crate::config::Config::parse(text, "the checkpoint's config").ok()?;
+        Some(config.data.e_valid_max)
+    };
+    given.or_else(validated).unwrap_or(fallback)
 }
 
 /// The seed the checkpoint was trained with (its metadata `seed`), if it
@@ -398,29 +413,6 @@ pub fn validated_e_max(ckpt: &Checkpoint) -> Option<f64> {
 /// weights, as its training did.
 fn training_seed(ckpt: &Checkpoint) -> Option<u64> {
     ckpt.metadata.get("seed")?.parse().ok()
-}
-
-/// [`InterpretOptions::in_context_e_max`], else the checkpoint's own
-/// validation energies, else [`InterpretOptions::e_valid_max`].
-fn in_context_e_max(ckpt: &Checkpoint, opts: &InterpretOptions) -> f64 {
-    opts.in_context_e_max.or_else(|| validated_e_max(ckpt)).unwrap_or(opts.e_valid_max)
-}
-
-/// [`interpret_in_context`] on `opts.n_valid` sequences drawn from `spec`
-/// with energies on `[0, e_max]` ([`Stream::Valid`] of `opts.seed`), the
-/// `filter_k` candidates fitted on sequences from the same ranges
-/// ([`Stream::Train`]), the probes' untrained control drawn with `init_seed`.
-fn in_context_of(
-    model: &crate::model::Model<f64>,
-    spec: &SystemSpec,
-    e_max: f64,
-    init_seed: u64,
-    opts: &InterpretOptions,
-) -> InContextReport {
-    let t = model.cfg.n_ctx;
-    let set = validation_set(spec, t, opts.n_valid, e_max, opts.seed);
-    let training = training_sequences(spec, t, e_max, opts.seed);
-    interpret_in_context(model, &set, &training, init_seed)
 }
 
 // ── end in-context ──

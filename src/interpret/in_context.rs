@@ -261,6 +261,24 @@ fn trajectory(set: &Dataset<f64>, n: usize, len: usize) -> Vec<Vec2> {
 
 // ─── The analysis ────────────────────────────────────────────────────────
 
+/// [`interpret_in_context`] on `n_valid` sequences drawn from the ranges
+/// `spec` with energies on `[0, e_max]` ([`validation_set`] of `seed`), the
+/// `filter_k` candidates fitted on sequences from the same ranges
+/// ([`training_sequences`] of `seed`), the probes' untrained control drawn
+/// with `init_seed`: what `physlens interpret` and a run report.
+pub fn interpret_ranges(
+    model: &Model<f64>,
+    spec: &SystemSpec,
+    (n_valid, e_max): (usize, f64),
+    seed: u64,
+    init_seed: u64,
+) -> InContextReport {
+    let t = model.cfg.n_ctx;
+    let set = validation_set(spec, t, n_valid, e_max, seed);
+    let training = training_sequences(spec, t, e_max, seed);
+    interpret_in_context(model, &set, &training, init_seed)
+}
+
 /// Interprets `model` on the sequences of `set` (their systems and first
 /// states; T = `model.cfg.n_ctx`), with the `filter_k` candidates fitted on
 /// `training` (clean sequences from the training ranges). The probes'
@@ -304,11 +322,11 @@ pub fn interpret_in_context(
         (Some(mech), None)
     };
     let per: Vec<Vec<Mat2>> = (0..n).map(|b| taps_of(&jac, b)).collect();
-    let filter = filter_report(&per, &truth, training);
+    let (filter, nearest_taps) = filter_report(&per, &truth, training);
     let control = Model::<f64>::init(&model.cfg, &mut Rng::new(seed, Stream::Init));
     let probes = probe_grid(model, Some(&control), &window0, &truth, Some(&per));
     let per_sequence = PerSequence {
-        nearest_taps: nearest_taps(&filter.nearest, &truth, training, t),
+        nearest_taps,
         readings: (0..n)
             .map(|b| SequenceReading {
                 system: truth[b],
@@ -533,19 +551,14 @@ pub fn candidate_names(training: &[Vec<Vec2>], t: usize) -> Vec<String> {
     candidates(training, t).into_iter().map(|(name, _)| name).collect()
 }
 
-/// The taps `[T]` of the candidate `name` (of [`candidates`]) averaged over
-/// the sequences of systems `truth`; empty for an unknown name.
-fn nearest_taps(name: &str, truth: &[System], training: &[Vec<Vec2>], t: usize) -> Vec<Mat2> {
-    let Some((_, taps)) = candidates(training, t).into_iter().find(|(n, _)| n == name) else { return vec![] };
-    match taps {
-        Taps::Fixed(taps) => taps,
-        Taps::PerSequence(f) => {
-            let sum = truth.iter().fold(vec![[[0.0; 2]; 2]; t], |acc, s| {
-                acc.iter().zip(f(s, t)).map(|(a, b)| mat2::add(a, &b)).collect()
-            });
-            sum.iter().map(|m| mat2::scale(m, 1.0 / truth.len() as f64)).collect()
-        }
-    }
+/// The mean over the sequences of per-sequence taps `per` `[N][T]` (N > 0).
+fn mean_taps(per: &[Vec<Mat2>]) -> Vec<Mat2> {
+    (0..per[0].len())
+        .map(|k| {
+            let sum = per.iter().fold([[0.0; 2]; 2], |acc, p| mat2::add(&acc, &p[k]));
+            mat2::scale(&sum, 1.0 / per.len() as f64)
+        })
+        .collect()
 }
 
 /// Sequence `b`'s taps `[T]`, `k = 0` the last token.
@@ -560,15 +573,12 @@ fn tap_distance(a: &[Mat2], b: &[Mat2]) -> f64 {
 }
 
 /// The [`FilterReport`] of the per-sequence taps `per` `[N][T]` ([`taps_of`]
-/// each sequence's Jacobians; N > 0) of sequences of systems `truth`.
-fn filter_report(per: &[Vec<Mat2>], truth: &[System], training: &[Vec<Vec2>]) -> FilterReport {
+/// each sequence's Jacobians; N > 0) of sequences of systems `truth`, and
+/// the nearest candidate's taps averaged over the same sequences (empty
+/// without candidates; [`PerSequence::nearest_taps`]).
+fn filter_report(per: &[Vec<Mat2>], truth: &[System], training: &[Vec<Vec2>]) -> (FilterReport, Vec<Mat2>) {
     let (n, t) = (per.len(), per[0].len());
-    let taps: Vec<Mat2> = (0..t)
-        .map(|k| {
-            let sum = per.iter().fold([[0.0; 2]; 2], |acc, p| mat2::add(&acc, &p[k]));
-            mat2::scale(&sum, 1.0 / n as f64)
-        })
-        .collect();
+    let taps = mean_taps(per);
     let tap_std = (per.iter().map(|p| tap_distance(p, &taps).powi(2)).sum::<f64>() / n as f64).sqrt();
     let zero = vec![[[0.0; 2]; 2]; t];
     let size = per.iter().map(|p| tap_distance(p, &zero)).sum::<f64>() / n as f64;
@@ -581,20 +591,27 @@ fn filter_report(per: &[Vec<Mat2>], truth: &[System], training: &[Vec<Vec2>]) ->
             None => (None, Some("no parameter varies across the sequences".into())),
         }
     };
-    let mut candidates: Vec<Candidate> = candidates(training, t)
-        .into_iter()
+    let fitted = candidates(training, t);
+    let mut candidates: Vec<Candidate> = fitted
+        .iter()
         .map(|(name, c)| {
             let d = (0..n)
-                .map(|b| match &c {
+                .map(|b| match c {
                     Taps::Fixed(taps) => tap_distance(&per[b], taps),
                     Taps::PerSequence(f) => tap_distance(&per[b], &f(&truth[b], t)),
                 })
                 .sum::<f64>()
                 / n as f64;
-            Candidate { name, distance: d, relative_distance: d / size }
+            Candidate { name: name.clone(), distance: d, relative_distance: d / size }
         })
         .collect();
     candidates.sort_by(|a, b| a.distance.total_cmp(&b.distance));
+    let nearest = candidates.first().and_then(|first| fitted.iter().find(|(name, _)| *name == first.name));
+    let nearest_taps = match nearest {
+        None => vec![],
+        Some((_, Taps::Fixed(taps))) => taps.clone(),
+        Some((_, Taps::PerSequence(f))) => mean_taps(&truth.iter().map(|s| f(s, t)).collect::<Vec<_>>()),
+    };
     let margin = match candidates.as_slice() {
         [a, b, ..] => b.distance / a.distance,
         _ => f64::NAN,
@@ -605,7 +622,7 @@ fn filter_report(per: &[Vec<Mat2>], truth: &[System], training: &[Vec<Vec2>]) ->
     let true_roots = true_roots(&mean_system);
     let root_errors =
         true_roots.map(|r| roots.iter().map(|x| (x.re - r.re).hypot(x.im - r.im)).fold(f64::INFINITY, f64::min));
-    FilterReport {
+    let report = FilterReport {
         taps,
         tap_std,
         size,
@@ -618,7 +635,8 @@ fn filter_report(per: &[Vec<Mat2>], truth: &[System], training: &[Vec<Vec2>]) ->
         roots,
         true_roots,
         root_errors,
-    }
+    };
+    (report, nearest_taps)
 }
 
 /// Share of the variance of the per-sequence taps (flattened, `4T` entries)
@@ -806,17 +824,9 @@ mod tests {
         let per: Vec<Vec<Mat2>> =
             truth.iter().map(|s| vec![[[s.omega0, 2.0 * s.gamma], [0.5, -s.omega0 + s.gamma]], s.step()]).collect();
         let linear: Vec<Vec<Mat2>> = per.iter().map(|p| vec![p[0]]).collect();
-        let mean = |p: &[Vec<Mat2>]| -> Vec<Mat2> {
-            (0..p[0].len())
-                .map(|k| {
-                    let sum = p.iter().fold([[0.0; 2]; 2], |acc, taps| mat2::add(&acc, &taps[k]));
-                    mat2::scale(&sum, 1.0 / p.len() as f64)
-                })
-                .collect()
-        };
-        let r2 = param_r2(&linear, &mean(&linear), &truth).unwrap();
+        let r2 = param_r2(&linear, &mean_taps(&linear), &truth).unwrap();
         assert!((r2 - 1.0).abs() < 1e-12, "{r2}");
-        let r2 = param_r2(&per, &mean(&per), &truth).unwrap();
+        let r2 = param_r2(&per, &mean_taps(&per), &truth).unwrap();
         assert!(r2 > 0.9 && r2 <= 1.0, "{r2}");
     }
 

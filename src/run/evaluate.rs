@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::data::{Dataset, Sampler};
 use crate::eval::in_context::{self, InContextResults, wider};
 use crate::eval::{Rollout, Start, error_vs_energy_csv, rollout, rollout_starts};
-use crate::interpret::in_context::{InContextReport, has_oscillator_form, interpret_in_context, training_sequences};
+use crate::interpret::in_context::{InContextReport, has_oscillator_form, interpret_ranges};
 use crate::interpret::jacobian::jacobian_report;
 use crate::interpret::map::{MapReport, interpret_affine, interpret_with_jacobians};
 use crate::interpret::patch::{PairOptions, PatchOptions, PatchReport, patch_checkpoint};
@@ -145,10 +145,7 @@ fn case_interpretation<F: Real>(config: &Config, model: &Model<F>) -> Result<Opt
     }
     let (spec, data, seed) = (&config.system, &config.data, config.train.seed);
     let exact = model.to_f64();
-    let t = exact.cfg.n_ctx;
-    let set = crate::interpret::in_context::validation_set(spec, t, data.n_valid, data.e_valid_max, seed);
-    let training = training_sequences(spec, t, data.e_valid_max, seed);
-    let in_context = interpret_in_context(&exact, &set, &training, seed);
+    let in_context = interpret_ranges(&exact, spec, (data.n_valid, data.e_valid_max), seed, seed);
     let ckpt = Checkpoint { model: AnyModel::F64(exact), system: *spec, metadata: Default::default() };
     let opts = PatchOptions {
         pairs: PairOptions { seed, e_max: data.e_valid_max, ..PairOptions::default() },

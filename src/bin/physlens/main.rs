@@ -295,13 +295,12 @@ fn execute(command: Command) -> Result<()> {
         Command::Interpret { model, json, dump, dump_format, out, probe, n_valid, e_max, seed, trajectory } => {
             let options = InterpretOptions {
                 n_valid,
-                e_valid_max: e_max.unwrap_or(InterpretOptions::default().e_valid_max),
-                in_context_e_max: e_max,
                 seed,
                 probe_names: (!probe.is_empty()).then_some(probe),
                 trajectory_start: trajectory.as_deref().map(parse_state).transpose()?,
                 ..InterpretOptions::default()
-            };
+            }
+            .with_e_max(e_max);
             let out = out.map(|dir| OutputRequest { dir, dump, dump_format });
             print!("{}", run_interpret(&InterpretRequest { models: model, json, out, options })?);
         }

@@ -64,7 +64,7 @@ fn run(args: PatchArgs) -> Result<(), Error> {
             a: parse(&args.a, "a")?,
             b: parse(&args.b, "b")?,
             seed: args.seed,
-            e_max: PairOptions::default().e_max,
+            ..PairOptions::default()
         },
         activations: args.activations,
         n_valid: args.n_valid,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Dataset, Sampler};
-use crate::interpret::full::validated_e_max;
+use crate::interpret::full::checkpoint_e_max;
 use crate::interpret::patch::ablate::{Ablations, ablations};
 use crate::interpret::patch::effects::{Effect, Heatmap, heatmaps, label, patch_effects};
 use crate::interpret::patch::pairs::{PairOptions, PairSource, make_pairs};
@@ -243,7 +243,7 @@ impl PatchReport {
 
 /// [`patch_checkpoint`] on the file at `path`, with the energies of the
 /// pairs and the ablations on `[0, e_max]`: as given, else those the
-/// checkpoint was validated on ([`validated_e_max`]), else
+/// checkpoint was validated on ([`checkpoint_e_max`]), else
 /// `opts.pairs.e_max`. A model trained on E ≤ 1 patched at E ≤ 4 would be
 /// read outside what it learned.
 ///
@@ -252,6 +252,6 @@ impl PatchReport {
 pub fn patch_file(path: &Path, opts: &PatchOptions, e_max: Option<f64>) -> Result<PatchReport> {
     let ckpt = crate::model::checkpoint::load(path)?;
     let mut opts = opts.clone();
-    opts.pairs.e_max = e_max.or_else(|| validated_e_max(&ckpt)).unwrap_or(opts.pairs.e_max);
+    opts.pairs.e_max = checkpoint_e_max(&ckpt, e_max, opts.pairs.e_max);
     patch_checkpoint(&ckpt, &path.display().to_string(), &opts)
 }

@@ -205,16 +205,7 @@ pub fn roots_table(filter: &FilterRead) -> Table {
 /// `[h]` for a head), `label` (short: `L0 pre`, `L1 post`, `L0 H1`),
 /// `position`, `prediction_shift`.
 pub fn patch_table(map: &Heatmap) -> Table {
-    let mut out = Table::new(&["row", "label", "position", "prediction_shift"]);
-    for (row, values) in map.rows.iter().zip(&map.prediction_shift) {
-        let label = short_label(row);
-        for (p, v) in map.positions.iter().zip(values) {
-            let mut cells = vec![row.clone(), label.clone()];
-            cells.extend([*p as f64, *v].iter().map(|x| if x.is_finite() { format!("{x:e}") } else { String::new() }));
-            out.rows.push(cells);
-        }
-    }
-    out
+    long_table("prediction_shift", &map.rows, &map.positions, &map.prediction_shift)
 }
 
 /// The probe grid of `target` in long form, as [`patch_table`]: columns
@@ -222,14 +213,23 @@ pub fn patch_table(map: &Heatmap) -> Table {
 /// no such target.
 pub fn probe_table(probes: &ProbesRead, target: &str) -> Option<Table> {
     let q = probes.targets.iter().position(|t| t == target)?;
-    let mut out = Table::new(&["row", "label", "position", "r2"]);
-    for (site, values) in probes.sites.iter().zip(&probes.r2[q]) {
-        for (p, v) in probes.positions.iter().zip(values) {
-            let value = v.map_or(String::new(), |v| format!("{v:e}"));
-            out.rows.push(vec![site.clone(), short_label(site), p.to_string(), value]);
+    let grid: Vec<Vec<f64>> =
+        probes.r2[q].iter().map(|row| row.iter().map(|v| v.unwrap_or(f64::NAN)).collect()).collect();
+    Some(long_table("r2", &probes.sites, &probes.positions, &grid))
+}
+
+/// A `[rows][positions]` grid in long form: columns `row`, `label` (its
+/// short name), `position`, `value`; an empty cell where it is not finite.
+fn long_table(value: &str, rows: &[String], positions: &[usize], grid: &[Vec<f64>]) -> Table {
+    let mut out = Table::new(&["row", "label", "position", value]);
+    for (row, values) in rows.iter().zip(grid) {
+        let label = short_label(row);
+        for (p, v) in positions.iter().zip(values) {
+            let cell = if v.is_finite() { format!("{v:e}") } else { String::new() };
+            out.rows.push(vec![row.clone(), label.clone(), p.to_string(), cell]);
         }
     }
-    Some(out)
+    out
 }
 
 /// `blocks.1.resid_pre` → `L1 pre`, `blocks.1.resid_post` → `L1 post`,
