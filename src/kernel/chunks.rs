@@ -1,9 +1,11 @@
 //! Batches and fixed chunks: a batch is cut into chunks of a fixed size that
 //! run in parallel, and their gradients are summed in chunk order, so the
-//! result is bit-identical whatever the number of threads.
+//! result is bit-identical whatever the number of threads. Chunks run with
+//! subnormal numbers flushed to zero ([`FlushDenormals`]).
 
 use rayon::prelude::*;
 
+use crate::kernel::denormal::FlushDenormals;
 use crate::util::real::Real;
 
 /// Samples per parallel work item (fixed, so results do not depend on threads).
@@ -63,10 +65,14 @@ pub(crate) fn run_chunks<F: Real, W: ChunkOutput<F> + Send>(
     grads: &mut [F],
     run: impl Fn(usize, &mut W) + Sync,
 ) -> f64 {
+    let run = |(i, w): (usize, &mut W)| {
+        let _flush = FlushDenormals::on();
+        run(i, w);
+    };
     if work.len() > 1 {
-        work.par_iter_mut().enumerate().for_each(|(i, w)| run(i, w));
+        work.par_iter_mut().enumerate().for_each(run);
     } else {
-        work.iter_mut().enumerate().for_each(|(i, w)| run(i, w));
+        work.iter_mut().enumerate().for_each(run);
     }
     grads.copy_from_slice(work[0].grad());
     let mut loss = work[0].loss();

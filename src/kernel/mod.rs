@@ -5,12 +5,14 @@
 //! faster: [`ctx1`] for attention-only context-1 models, [`seq`] with full
 //! attention and MLP blocks for everything else. Results are bit-identical whatever the thread count.
 //!
-//! Files, lowest first: `lanes` (lane vectors, instruction sets), `chunks`
+//! Files, lowest first: `lanes` (lane vectors, instruction sets),
+//! `denormal` (subnormal numbers flushed while a kernel runs), `chunks`
 //! (batches, fixed chunks reduced in order), `pack` (packed projection
 //! weights), `ctx1` and `seq` (the two kernels); this file picks one.
 
 pub(crate) mod chunks;
 pub(crate) mod ctx1;
+pub(crate) mod denormal;
 pub(crate) mod lanes;
 pub(crate) mod pack;
 pub(crate) mod seq;

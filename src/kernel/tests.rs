@@ -263,3 +263,33 @@ fn a_batch_read_by_row_index_equals_the_same_rows_copied_out() {
         assert_eq!(a, b);
     }
 }
+
+#[test]
+fn a_kernel_step_leaves_the_callers_floating_point_mode_alone() {
+    // Chunks flush subnormal numbers to zero (kernel/denormal.rs); a batch
+    // of one chunk runs on the calling thread, which must get its mode back.
+    let subnormal_survives = || std::hint::black_box(f32::MIN_POSITIVE) * std::hint::black_box(0.5f32) > 0.0;
+    assert!(subnormal_survives());
+    for cfg in [ModelConfig::seed(), config(4, 2, 3, 2, 5)] {
+        let (model, input, target) = random_case::<f32>(&cfg, 3, 1);
+        let mut kernel = Kernel::new(&model, 3);
+        let mut g = vec![0.0f32; model.params.len()];
+        kernel.loss_and_grad(&model, &whole(&model, &input, &target), &mut g);
+        assert!(subnormal_survives(), "{cfg:?}");
+    }
+}
+
+#[test]
+fn subnormal_activations_are_flushed_the_same_way_on_every_thread_count() {
+    // Inputs of 1e-19 and targets of 0: products of two inputs' size (1e-38)
+    // and smaller are subnormal in f32.
+    let cfg = ModelConfig { d_mlp: 8, ..config(8, 2, 4, 2, 6) };
+    let (model, input, target) = random_case::<f32>(&cfg, 4 * CHUNK_SEQ + 3, 11);
+    let input: Vec<f32> = input.iter().map(|x| x * 1e-19).collect();
+    let target = vec![0.0f32; target.len()];
+    for simd in Simd::available() {
+        let one = step_bits(&model, &input, &target, simd, 1);
+        assert_eq!(one, step_bits(&model, &input, &target, simd, 2), "{simd:?}");
+        assert_eq!(one, step_bits(&model, &input, &target, simd, 3), "{simd:?}");
+    }
+}
