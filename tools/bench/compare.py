@@ -213,7 +213,8 @@ def torch_bench(args, env, groups):
             "--threads", str(args.threads), "--compile-mode", args.compile_mode]
     modes = [args.modes] if args.one_process else args.modes.split(",")
     rows, errors, runs = {}, [], []
-    for flags in [group + ["--modes", m] for group, _ in groups for m in modes]:
+    denormals = args.denormals.split(",")
+    for flags in [group + ["--modes", m, "--denormals", dn] for group, _ in groups for m in modes for dn in denormals]:
         proc = run(base + flags + shlex.split(args.torch_args), "torch_bench.py", env=env, check=False)
         try:
             data = parse_json(proc.stdout, "torch_bench.py")
@@ -228,7 +229,9 @@ def torch_bench(args, env, groups):
         for r in data["results"]:
             if not args.one_process:
                 r = dict(r, peak_rss_mib=proc.rss_mib, rss_floor_mib=proc.floor_mib)
-            rows[(r["config"], r["batch"], r["mode"])] = r
+            key = (r["config"], r["batch"], r["mode"])
+            if key not in rows or r["us_per_step"] < rows[key]["us_per_step"]:
+                rows[key] = r  # the faster of subnormals kept and flushed
         runs.append({"flags": flags, "wall_s": proc.wall, "others_cores": round(proc.load, 3),
                      "peak_rss_mib": proc.rss_mib, "rss_floor_mib": proc.floor_mib, "meta": data["meta"]})
         log(f"torch_bench.py {' '.join(flags)}: {proc.wall:.1f}s, other load {proc.load:.2f} cores, "
@@ -390,6 +393,10 @@ def main():
     ap.add_argument("--configs", help="comma list of configs (default: all of workload.CONFIGS)")
     ap.add_argument("--batches", help="comma list filtering each config's batches (default: all)")
     ap.add_argument("--modes", default=",".join(MODES), help="PyTorch modes")
+    ap.add_argument("--denormals", default="keep,flush",
+                    help="PyTorch runs every row and mode in each of these (keep: subnormal floats as "
+                         "PyTorch's default; flush: torch.set_flush_denormal(True) at process start, as "
+                         "physlens's kernels do); the faster counts")
     ap.add_argument("--one-process", action="store_true",
                     help="run physlens bench and torch_bench.py once for all rows (faster; peak RSS per "
                          "process, not per row)")

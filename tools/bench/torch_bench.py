@@ -371,7 +371,7 @@ def run_candidate(kind, cfg, impl, opt_kind, pool, params_ref, args):
 
 
 def candidates(mode, cfg, args):
-    """(kind, impl, optimizer, denormals) tried for a row in `mode`."""
+    """(kind, impl, optimizer) tried for a row in `mode`."""
     impls = args.impl.split(",")
     if mode == "eager":
         out = [("eager", impl, o) for impl in impls if impl != "reference"
@@ -380,7 +380,7 @@ def candidates(mode, cfg, args):
             out.append(("eager", "reference", args.eager_opt.split(",")[0]))
     else:
         out = [("whole", impl, "adamw-in-graph") for impl in impls if impl != "reference"]
-    return [c + (d,) for c in out for d in args.denormals.split(",")]
+    return out
 
 
 def bench(args, selected):
@@ -396,11 +396,10 @@ def bench(args, selected):
             pool = Pool(cfg, args.pool or max(batch, 4096), batch, seed=0)
             for mode in args.modes.split(","):
                 best = None
-                for kind, impl, opt_kind, denormals in candidates(mode, cfg, args):
+                for kind, impl, opt_kind in candidates(mode, cfg, args):
                     if impl == "sdpa" and cfg["n_ctx"] == 1 and not args.sdpa_on_t1:
                         continue
-                    torch.set_flush_denormal(denormals == "flush")
-                    label = f"{name} B={batch} {mode}: {impl} / {opt_kind} / denormals {denormals}"
+                    label = f"{name} B={batch} {mode}: {impl} / {opt_kind}"
                     try:
                         r = run_candidate(kind, cfg, impl, opt_kind, pool, params_ref, args)
                     except Exception as e:  # noqa: BLE001 - report and keep going
@@ -429,7 +428,7 @@ def bench(args, selected):
                     cand = dict(config=name, batch=batch, mode=mode, kind=kind, impl=impl,
                                 optimizer=opt_kind, us_per_step=us, round_medians_us=r["medians"],
                                 others_cores=r["loads"], steps_per_round=r["counts"],
-                                compile_s=r["compile_s"], denormals=denormals)
+                                compile_s=r["compile_s"], denormals=args.denormals)
                     details.append(cand)
                     if best is None or us < best["us_per_step"]:
                         best = cand
@@ -536,20 +535,16 @@ def main():
     ap.add_argument("--quiet-threshold", type=float, default=0.25,
                     help="a round starts once other processes use fewer cores than this ...")
     ap.add_argument("--quiet-timeout", type=float, default=60.0, help="... or after this many seconds")
-    ap.add_argument("--denormals", default="keep,flush",
-                    help="comma list: keep (PyTorch's default) and/or flush (torch.set_flush_denormal(True), "
-                         "subnormal floats flushed to zero, as physlens's kernels do); every candidate runs "
-                         "in each, the best counts")
+    ap.add_argument("--denormals", default="keep", choices=["keep", "flush"],
+                    help="keep (PyTorch's default) or flush: torch.set_flush_denormal(True) before any "
+                         "thread starts (threads inherit it), subnormal floats flushed to zero as "
+                         "physlens's kernels do")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
-    modes = args.denormals.split(",")
-    if not modes or any(m not in ("keep", "flush") for m in modes):
-        sys.exit(f"--denormals: {args.denormals!r}: a comma list of keep and flush")
-    if "flush" in modes and not torch.set_flush_denormal(True):
+    if args.denormals == "flush" and not torch.set_flush_denormal(True):
         sys.exit("--denormals flush: this CPU cannot flush subnormal numbers")
-    torch.set_flush_denormal(False)
     torch._dynamo.config.recompile_limit = 64  # several rows compile the same functions
     if args.check:
         sys.exit(0 if check(args) else 1)
