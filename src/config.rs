@@ -476,11 +476,13 @@ impl Config {
             return err("run.cases", "needs at least one case".into());
         }
         for (i, case) in self.run.cases.iter().enumerate() {
-            let ok = !case.name.is_empty() && case.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            // `=` and `+` too: a sweep point's folder is a case named by its id (`dt=0.1_seed=0`).
+            let ok =
+                !case.name.is_empty() && case.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.=+".contains(c));
             if !ok || case.name.starts_with('.') {
                 return err(
                     &format!("run.cases[{i}].name"),
-                    format!("{:?} is not a usable folder name (letters, digits, '-', '_', '.')", case.name),
+                    format!("{:?} is not a usable folder name (letters, digits, '-', '_', '.', '=', '+')", case.name),
                 );
             }
             if let Some(j) = self.run.cases[..i].iter().position(|c| c.name == case.name) {

@@ -272,3 +272,17 @@ fn sweep_page_explorer_draws_in_headless_chromium_without_console_errors() {
     assert_eq!(plot.matches("<circle").count(), 2, "one dot per ok point: {plot}");
     assert!(dom.contains("2 of 4 points drawn"), "the explorer's note");
 }
+
+#[test]
+fn a_point_config_reads_back_as_the_folder_of_a_resumed_point() {
+    // Regression: a point's config.toml names its one case by the point's id
+    // (`seed=2`), and the `=` failed the case-name check, so every point
+    // killed after its first saved state failed when the sweep was run again.
+    let text = format!("{BASE}{GRID}");
+    let config = Config::parse(&text, "s.toml").unwrap();
+    for point in config.sweep_points().unwrap() {
+        let written = config.point_config(&point).unwrap().to_toml();
+        let read = Config::parse(&written, "config.toml").unwrap_or_else(|e| panic!("{}: {e}", point.id));
+        assert_eq!(read.run.cases[0].name, point.id);
+    }
+}
