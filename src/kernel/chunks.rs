@@ -65,6 +65,9 @@ pub(crate) fn run_chunks<F: Real, W: ChunkOutput<F> + Send>(
     grads: &mut [F],
     run: impl Fn(usize, &mut W) + Sync,
 ) -> f64 {
+    // Flushing on this thread covers the chunks run here and the sum below;
+    // each worker thread flushes for the chunks it runs.
+    let _flush = FlushDenormals::on();
     let run = |(i, w): (usize, &mut W)| {
         let _flush = FlushDenormals::on();
         run(i, w);

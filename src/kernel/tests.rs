@@ -280,16 +280,28 @@ fn a_kernel_step_leaves_the_callers_floating_point_mode_alone() {
 }
 
 #[test]
-fn subnormal_activations_are_flushed_the_same_way_on_every_thread_count() {
-    // Inputs of 1e-19 and targets of 0: products of two inputs' size (1e-38)
-    // and smaller are subnormal in f32.
-    let cfg = ModelConfig { d_mlp: 8, ..config(8, 2, 4, 2, 6) };
-    let (model, input, target) = random_case::<f32>(&cfg, 4 * CHUNK_SEQ + 3, 11);
-    let input: Vec<f32> = input.iter().map(|x| x * 1e-19).collect();
-    let target = vec![0.0f32; target.len()];
-    for simd in Simd::available() {
-        let one = step_bits(&model, &input, &target, simd, 1);
-        assert_eq!(one, step_bits(&model, &input, &target, simd, 2), "{simd:?}");
-        assert_eq!(one, step_bits(&model, &input, &target, simd, 3), "{simd:?}");
+fn subnormal_gradients_are_flushed_to_zero_the_same_way_on_every_thread_count() {
+    // Without biases, inputs of 1e-20 and targets of 0 make the activations
+    // and errors ~1e-20 and the weight gradients (activation × error) ~1e-40:
+    // subnormal in f32. The reference keeps them; the kernels flush them.
+    let subnormal = |g: &f32| *g != 0.0 && g.abs() < f32::MIN_POSITIVE;
+    for cfg in [ModelConfig::seed(), ModelConfig { d_mlp: 8, ..config(8, 2, 4, 2, 6) }] {
+        let (mut model, input, target) = random_case::<f32>(&cfg, 4 * CHUNK_SEQ + 3, 11);
+        let lay = model.layout.clone();
+        let mlp_biases =
+            lay.blocks.iter().filter_map(|b| b.mlp.as_ref()).flat_map(|m| [m.b_in.clone(), m.b_out.clone()]);
+        for range in [lay.b_e, lay.b_u].into_iter().chain(lay.w_pos).chain(mlp_biases) {
+            model.params[range].fill(0.0);
+        }
+        let input: Vec<f32> = input.iter().map(|x| x * 1e-20).collect();
+        let target = vec![0.0f32; target.len()];
+        let (_, want) = reference(&model, &input, &target);
+        assert!(want.iter().any(subnormal), "{cfg:?}: the reference has subnormal gradients");
+        for simd in Simd::available() {
+            let one = step_bits(&model, &input, &target, simd, 1);
+            assert!(!one.1.iter().map(|b| f32::from_bits(*b)).any(|g| subnormal(&g)), "{simd:?}, {cfg:?}");
+            assert_eq!(one, step_bits(&model, &input, &target, simd, 2), "{simd:?}, {cfg:?}");
+            assert_eq!(one, step_bits(&model, &input, &target, simd, 3), "{simd:?}, {cfg:?}");
+        }
     }
 }
