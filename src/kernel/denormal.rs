@@ -1,12 +1,12 @@
 //! Subnormal numbers flushed to zero while a kernel runs. Values below the
 //! smallest normal float (1.2e-38 in f32, 2.2e-308 in f64) turn up in
 //! training — softmax weights of far-off tokens, gelu of very negative
-//! inputs, their gradients — and every arithmetic instruction that meets
-//! one costs some hundred cycles on many Intel cores (measured on a
-//! Sapphire Rapids guest: `deep_mlp` trained 12× slower with them than
-//! without). Each flushed value moves by less than that smallest normal
-//! value; every thread flushes the same way, so runs stay bit-identical
-//! whatever the thread count.
+//! inputs, their gradients — and on Intel cores an arithmetic instruction
+//! that meets one takes a slow microcode assist (on the AVX-512 Xeon of
+//! BENCHMARKS.md `deep_mlp` trained 12× slower with them than without).
+//! Each flushed value moves by less than that smallest normal value;
+//! every thread flushes the same way, so runs stay bit-identical whatever
+//! the thread count.
 
 /// While alive, the current thread flushes subnormal results to zero and
 /// reads subnormal inputs as zero (x86-64's MXCSR FTZ and DAZ bits); the
