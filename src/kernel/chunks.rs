@@ -68,14 +68,13 @@ pub(crate) fn run_chunks<F: Real, W: ChunkOutput<F> + Send>(
     // Flushing on this thread covers the chunks run here and the sum below;
     // each worker thread flushes for the chunks it runs.
     let _flush = FlushDenormals::on();
-    let run = |(i, w): (usize, &mut W)| {
-        let _flush = FlushDenormals::on();
-        run(i, w);
-    };
     if work.len() > 1 {
-        work.par_iter_mut().enumerate().for_each(run);
+        work.par_iter_mut().enumerate().for_each(|(i, w)| {
+            let _flush = FlushDenormals::on();
+            run(i, w);
+        });
     } else {
-        work.iter_mut().enumerate().for_each(run);
+        work.iter_mut().enumerate().for_each(|(i, w)| run(i, w));
     }
     grads.copy_from_slice(work[0].grad());
     let mut loss = work[0].loss();
