@@ -240,6 +240,27 @@ impl<const FMA: bool> Ops<FMA> {
     }
 }
 
+/// `f` applied lane by lane (on copies, so that it compiles to one vector
+/// instruction per operation).
+#[inline(always)]
+pub(crate) fn lanewise<F: Real>(a: Lane<F>, f: impl Fn(F) -> F) -> Lane<F> {
+    let mut out = a;
+    for x in &mut out {
+        *x = f(*x);
+    }
+    out
+}
+
+/// `f(a[i], b[i])` lane by lane, as [`lanewise`].
+#[inline(always)]
+pub(crate) fn zip_lanes<F: Real>(a: Lane<F>, b: Lane<F>, f: impl Fn(F, F) -> F) -> Lane<F> {
+    let mut out = a;
+    for (x, y) in out.iter_mut().zip(b) {
+        *x = f(*x, y);
+    }
+    out
+}
+
 /// `(p0 + p1) + (p2 + p3)` lane by lane.
 #[inline(always)]
 pub(crate) fn sum4<F: Real>(p: [Lane<F>; 4]) -> Lane<F> {

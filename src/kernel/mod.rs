@@ -10,6 +10,7 @@
 //! (batches, fixed chunks reduced in order), `pack` (packed projection
 //! weights), `ctx1` and `seq` (the two kernels); this file picks one.
 
+pub(crate) mod attention;
 pub(crate) mod chunks;
 pub(crate) mod ctx1;
 pub(crate) mod denormal;

@@ -15,8 +15,9 @@
 
 use std::ops::Range;
 
+use crate::kernel::attention::{self, Head, Rows, RowsMut};
 use crate::kernel::chunks::{Batch, ChunkOutput, run_chunks};
-use crate::kernel::lanes::{LANES, Lane, Ops, Simd, lane_dispatch, sum_lanes};
+use crate::kernel::lanes::{LANES, Lane, Ops, Simd, lane_dispatch, lanewise, sum_lanes, zip_lanes};
 use crate::kernel::pack::{Packed, PackedLayer, project};
 use crate::model::{D_IN, Model, ModelConfig};
 use crate::util::memory::Bytes;
@@ -192,9 +193,8 @@ fn group<F: Real, const FMA: bool, const B: usize>(
     let (cfg, p, lay) = (&model.cfg, &model.params[..], &model.layout);
     let (t, d, h, kd) = (cfg.n_ctx, cfg.d_model, cfg.n_heads, cfg.d_head);
     let (hk, w3) = (h * kd, 3 * h * kd); // width of z, and of q | k | v
-    let scale = F::of(cfg.scale());
+    let head = Head { t, k: kd, causal: cfg.causal, scale: F::of(cfg.scale()) };
     let zero = [F::zero(); LANES];
-    let keys = |i: usize| if cfg.causal { i + 1 } else { t };
     let m = cfg.d_mlp;
     let Work { acc, r, qkv, z, pattern, mid, post, dact, dr, dqkv, dz, ds, dpre, dp, .. } = w;
     // Slices, not vectors: their data pointers and lengths stay in registers
@@ -222,38 +222,13 @@ fn group<F: Real, const FMA: bool, const B: usize>(
         let (o, o3) = (l * t * hk, l * t * w3);
         // q | k | v = r W
         project::<F, FMA, B>(ops, r_in, d, &pl.qkv, &mut qkv[o3..o3 + t * w3], false);
-        let qkv = &*qkv;
+        let (qkv, layer_z) = (&*qkv, &mut z[o..o + t * hk]);
         for hh in 0..h {
-            // q (m = 0), k (1) or v (2) of head hh at token tok
-            let head = |tok: usize, m: usize| &qkv[o3 + tok * w3 + m * hk + hh * kd..][..kd];
-            for i in 0..t {
-                let (row, n) = (((l * h + hh) * t + i) * t, keys(i));
-                // scores q[i]·k[j] · scale, then softmax over j < n
-                let scores = &mut pattern[row..row + n];
-                dots::<F, FMA>(ops, head(i, 0), |j| head(j, 1), scores);
-                let mut max = [F::neg_infinity(); LANES];
-                for sc in scores.iter_mut() {
-                    *sc = lanewise(*sc, |x| x * scale);
-                    max = zip_lanes(max, *sc, |m, x| if x > m { x } else { m });
-                }
-                let mut total = zero;
-                for e in scores.iter_mut() {
-                    *e = ops.exp_nonpositive(&zip_lanes(*e, max, |x, m| x - m));
-                    total = zip_lanes(total, *e, |a, b| a + b);
-                }
-                let inv = lanewise(total, |sum| F::one() / sum);
-                // In short runs: a loop of at most four is left to the lane
-                // (SLP) vectoriser; one over the whole row, LLVM vectorises
-                // across rows with gathers (measured 2× slower).
-                for run in scores.chunks_mut(4) {
-                    for e in run {
-                        *e = zip_lanes(*e, inv, |e, inv| e * inv);
-                    }
-                }
-                // z[i] = Σ_j P[i, j] v[j]
-                let (pattern, z_i) = (&*pattern, o + i * hk + hh * kd);
-                mix::<F, FMA, B>(ops, n, |j| &pattern[row + j], |j| head(j, 2), &mut z[z_i..z_i + kd]);
-            }
+            // q (m = 0), k (1) or v (2) of head hh
+            let rows = |m: usize| Rows { data: &qkv[o3..o3 + t * w3], start: m * hk + hh * kd, stride: w3 };
+            let pattern = &mut pattern[(l * h + hh) * t * t..][..t * t];
+            let mut z_head = RowsMut { data: &mut *layer_z, start: hh * kd, stride: hk };
+            attention::forward::<F, FMA, B>(ops, head, (rows(0), rows(1), rows(2)), pattern, &mut z_head);
         }
         let Some(mlp) = &bl.mlp else {
             // r' = r + z W_O
@@ -350,37 +325,16 @@ fn group<F: Real, const FMA: bool, const B: usize>(
         // W_O: dW_O[e, j] += Σ_t z[t, e] dr[t, j];  dz[t, e] = Σ_j dr[t, j] W_O[e, j]
         outer_sum::<F, FMA, B>(ops, acc, bl.w_o.start, (&z[o..o + t * hk], hk, 0..hk), (dr, d, 0..d));
         project::<F, FMA, B>(ops, dr, d, &pl.o_t, dz, false);
+        let layer_qkv = &qkv[o3..o3 + t * w3];
         for hh in 0..h {
-            let head = |tok: usize, m: usize| &qkv[o3 + tok * w3 + m * hk + hh * kd..][..kd];
-            let dz_head = |tok: usize| &dz[tok * hk + hh * kd..][..kd];
-            let d_at = |tok: usize, m: usize| tok * w3 + m * hk + hh * kd; // start of dq (m 0), dk (1), dv (2)
-            let prow = |i: usize| ((l * h + hh) * t + i) * t;
-            // d scores[i, j] = P[i, j] (dz[i]·v[j] − Σ_m P[i, m] dz[i]·v[m]) · scale
-            for i in 0..t {
-                let (n, row) = (keys(i), prow(i));
-                dots::<F, FMA>(ops, dz_head(i), |j| head(j, 2), &mut ds[i * t..i * t + n]);
-                let dot = ops.dot_ll(zero, n, |j| (&pattern[row + j], &ds[i * t + j]));
-                for j in 0..n {
-                    let centred = zip_lanes(ds[i * t + j], dot, |x, y| x - y);
-                    ds[i * t + j] = zip_lanes(pattern[row + j], centred, |a, b| a * b * scale);
-                }
-            }
-            let ds = &*ds;
-            for i in 0..t {
-                // dq[i] = Σ_j ds[i, j] k[j]
-                let dq_i = &mut dqkv[d_at(i, 0)..d_at(i, 0) + kd];
-                mix::<F, FMA, B>(ops, keys(i), |j| &ds[i * t + j], |j| head(j, 1), dq_i);
-            }
-            let queries = |j: usize| if cfg.causal { j..t } else { 0..t };
-            for j in 0..t {
-                // dk[j] = Σ_i ds[i, j] q[i];  dv[j] = Σ_i P[i, j] dz[i]
-                let first = queries(j).start;
-                let n = t - first;
-                let (ds_col, dk_j) = (|u: usize| &ds[(first + u) * t + j], d_at(j, 1));
-                mix::<F, FMA, B>(ops, n, ds_col, |u| head(first + u, 0), &mut dqkv[dk_j..dk_j + kd]);
-                let (p_col, dv_j) = (|u: usize| &pattern[prow(first + u) + j], d_at(j, 2));
-                mix::<F, FMA, B>(ops, n, p_col, |u| dz_head(first + u), &mut dqkv[dv_j..dv_j + kd]);
-            }
+            // q (m = 0), k (1), v (2) of head hh, and the gradients of its output
+            let rows = |m: usize| Rows { data: layer_qkv, start: m * hk + hh * kd, stride: w3 };
+            let dz_head = Rows { data: &*dz, start: hh * kd, stride: hk };
+            let pattern = &pattern[(l * h + hh) * t * t..][..t * t];
+            // dq, dk, dv of head hh (overwritten): entries 0, E and 2E of its rows
+            let mut grads = RowsMut { data: &mut *dqkv, start: hh * kd, stride: w3 };
+            let inputs = (rows(0), rows(1), rows(2), dz_head);
+            attention::backward::<F, FMA, B>(ops, head, inputs, pattern, ds, (&mut grads, [0, hk, 2 * hk]));
         }
         // W_Q, W_K, W_V: dW[h, d, k] += Σ_t r[t, d] dx[t, h, k]
         for (m, w_range) in [&bl.w_q, &bl.w_k, &bl.w_v].into_iter().enumerate() {
@@ -412,71 +366,6 @@ fn group<F: Real, const FMA: bool, const B: usize>(
             let a = lay.w_e.start + c * d + j;
             acc[a] = ops.dot_ll(acc[a], t, |tt| (&s[tt * D_IN + c], &dr[tt * d + j]));
         }
-    }
-}
-
-/// `out[j] = a · b(j)` (dot products of lane rows as long as `a`) for every
-/// `j`: four rows at a time, so that each loaded `a[m]` serves four sums.
-#[inline(always)]
-fn dots<'a, F: Real + 'a, const FMA: bool>(
-    ops: Ops<FMA>,
-    a: &[Lane<F>],
-    b: impl Fn(usize) -> &'a [Lane<F>],
-    out: &mut [Lane<F>],
-) {
-    let zero = [F::zero(); LANES];
-    let done = out.len() - out.len() % 4;
-    for (i, block) in out.chunks_exact_mut(4).enumerate() {
-        let (b0, b1, b2, b3) = (b(4 * i), b(4 * i + 1), b(4 * i + 2), b(4 * i + 3));
-        let mut x = [zero; 4];
-        for ((((am, y0), y1), y2), y3) in a.iter().zip(b0).zip(b1).zip(b2).zip(b3) {
-            for (xu, y) in x.iter_mut().zip([y0, y1, y2, y3]) {
-                ops.fma(xu, am, y);
-            }
-        }
-        block.copy_from_slice(&x);
-    }
-    for (j, o) in out.iter_mut().enumerate().skip(done) {
-        let bj = b(j);
-        *o = ops.dot_ll(zero, a.len().min(bj.len()), |m| (&a[m], &bj[m]));
-    }
-}
-
-/// `out = Σ_{j<n} c(j) · row(j)` (lane rows as long as `out`): `2·B` outputs
-/// at a time, so that each loaded `c(j)` serves `2·B` independent sums
-/// (`out.len()` is a multiple of `B`).
-#[inline(always)]
-fn mix<'a, F: Real + 'a, const FMA: bool, const B: usize>(
-    ops: Ops<FMA>,
-    n: usize,
-    c: impl Fn(usize) -> &'a Lane<F>,
-    row: impl Fn(usize) -> &'a [Lane<F>],
-    out: &mut [Lane<F>],
-) {
-    let zero = [[F::zero(); LANES]; B];
-    let mut pairs = out.as_chunks_mut::<B>().0.chunks_exact_mut(2);
-    for (i, pair) in (&mut pairs).enumerate() {
-        let (mut x0, mut x1) = (zero, zero);
-        for j in 0..n {
-            let cj = *c(j);
-            let (r0, r1) = row(j)[2 * B * i..][..2 * B].split_at(B);
-            for u in 0..B {
-                ops.fma(&mut x0[u], &cj, &r0[u]);
-                ops.fma(&mut x1[u], &cj, &r1[u]);
-            }
-        }
-        (pair[0], pair[1]) = (x0, x1);
-    }
-    let done = out.len() / B / 2 * 2 * B;
-    if done < out.len() {
-        let mut x = zero;
-        for j in 0..n {
-            let cj = *c(j);
-            for (xu, r) in x.iter_mut().zip(&row(j)[done..]) {
-                ops.fma(xu, &cj, r);
-            }
-        }
-        out[done..].copy_from_slice(&x);
     }
 }
 
@@ -550,25 +439,4 @@ fn block_outer<'a, F: Real + 'a, const FMA: bool, const B: usize>(
             acc[at(u, v)] = *xv;
         }
     }
-}
-
-/// `f` applied lane by lane (on copies, so that it compiles to one vector
-/// instruction per operation).
-#[inline(always)]
-fn lanewise<F: Real>(a: Lane<F>, f: impl Fn(F) -> F) -> Lane<F> {
-    let mut out = a;
-    for x in &mut out {
-        *x = f(*x);
-    }
-    out
-}
-
-/// `f(a[i], b[i])` lane by lane, as [`lanewise`].
-#[inline(always)]
-fn zip_lanes<F: Real>(a: Lane<F>, b: Lane<F>, f: impl Fn(F, F) -> F) -> Lane<F> {
-    let mut out = a;
-    for (x, y) in out.iter_mut().zip(b) {
-        *x = f(*x, y);
-    }
-    out
 }

@@ -138,6 +138,9 @@ fn seq_configs() -> Vec<ModelConfig> {
         // blocks of four (d_model and d_head multiples of 4) over two layers, both masks
         ModelConfig { causal: false, positional: true, ..config(8, 2, 4, 2, 6) },
         ModelConfig { positional: true, ..config(8, 3, 4, 2, 7) },
+        // attention tiles of four by four with rows left over, both masks
+        ModelConfig { causal: false, positional: true, ..config(8, 2, 4, 1, 10) },
+        ModelConfig { positional: true, ..config(8, 1, 8, 2, 11) },
         // the causal mask with only the last position scored (`loss_positions = "last"`)
         ModelConfig { loss_positions: Some(LossPositions::Last), positional: true, ..config(4, 2, 2, 2, 5) },
         // MLP blocks: gelu in blocks of one and of four, relu without the mask, and context 1
