@@ -8,7 +8,8 @@
 //! Files, lowest first: `lanes` (lane vectors, instruction sets),
 //! `denormal` (subnormal numbers flushed while a kernel runs), `chunks`
 //! (batches, fixed chunks reduced in order), `pack` (packed projection
-//! weights), `ctx1` and `seq` (the two kernels); this file picks one.
+//! weights), `attention` (one head in register tiles, for `seq`), `ctx1` and
+//! `seq` (the two kernels); this file picks one.
 
 pub(crate) mod attention;
 pub(crate) mod chunks;

@@ -3,7 +3,7 @@
 //! chunks reduced in order), here with the full attention of
 //! [`crate::model`]. It computes the loss and gradient of
 //! `Model::forward` + `mse_loss` + `Model::backward` (tested to rounding in
-//! `tests/kernel.rs`).
+//! `src/kernel/tests.rs`). Each head's attention is [`crate::kernel::attention`].
 //!
 //! # Shapes (per group of `LANES` sequences, every entry a lane vector)
 //! ```text
