@@ -20,8 +20,9 @@
 use crate::kernel::lanes::{LANES, Lane, Ops, lanewise, zip_lanes};
 use crate::util::real::Real;
 
-/// The rows `data[start + i·stride..][..width]` of a row-major token table:
-/// one head's queries, keys, values or output gradients.
+/// The rows of a row-major token table that belong to one head (its
+/// queries, keys, values or output gradients): row `i` starts at
+/// `data[start + i·stride]`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Rows<'a, F> {
     pub(crate) data: &'a [Lane<F>],
@@ -225,9 +226,10 @@ fn softmax<F: Real, const FMA: bool>(ops: Ops<FMA>, row: &mut [Lane<F>]) {
         total = zip_lanes(total, *e, |a, b| a + b);
     }
     let inv = total.map(|sum| F::one() / sum);
-    // In short runs: a loop of at most four is left to the lane (SLP)
-    // vectoriser; one over the whole row, LLVM vectorises across rows with
-    // gathers (measured 2× slower).
+    // In short runs: a loop of at most four is meant for the lane (SLP)
+    // vectoriser; over the whole row, LLVM vectorised the per-query kernel
+    // across rows with gathers (measured 2× slower). Here its inlined copies
+    // still hold gathers, but a build without any ran no faster.
     for run in row.chunks_mut(4) {
         for e in run {
             *e = zip_lanes(*e, inv, |e, inv| e * inv);
@@ -272,6 +274,8 @@ fn score_grad_rows<F: Real, const FMA: bool, const B: usize, const U: usize>(
     let (t, kd) = (head.t, head.k);
     let n = head.keys(i0 + U - 1);
     let dzs: [&[Lane<F>]; U] = std::array::from_fn(|u| dz.get(i0 + u, 0, kd));
+    // The same loops as the forward's scores, unscaled. Kept apart: one
+    // function shared by both ran `deep` 4–8 % slower (interleaved bench).
     let whole = n / 4 * 4;
     for j0 in (0..whole).step_by(4) {
         let x = dot_tile::<F, FMA, U, 4>(ops, kd, dzs, std::array::from_fn(|w| v.get(j0 + w, 0, kd)));
