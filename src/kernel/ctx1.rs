@@ -30,6 +30,7 @@
 
 use std::ops::Range;
 
+use crate::kernel::buffer::LaneVec;
 use crate::kernel::chunks::{Batch, CHUNK, ChunkOutput, run_chunks};
 use crate::kernel::lanes::{LANES, Lane, Ops, Simd, lane_dispatch, sum_lanes};
 use crate::model::{D_IN, Layout, Model, ModelConfig};
@@ -39,13 +40,13 @@ use crate::util::real::Real;
 /// Per-chunk work buffers.
 #[derive(Clone, Debug)]
 struct Work<F> {
-    acc: Vec<Lane<F>>, // [P]        per-lane gradient sums
-    r: Vec<Lane<F>>,   // [(L+1)·D]  residual after each layer
-    v: Vec<Lane<F>>,   // [L·H·K]    values of each layer
-    dr: Vec<Lane<F>>,  // [D]        gradient w.r.t. the residual
-    dv: Vec<Lane<F>>,  // [H·K]      gradient w.r.t. one layer's values
-    grad: Vec<F>,      // [P]        this chunk's gradient
-    loss: f64,         //            this chunk's sum of squared errors
+    acc: LaneVec<F>, // [P]        per-lane gradient sums
+    r: LaneVec<F>,   // [(L+1)·D]  residual after each layer
+    v: LaneVec<F>,   // [L·H·K]    values of each layer
+    dr: LaneVec<F>,  // [D]        gradient w.r.t. the residual
+    dv: LaneVec<F>,  // [H·K]      gradient w.r.t. one layer's values
+    grad: Vec<F>,    // [P]        this chunk's gradient
+    loss: f64,       //            this chunk's sum of squared errors
 }
 
 /// Bytes of [`Ctx1Kernel::new`] for `batch` samples of `cfg` at `size` bytes
@@ -73,13 +74,12 @@ impl<F: Real> Ctx1Kernel<F> {
     pub fn new(model: &Model<F>, batch: usize, simd: Simd) -> Self {
         let c = &model.cfg;
         assert_eq!(c.n_ctx, 1, "the fused kernel is for context-1 models");
-        let zero = [F::zero(); LANES];
         let work = Work {
-            acc: vec![zero; model.params.len()],
-            r: vec![zero; (c.n_layers + 1) * c.d_model],
-            v: vec![zero; c.n_layers * c.n_heads * c.d_head],
-            dr: vec![zero; c.d_model],
-            dv: vec![zero; c.n_heads * c.d_head],
+            acc: LaneVec::zeros(model.params.len()),
+            r: LaneVec::zeros((c.n_layers + 1) * c.d_model),
+            v: LaneVec::zeros(c.n_layers * c.n_heads * c.d_head),
+            dr: LaneVec::zeros(c.d_model),
+            dv: LaneVec::zeros(c.n_heads * c.d_head),
             grad: vec![F::zero(); model.params.len()],
             loss: 0.0,
         };

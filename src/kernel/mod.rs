@@ -5,13 +5,15 @@
 //! faster: [`ctx1`] for attention-only context-1 models, [`seq`] with full
 //! attention and MLP blocks for everything else. Results are bit-identical whatever the thread count.
 //!
-//! Files, lowest first: `lanes` (lane vectors, instruction sets),
+//! Files, lowest first: `lanes` (lane vectors, instruction sets), `buffer`
+//! (lane buffers aligned to cache lines),
 //! `denormal` (subnormal numbers flushed while a kernel runs), `chunks`
 //! (batches, fixed chunks reduced in order), `pack` (packed projection
 //! weights), `attention` (one head in register tiles, for `seq`), `ctx1` and
 //! `seq` (the two kernels); this file picks one.
 
 pub(crate) mod attention;
+pub(crate) mod buffer;
 pub(crate) mod chunks;
 pub(crate) mod ctx1;
 pub(crate) mod denormal;

@@ -16,6 +16,7 @@
 use std::ops::Range;
 
 use crate::kernel::attention::{self, Head, Rows, RowsMut};
+use crate::kernel::buffer::LaneVec;
 use crate::kernel::chunks::{Batch, ChunkOutput, run_chunks};
 use crate::kernel::lanes::{LANES, Lane, Ops, Simd, lane_dispatch, lanewise, sum_lanes, zip_lanes};
 use crate::kernel::pack::{Packed, PackedLayer, project};
@@ -37,23 +38,23 @@ pub fn chunk_seq(batch: usize) -> usize {
 
 #[derive(Clone, Debug)]
 struct Work<F> {
-    acc: Vec<Lane<F>>,     // [P]
-    r: Vec<Lane<F>>,       // [(L+1)·T·D]
-    qkv: Vec<Lane<F>>,     // [L·T·3·H·K]  q | k | v per token
-    z: Vec<Lane<F>>,       // [L·T·H·K]
-    pattern: Vec<Lane<F>>, // [L·H·T·T]
-    mid: Vec<Lane<F>>,     // [L·T·D]  residual between attention and MLP
-    post: Vec<Lane<F>>,    // [L·T·M]  act(pre)
-    dact: Vec<Lane<F>>,    // [L·T·M]  act'(pre)
-    dr: Vec<Lane<F>>,      // [T·D]
-    dqkv: Vec<Lane<F>>,    // [T·3·H·K]  dq | dk | dv per token
-    dz: Vec<Lane<F>>,      // [T·H·K]
-    ds: Vec<Lane<F>>,      // [T·T]  d scores of one head
-    dpre: Vec<Lane<F>>,    // [T·M]  d pre of one layer's MLP
-    dp: Vec<Lane<F>>,      // [T·2]  d pred
-    s: Vec<Lane<F>>,       // [T·2]  one group's inputs
-    y: Vec<Lane<F>>,       // [T·2]  one group's targets
-    grad: Vec<F>,          // [P]
+    acc: LaneVec<F>,     // [P]
+    r: LaneVec<F>,       // [(L+1)·T·D]
+    qkv: LaneVec<F>,     // [L·T·3·H·K]  q | k | v per token
+    z: LaneVec<F>,       // [L·T·H·K]
+    pattern: LaneVec<F>, // [L·H·T·T]
+    mid: LaneVec<F>,     // [L·T·D]  residual between attention and MLP
+    post: LaneVec<F>,    // [L·T·M]  act(pre)
+    dact: LaneVec<F>,    // [L·T·M]  act'(pre)
+    dr: LaneVec<F>,      // [T·D]
+    dqkv: LaneVec<F>,    // [T·3·H·K]  dq | dk | dv per token
+    dz: LaneVec<F>,      // [T·H·K]
+    ds: LaneVec<F>,      // [T·T]  d scores of one head
+    dpre: LaneVec<F>,    // [T·M]  d pre of one layer's MLP
+    dp: LaneVec<F>,      // [T·2]  d pred
+    s: LaneVec<F>,       // [T·2]  one group's inputs
+    y: LaneVec<F>,       // [T·2]  one group's targets
+    grad: Vec<F>,        // [P]
     loss: f64,
 }
 
@@ -98,7 +99,7 @@ impl<F: Real> SeqKernel<F> {
     pub fn new(model: &Model<F>, batch: usize, simd: Simd) -> Self {
         let c = &model.cfg;
         let (t, d, hk, l, m) = (c.n_ctx, c.d_model, c.n_heads * c.d_head, c.n_layers, c.d_mlp);
-        let z = |n: usize| vec![[F::zero(); LANES]; n];
+        let z = LaneVec::zeros;
         let mlp = |n: usize| z(if c.has_mlp() { n } else { 0 });
         let work = Work {
             acc: z(model.params.len()),

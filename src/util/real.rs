@@ -37,6 +37,7 @@ impl Dtype {
 /// A float the model kernel is generic over: `f32` or `f64`.
 pub trait Real:
     num_traits::Float
+    + bytemuck::Pod
     + AddAssign
     + SubAssign
     + MulAssign
