@@ -17,7 +17,7 @@
 //! pattern, ds   [T, T]   row i: the weights (or score gradients) of query i over keys j
 //! ```
 
-use crate::kernel::lanes::{LANES, Lane, Ops, lanewise, zip_lanes};
+use crate::kernel::lanes::{LANES, Lane, Ops, zip_lanes};
 use crate::util::real::Real;
 
 /// The rows of a row-major token table that belong to one head (its
@@ -49,12 +49,18 @@ pub(crate) struct RowsMut<'a, F> {
 impl<F> RowsMut<'_, F> {
     /// Writes the `U × V` tile `x` at rows `i0..`, entries `at..`.
     #[inline(always)]
+    #[allow(clippy::needless_range_loop, clippy::manual_memcpy)] // see the tiles below
     fn put<const U: usize, const V: usize>(&mut self, i0: usize, at: usize, x: &[[Lane<F>; V]; U])
     where
         F: Copy,
     {
-        for (u, row) in x.iter().enumerate() {
-            self.data[self.start + (i0 + u) * self.stride + at..][..V].copy_from_slice(row);
+        // Lane by lane, not `copy_from_slice`: a copy of the whole tile kept
+        // its sums in memory instead of registers (a store per multiply-add).
+        for u in 0..U {
+            let row = &mut self.data[self.start + (i0 + u) * self.stride + at..][..V];
+            for v in 0..V {
+                row[v] = x[u][v];
+            }
         }
     }
 }
@@ -75,67 +81,126 @@ impl<F> Head<F> {
     }
 }
 
-/// `x[u][v] = Σ_n a_n[u] · b_n[v]` over the steps `(a_n, b_n)`: the `U·V`
-/// sums stay in registers and each loaded lane serves `V` (or `U`) of them.
-/// Sums run in step order.
+// The tiles below are plain indexed loops on purpose: this code is inlined
+// into one very large kernel function, where LLVM stopped inlining
+// `std::array::from_fn`, `array::map`, iterator adaptors and closures, called
+// them per tile and kept the tile's sums in memory; `copy_from_slice` (a
+// `memcpy`) kept them there too.
+
+/// `[rows(i0 + u)[at..at + n]; U]`: entries of `U` consecutive rows.
 #[inline(always)]
-fn tile<'a, F: Real + 'a, const FMA: bool, const U: usize, const V: usize>(
-    ops: Ops<FMA>,
-    steps: impl Iterator<Item = ([&'a Lane<F>; U], [&'a Lane<F>; V])>,
-) -> [[Lane<F>; V]; U] {
-    let mut x = [[[F::zero(); LANES]; V]; U];
-    for (a, b) in steps {
-        let (a, b): ([Lane<F>; U], [Lane<F>; V]) = (a.map(|l| *l), b.map(|l| *l));
-        for (xu, au) in x.iter_mut().zip(&a) {
-            for (xuv, bv) in xu.iter_mut().zip(&b) {
-                ops.fma(xuv, au, bv);
-            }
-        }
+#[allow(clippy::needless_range_loop, clippy::manual_memcpy)] // see above
+fn rows_at<'a, F, const U: usize>(rows: Rows<'a, F>, i0: usize, at: usize, n: usize) -> [&'a [Lane<F>]; U] {
+    let mut out: [&[Lane<F>]; U] = [&[]; U];
+    for u in 0..U {
+        out[u] = rows.get(i0 + u, at, n);
     }
-    x
+    out
 }
 
-/// `x[u][v] = a_u · b_v` for rows `a_u`, `b_v` of `k` entries.
+/// `x[u][v] += a[u] · b[v]` for the whole tile.
 #[inline(always)]
+#[allow(clippy::needless_range_loop, clippy::manual_memcpy)] // see above
+fn fma_tile<F: Real, const FMA: bool, const U: usize, const V: usize>(
+    ops: Ops<FMA>,
+    x: &mut [[Lane<F>; V]; U],
+    a: &[Lane<F>; U],
+    b: &[Lane<F>; V],
+) {
+    for u in 0..U {
+        for v in 0..V {
+            ops.fma(&mut x[u][v], &a[u], &b[v]);
+        }
+    }
+}
+
+/// `x[u][v] = a_u · b_v` for rows `a_u`, `b_v` of `k` entries: the `U·V`
+/// sums stay in registers and each loaded lane serves `V` (or `U`) of them.
+#[inline(always)]
+#[allow(clippy::needless_range_loop, clippy::manual_memcpy)] // see above
 fn dot_tile<F: Real, const FMA: bool, const U: usize, const V: usize>(
     ops: Ops<FMA>,
     k: usize,
-    a: [&[Lane<F>]; U],
-    b: [&[Lane<F>]; V],
+    mut a: [&[Lane<F>]; U],
+    mut b: [&[Lane<F>]; V],
 ) -> [[Lane<F>; V]; U] {
-    let (a, b) = (a.map(|r| &r[..k]), b.map(|r| &r[..k]));
-    tile(ops, (0..k).map(|c| (a.map(|r| &r[c]), b.map(|r| &r[c]))))
+    let zero = [F::zero(); LANES];
+    for u in 0..U {
+        a[u] = &a[u][..k];
+    }
+    for v in 0..V {
+        b[v] = &b[v][..k];
+    }
+    let mut x = [[zero; V]; U];
+    for c in 0..k {
+        let (mut av, mut bv) = ([zero; U], [zero; V]);
+        for u in 0..U {
+            av[u] = a[u][c];
+        }
+        for v in 0..V {
+            bv[v] = b[v][c];
+        }
+        fma_tile(ops, &mut x, &av, &bv);
+    }
+    x
 }
 
 /// `x[u][v] = Σ_{j<n} w_u[j] · rows(j)[at + v]`: weights of `U` rows mixing
 /// `V` entries of `n` rows.
 #[inline(always)]
-fn mix_tile<'a, F: Real + 'a, const FMA: bool, const U: usize, const V: usize>(
+#[allow(clippy::needless_range_loop, clippy::manual_memcpy)] // see above
+fn mix_tile<F: Real, const FMA: bool, const U: usize, const V: usize>(
     ops: Ops<FMA>,
     n: usize,
-    w: [&'a [Lane<F>]; U],
-    rows: Rows<'a, F>,
+    mut w: [&[Lane<F>]; U],
+    rows: Rows<F>,
     at: usize,
 ) -> [[Lane<F>; V]; U] {
-    let w = w.map(|r| &r[..n]);
-    tile(ops, (0..n).map(|j| (w.map(|r| &r[j]), std::array::from_fn(|v| &rows.get(j, at, V)[v]))))
+    let zero = [F::zero(); LANES];
+    for u in 0..U {
+        w[u] = &w[u][..n];
+    }
+    let mut x = [[zero; V]; U];
+    for j in 0..n {
+        let (mut av, mut bv) = ([zero; U], [zero; V]);
+        for u in 0..U {
+            av[u] = w[u][j];
+        }
+        let row = rows.get(j, at, V);
+        for v in 0..V {
+            bv[v] = row[v];
+        }
+        fma_tile(ops, &mut x, &av, &bv);
+    }
+    x
 }
 
 /// `x[u][v] = Σ_{i in span} w[i·t + j0 + u] · rows(i)[at + v]`: a column
 /// block `j0..j0 + U` of a `[T, T]` table mixing `V` entries of the rows.
 #[inline(always)]
-fn column_mix_tile<'a, F: Real + 'a, const FMA: bool, const U: usize, const V: usize>(
+#[allow(clippy::needless_range_loop, clippy::manual_memcpy)] // see above
+fn column_mix_tile<F: Real, const FMA: bool, const U: usize, const V: usize>(
     ops: Ops<FMA>,
     span: std::ops::Range<usize>,
-    (w, t, j0): (&'a [Lane<F>], usize, usize),
-    rows: Rows<'a, F>,
+    (w, t, j0): (&[Lane<F>], usize, usize),
+    rows: Rows<F>,
     at: usize,
 ) -> [[Lane<F>; V]; U] {
-    let steps = span.map(move |i| {
+    let zero = [F::zero(); LANES];
+    let mut x = [[zero; V]; U];
+    for i in span {
+        let (mut av, mut bv) = ([zero; U], [zero; V]);
         let wi = &w[i * t + j0..][..U];
-        (std::array::from_fn(|u| &wi[u]), std::array::from_fn(|v| &rows.get(i, at, V)[v]))
-    });
-    tile(ops, steps)
+        for u in 0..U {
+            av[u] = wi[u];
+        }
+        let row = rows.get(i, at, V);
+        for v in 0..V {
+            bv[v] = row[v];
+        }
+        fma_tile(ops, &mut x, &av, &bv);
+    }
+    x
 }
 
 /// Calls `f::<4>(i0)` for each whole block of four rows of `0..n` and
@@ -151,6 +216,26 @@ macro_rules! in_blocks {
             $f::<$($g,)* 1>($($arg,)* i0);
         }
     }};
+}
+
+/// `table[(i0 + u)·t + j0 + v] = x[u][v] · scale` (a `[T, T]` table).
+#[inline(always)]
+#[allow(clippy::needless_range_loop, clippy::manual_memcpy)] // see the tiles above
+fn put_scaled<F: Real, const U: usize, const V: usize>(
+    table: &mut [Lane<F>],
+    t: usize,
+    (i0, j0): (usize, usize),
+    x: &[[Lane<F>; V]; U],
+    scale: F,
+) {
+    for u in 0..U {
+        let row = &mut table[(i0 + u) * t + j0..][..V];
+        for v in 0..V {
+            for lane in 0..LANES {
+                row[v][lane] = x[u][v][lane] * scale;
+            }
+        }
+    }
 }
 
 /// The forward pass of one head: `pattern = softmax(q kᵀ · scale)` under
@@ -178,25 +263,16 @@ fn forward_rows<F: Real, const FMA: bool, const B: usize, const U: usize>(
 ) {
     let (t, kd) = (head.t, head.k);
     let n = head.keys(i0 + U - 1);
-    let qs: [&[Lane<F>]; U] = std::array::from_fn(|u| q.get(i0 + u, 0, kd));
+    let qs = rows_at::<F, U>(q, i0, 0, kd);
     // scores of the block's queries against keys 0..n, scaled
-    let mut scores = |j0: usize, s: &[[Lane<F>; 4]]| {
-        for (u, su) in s.iter().enumerate() {
-            for (e, x) in pattern[(i0 + u) * t + j0..].iter_mut().zip(su) {
-                *e = lanewise(*x, |x| x * head.scale);
-            }
-        }
-    };
     let whole = n / 4 * 4;
     for j0 in (0..whole).step_by(4) {
-        let s = dot_tile::<F, FMA, U, 4>(ops, kd, qs, std::array::from_fn(|v| k.get(j0 + v, 0, kd)));
-        scores(j0, &s);
+        let s = dot_tile::<F, FMA, U, 4>(ops, kd, qs, rows_at(k, j0, 0, kd));
+        put_scaled(pattern, t, (i0, j0), &s, head.scale);
     }
     for j in whole..n {
         let s = dot_tile::<F, FMA, U, 1>(ops, kd, qs, [k.get(j, 0, kd)]);
-        for (u, su) in s.iter().enumerate() {
-            pattern[(i0 + u) * t + j] = lanewise(su[0], |x| x * head.scale);
-        }
+        put_scaled(pattern, t, (i0, j), &s, head.scale);
     }
     // softmax over each query's keys; zeros up to the block's last key
     for i in i0..i0 + U {
@@ -207,7 +283,7 @@ fn forward_rows<F: Real, const FMA: bool, const B: usize, const U: usize>(
     }
     // z = pattern v, `B` entries at a time
     let pattern = &*pattern;
-    let ws: [&[Lane<F>]; U] = std::array::from_fn(|u| &pattern[(i0 + u) * t..][..n]);
+    let ws = rows_at::<F, U>(Rows { data: pattern, start: 0, stride: t }, i0, 0, n);
     for c0 in (0..kd).step_by(B) {
         z.put(i0, c0, &mix_tile::<F, FMA, U, B>(ops, n, ws, v, c0));
     }
@@ -273,21 +349,16 @@ fn score_grad_rows<F: Real, const FMA: bool, const B: usize, const U: usize>(
 ) {
     let (t, kd) = (head.t, head.k);
     let n = head.keys(i0 + U - 1);
-    let dzs: [&[Lane<F>]; U] = std::array::from_fn(|u| dz.get(i0 + u, 0, kd));
-    // The same loops as the forward's scores, unscaled. Kept apart: one
-    // function shared by both ran `deep` 4–8 % slower (interleaved bench).
+    let dzs = rows_at::<F, U>(dz, i0, 0, kd);
+    // The same loops as the forward's scores, unscaled.
     let whole = n / 4 * 4;
     for j0 in (0..whole).step_by(4) {
-        let x = dot_tile::<F, FMA, U, 4>(ops, kd, dzs, std::array::from_fn(|w| v.get(j0 + w, 0, kd)));
-        for (u, xu) in x.iter().enumerate() {
-            ds[(i0 + u) * t + j0..][..4].copy_from_slice(xu);
-        }
+        let x = dot_tile::<F, FMA, U, 4>(ops, kd, dzs, rows_at(v, j0, 0, kd));
+        put_scaled(ds, t, (i0, j0), &x, F::one());
     }
     for j in whole..n {
         let x = dot_tile::<F, FMA, U, 1>(ops, kd, dzs, [v.get(j, 0, kd)]);
-        for (u, xu) in x.iter().enumerate() {
-            ds[(i0 + u) * t + j] = xu[0];
-        }
+        put_scaled(ds, t, (i0, j), &x, F::one());
     }
     for i in i0..i0 + U {
         let (p, g) = (&pattern[i * t..][..n], &mut ds[i * t..][..n]);
@@ -299,7 +370,7 @@ fn score_grad_rows<F: Real, const FMA: bool, const B: usize, const U: usize>(
         g[seen..].fill([F::zero(); LANES]);
     }
     let ds = &*ds;
-    let ws: [&[Lane<F>]; U] = std::array::from_fn(|u| &ds[(i0 + u) * t..][..n]);
+    let ws = rows_at::<F, U>(Rows { data: ds, start: 0, stride: t }, i0, 0, n);
     for c0 in (0..kd).step_by(B) {
         dq.put(i0, at_q + c0, &mix_tile::<F, FMA, U, B>(ops, n, ws, k, c0));
     }
