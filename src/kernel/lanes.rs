@@ -197,7 +197,12 @@ impl<const FMA: bool> Ops<FMA> {
         if act == Act::Gelu && F::DTYPE == Dtype::F32 {
             self.gelu_f32(x)
         } else {
-            (x.map(|v| act.apply(v)), x.map(|v| act.derivative(v)))
+            // indexed, as in `gelu_f32`
+            let (mut value, mut slope) = (*x, *x);
+            for i in 0..LANES {
+                (value[i], slope[i]) = (act.apply(x[i]), act.derivative(x[i]));
+            }
+            (value, slope)
         }
     }
 
@@ -216,10 +221,15 @@ impl<const FMA: bool> Ops<FMA> {
             -0.822_152_23,
             0.170_872_77,
         ];
-        let z2: Lane<F> = x.map(|v| v * v * F::of(0.5)); // z² with z = |x|/√2
+        // Indexed loops only: in the large kernel function LLVM left
+        // `array::map` calls out of line (compiled without the wide vectors,
+        // one call per lane vector).
+        let (mut z2, mut minus_z2) = ([F::zero(); LANES], [F::zero(); LANES]);
         let mut arg = [F::zero(); LANES];
         let mut t = [F::zero(); LANES];
         for i in 0..LANES {
+            z2[i] = x[i] * x[i] * F::of(0.5); // z² with z = |x|/√2
+            minus_z2[i] = -z2[i];
             t[i] = F::one() / (F::one() + F::of(0.5 * std::f64::consts::FRAC_1_SQRT_2) * x[i].abs());
             let mut poly = F::of(P[9]);
             for c in P[..9].iter().rev() {
@@ -228,7 +238,7 @@ impl<const FMA: bool> Ops<FMA> {
             arg[i] = poly - z2[i];
         }
         let tail = self.exp_nonpositive(&arg); // erfc(|x|/√2) / t
-        let gauss = self.exp_nonpositive(&z2.map(|v| -v)); // e^{−x²/2}
+        let gauss = self.exp_nonpositive(&minus_z2); // e^{−x²/2}
         let (mut value, mut slope) = ([F::zero(); LANES], [F::zero(); LANES]);
         for i in 0..LANES {
             let half_erfc = F::of(0.5) * t[i] * tail[i];
