@@ -16,12 +16,11 @@ use crate::util::real::Real;
 #[repr(C, align(64))]
 struct Line([u8; 64]);
 
-/// `len` lane vectors, zeroed, starting on a cache line; derefs to
-/// `[Lane<F>]`.
+/// Lane vectors starting on a cache line; derefs to `[Lane<F>]` (a lane
+/// vector is a whole number of lines, so the lines hold exactly the lanes).
 #[derive(Clone)]
 pub(crate) struct LaneVec<F> {
     lines: Vec<Line>,
-    len: usize,
     real: PhantomData<F>,
 }
 
@@ -29,32 +28,32 @@ impl<F: Real> LaneVec<F> {
     /// `len` lane vectors of zeros.
     pub(crate) fn zeros(len: usize) -> Self {
         let lines = len * size_of::<Lane<F>>() / size_of::<Line>();
-        LaneVec { lines: vec![Line([0; 64]); lines], len, real: PhantomData }
+        LaneVec { lines: vec![Line([0; 64]); lines], real: PhantomData }
     }
 }
 
 impl<F> Default for LaneVec<F> {
     fn default() -> Self {
-        LaneVec { lines: Vec::new(), len: 0, real: PhantomData }
+        LaneVec { lines: Vec::new(), real: PhantomData }
     }
 }
 
 impl<F: Real> Deref for LaneVec<F> {
     type Target = [Lane<F>];
     fn deref(&self) -> &[Lane<F>] {
-        &bytemuck::cast_slice(&self.lines)[..self.len]
+        bytemuck::cast_slice(&self.lines)
     }
 }
 
 impl<F: Real> DerefMut for LaneVec<F> {
     fn deref_mut(&mut self) -> &mut [Lane<F>] {
-        &mut bytemuck::cast_slice_mut(&mut self.lines)[..self.len]
+        bytemuck::cast_slice_mut(&mut self.lines)
     }
 }
 
 impl<F> std::fmt::Debug for LaneVec<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LaneVec").field("len", &self.len).finish_non_exhaustive()
+        f.debug_struct("LaneVec").field("lines", &self.lines.len()).finish_non_exhaustive()
     }
 }
 

@@ -153,6 +153,8 @@ fn group<F: Real, const FMA: bool>(
     let (cfg, p, lay): (_, &[F], &Layout) = (&model.cfg, &model.params, &model.layout);
     let (d, h, k) = (cfg.d_model, cfg.n_heads, cfg.d_head);
     let Work { acc, r, v, dr, dv, .. } = w;
+    // Slices, so that indexing does not go through `LaneVec`'s deref each time.
+    let (acc, r, v, dr, dv) = (&mut acc[..], &mut r[..], &mut v[..], &mut dr[..], &mut dv[..]);
     let ops = Ops::<FMA>;
 
     // forward: embedding (positional row 0 acts as a second bias)
