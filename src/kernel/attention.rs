@@ -98,6 +98,18 @@ fn rows_at<'a, F, const U: usize>(rows: Rows<'a, F>, i0: usize, at: usize, n: us
     out
 }
 
+/// The first `N` lane vectors of `row`, as an array.
+#[inline(always)]
+#[allow(clippy::needless_range_loop, clippy::manual_memcpy)] // see above
+fn first<F: Real, const N: usize>(row: &[Lane<F>]) -> [Lane<F>; N] {
+    let row = &row[..N];
+    let mut out = [[F::zero(); LANES]; N];
+    for n in 0..N {
+        out[n] = row[n];
+    }
+    out
+}
+
 /// `x[u][v] += a[u] · b[v]` for the whole tile.
 #[inline(always)]
 #[allow(clippy::needless_range_loop, clippy::manual_memcpy)] // see above
@@ -162,15 +174,11 @@ fn mix_tile<F: Real, const FMA: bool, const U: usize, const V: usize>(
     }
     let mut x = [[zero; V]; U];
     for j in 0..n {
-        let (mut av, mut bv) = ([zero; U], [zero; V]);
+        let mut av = [zero; U];
         for u in 0..U {
             av[u] = w[u][j];
         }
-        let row = rows.get(j, at, V);
-        for v in 0..V {
-            bv[v] = row[v];
-        }
-        fma_tile(ops, &mut x, &av, &bv);
+        fma_tile(ops, &mut x, &av, &first(rows.get(j, at, V)));
     }
     x
 }
@@ -186,19 +194,9 @@ fn column_mix_tile<F: Real, const FMA: bool, const U: usize, const V: usize>(
     rows: Rows<F>,
     at: usize,
 ) -> [[Lane<F>; V]; U] {
-    let zero = [F::zero(); LANES];
-    let mut x = [[zero; V]; U];
+    let mut x = [[[F::zero(); LANES]; V]; U];
     for i in span {
-        let (mut av, mut bv) = ([zero; U], [zero; V]);
-        let wi = &w[i * t + j0..][..U];
-        for u in 0..U {
-            av[u] = wi[u];
-        }
-        let row = rows.get(i, at, V);
-        for v in 0..V {
-            bv[v] = row[v];
-        }
-        fma_tile(ops, &mut x, &av, &bv);
+        fma_tile(ops, &mut x, &first(&w[i * t + j0..]), &first(rows.get(i, at, V)));
     }
     x
 }
@@ -218,7 +216,7 @@ macro_rules! in_blocks {
     }};
 }
 
-/// `table[(i0 + u)·t + j0 + v] = x[u][v] · scale` (a `[T, T]` table).
+/// `table[(i0 + u)·t + j0 + v] = x[u][v] · scale` (the `[T, T]` pattern).
 #[inline(always)]
 #[allow(clippy::needless_range_loop, clippy::manual_memcpy)] // see the tiles above
 fn put_scaled<F: Real, const U: usize, const V: usize>(
@@ -354,11 +352,11 @@ fn score_grad_rows<F: Real, const FMA: bool, const B: usize, const U: usize>(
     let whole = n / 4 * 4;
     for j0 in (0..whole).step_by(4) {
         let x = dot_tile::<F, FMA, U, 4>(ops, kd, dzs, rows_at(v, j0, 0, kd));
-        put_scaled(ds, t, (i0, j0), &x, F::one());
+        RowsMut { data: &mut *ds, start: 0, stride: t }.put(i0, j0, &x);
     }
     for j in whole..n {
         let x = dot_tile::<F, FMA, U, 1>(ops, kd, dzs, [v.get(j, 0, kd)]);
-        put_scaled(ds, t, (i0, j), &x, F::one());
+        RowsMut { data: &mut *ds, start: 0, stride: t }.put(i0, j, &x);
     }
     for i in i0..i0 + U {
         let (p, g) = (&pattern[i * t..][..n], &mut ds[i * t..][..n]);

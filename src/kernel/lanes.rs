@@ -221,9 +221,8 @@ impl<const FMA: bool> Ops<FMA> {
             -0.822_152_23,
             0.170_872_77,
         ];
-        // Indexed loops only: in the large kernel function LLVM left
-        // `array::map` calls out of line (compiled without the wide vectors,
-        // one call per lane vector).
+        // No `array::map`: in the large kernel function LLVM left it out of
+        // line (compiled without the wide vectors, one call per lane vector).
         let (mut z2, mut minus_z2) = ([F::zero(); LANES], [F::zero(); LANES]);
         let mut arg = [F::zero(); LANES];
         let mut t = [F::zero(); LANES];
