@@ -40,7 +40,7 @@ use crate::util::real::Real;
 /// Per-chunk work buffers.
 #[derive(Clone, Debug)]
 struct Work<F> {
-    acc: LaneVec<F>, // [P]        per-lane gradient sums
+    acc: LaneVec<F>, // [P]        per-lane gradient sums, zero between chunks (`sum_lanes`)
     r: LaneVec<F>,   // [(L+1)·D]  residual after each layer
     v: LaneVec<F>,   // [L·H·K]    values of each layer
     dr: LaneVec<F>,  // [D]        gradient w.r.t. the residual
@@ -120,7 +120,6 @@ fn chunk_lanes<F: Real, const FMA: bool>(
     w: &mut Work<F>,
 ) {
     let zero = [F::zero(); LANES];
-    w.acc.iter_mut().for_each(|a| *a = zero);
     let mut loss = zero;
     for start in span.clone().step_by(LANES) {
         let live = (span.end - start).min(LANES);
@@ -136,7 +135,7 @@ fn chunk_lanes<F: Real, const FMA: bool>(
         }
         group::<F, FMA>(model, &s, &y, &gain, &mut loss, w);
     }
-    w.loss = sum_lanes(&loss, &w.acc, &mut w.grad);
+    w.loss = sum_lanes(&loss, &mut w.acc, &mut w.grad);
 }
 
 /// Forward, loss and backward for one group of `LANES` samples, accumulating

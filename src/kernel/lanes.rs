@@ -91,11 +91,24 @@ macro_rules! lane_dispatch {
 }
 pub(crate) use lane_dispatch;
 
-/// Folds per-lane sums into a chunk's result: each gradient entry is its
-/// lanes' sum (in lane order), and the returned loss the lanes' sum in f64.
-pub(crate) fn sum_lanes<F: Real>(loss: &Lane<F>, acc: &[Lane<F>], grad: &mut [F]) -> f64 {
+/// Folds per-lane sums into a chunk's result and zeroes them for the next
+/// chunk (in the same pass, while each line is in cache: the kernels start
+/// every chunk from zeroed sums without a pass of their own). Each gradient
+/// entry is its lanes' sum (pairwise: lanes `i` and `i + 8` first, then `i`
+/// and `i + 4`, …, which vectorises; a sum in lane order would be one chain
+/// of 15 dependent additions per weight), and the returned loss the lanes'
+/// sum in f64.
+pub(crate) fn sum_lanes<F: Real>(loss: &Lane<F>, acc: &mut [Lane<F>], grad: &mut [F]) -> f64 {
     for (g, a) in grad.iter_mut().zip(acc) {
-        *g = a.iter().fold(F::zero(), |x, y| x + *y);
+        let mut x = std::mem::replace(a, [F::zero(); LANES]);
+        let mut half = LANES;
+        while half > 1 {
+            half /= 2;
+            for i in 0..half {
+                x[i] = x[i] + x[i + half];
+            }
+        }
+        *g = x[0];
     }
     loss.iter().map(|l| l.f64()).sum()
 }

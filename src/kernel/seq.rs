@@ -38,7 +38,7 @@ pub fn chunk_seq(batch: usize) -> usize {
 
 #[derive(Clone, Debug)]
 struct Work<F> {
-    acc: LaneVec<F>,     // [P]
+    acc: LaneVec<F>,     // [P]  per-lane gradient sums, zero between chunks (`sum_lanes`)
     r: LaneVec<F>,       // [(L+1)·T·D]
     qkv: LaneVec<F>,     // [L·T·3·H·K]  q | k | v per token
     z: LaneVec<F>,       // [L·T·H·K]
@@ -154,7 +154,6 @@ fn chunk_lanes<F: Real, const FMA: bool>(
     w: &mut Work<F>,
 ) {
     let zero = [F::zero(); LANES];
-    w.acc.iter_mut().for_each(|a| *a = zero);
     let mut loss = zero;
     let (mut s, mut y) = (std::mem::take(&mut w.s), std::mem::take(&mut w.y));
     for start in span.clone().step_by(LANES) {
@@ -177,7 +176,7 @@ fn chunk_lanes<F: Real, const FMA: bool>(
         }
     }
     (w.s, w.y) = (s, y);
-    w.loss = sum_lanes(&loss, &w.acc, &mut w.grad);
+    w.loss = sum_lanes(&loss, &mut w.acc, &mut w.grad);
 }
 
 /// Forward, loss and backward for one group of `LANES` sequences.
