@@ -105,7 +105,7 @@ pub(crate) fn sum_lanes<F: Real>(loss: &Lane<F>, acc: &mut [Lane<F>], grad: &mut
         while half > 1 {
             half /= 2;
             for i in 0..half {
-                x[i] = x[i] + x[i + half];
+                x[i] += x[i + half];
             }
         }
         *g = x[0];
