@@ -310,7 +310,7 @@ fn group<F: Real, const FMA: bool, const B: usize>(
                 (&mid[l * t * d..][..t * d], &post[l * t * m..][..t * m], &dact[l * t * m..][..t * m]);
             column_sums(acc, mlp.b_out.start, dr, d);
             // dW_out[u, j] += Σ_t post[t, u] dr[t, j]
-            outer_sum::<F, FMA, B>(ops, acc, mlp.w_out.start, (post, m, 0..m), (dr, d, 0..d));
+            outer_sum::<F, FMA, B>(ops, acc, (post, m), (dr, d), (d, |j| mlp.w_out.start + j));
             // dpre = (dr W_outᵀ) ⊙ act'(pre)
             project::<F, FMA, B>(ops, dr, d, &pl.w_out_t, dpre, false);
             for (x, s) in dpre.iter_mut().zip(dact) {
@@ -318,12 +318,12 @@ fn group<F: Real, const FMA: bool, const B: usize>(
             }
             column_sums(acc, mlp.b_in.start, dpre, m);
             // dW_in[j, u] += Σ_t mid[t, j] dpre[t, u]
-            outer_sum::<F, FMA, B>(ops, acc, mlp.w_in.start, (mid, d, 0..d), (dpre, m, 0..m));
+            outer_sum::<F, FMA, B>(ops, acc, (mid, d), (dpre, m), (m, |u| mlp.w_in.start + u));
             // dr += dpre W_inᵀ
             project::<F, FMA, B>(ops, dpre, m, &pl.w_in_t, dr, true);
         }
         // W_O: dW_O[e, j] += Σ_t z[t, e] dr[t, j];  dz[t, e] = Σ_j dr[t, j] W_O[e, j]
-        outer_sum::<F, FMA, B>(ops, acc, bl.w_o.start, (&z[o..o + t * hk], hk, 0..hk), (dr, d, 0..d));
+        outer_sum::<F, FMA, B>(ops, acc, (&z[o..o + t * hk], hk), (dr, d), (d, |j| bl.w_o.start + j));
         project::<F, FMA, B>(ops, dr, d, &pl.o_t, dz, false);
         let layer_qkv = &qkv[o3..o3 + t * w3];
         for hh in 0..h {
@@ -336,14 +336,11 @@ fn group<F: Real, const FMA: bool, const B: usize>(
             let inputs = (rows(0), rows(1), rows(2), dz_head);
             attention::backward::<F, FMA, B>(ops, head, inputs, pattern, ds, (&mut grads, [0, hk, 2 * hk]));
         }
-        // W_Q, W_K, W_V: dW[h, d, k] += Σ_t r[t, d] dx[t, h, k]
-        for (m, w_range) in [&bl.w_q, &bl.w_k, &bl.w_v].into_iter().enumerate() {
-            for hh in 0..h {
-                let g = m * hk + hh * kd;
-                let start = w_range.start + hh * d * kd;
-                outer_sum::<F, FMA, B>(ops, acc, start, (r_in, d, 0..d), (dqkv, w3, g..g + kd));
-            }
-        }
+        // W_Q, W_K, W_V: dW[h, d, k] += Σ_t r[t, d] dx[t, h, k]; column c of dqkv is matrix
+        // c / E, head (c % E) / K, entry c % K, and row d of a head's [D, K] block is K after d − 1
+        let matrices = [&bl.w_q, &bl.w_k, &bl.w_v];
+        let col = |c: usize| matrices[c / hk].start + (c % hk) / kd * d * kd + c % kd;
+        outer_sum::<F, FMA, B>(ops, acc, (r_in, d), (dqkv, w3), (kd, col));
         // dr += (dq | dk | dv) (W_Q | W_K | W_V)ᵀ
         project::<F, FMA, B>(ops, dqkv, w3, &pl.qkv_t, dr, true);
     }
@@ -369,22 +366,26 @@ fn group<F: Real, const FMA: bool, const B: usize>(
     }
 }
 
-/// `acc[start + i·n + j] += Σ_t a[t, i] · b[t, j]` for `i` in `a_cols`, `j`
-/// in `b_cols` (counted from their starts; `n = b_cols.len()`): a weight
-/// gradient `[a_cols, b_cols]` from two row-major token tables whose rows are
-/// `a_width` and `b_width` lanes wide, in `B × B` blocks ([`block_outer`]).
+/// `acc[col(j) + i·stride] += Σ_t a[t, i] · b[t, j]` for every column `i`
+/// of `a` and `j` of `b`, two row-major token tables whose rows are `a_width`
+/// and `b_width` lanes wide: a weight gradient whose row `i` starts `stride`
+/// after row `i − 1` and whose column `j` sits at `col(j)` (for `[n_a, n_b]`
+/// at `start`: `stride = n_b`, `col(j) = start + j`; `col` is called once
+/// per block and must be contiguous within it), in `B × B` blocks
+/// ([`block_outer`]). Each block of `a`'s columns stays in cache while the
+/// whole of `b` passes.
 #[inline(always)]
 fn outer_sum<F: Real, const FMA: bool, const B: usize>(
     ops: Ops<FMA>,
     acc: &mut [Lane<F>],
-    start: usize,
-    (a, a_width, a_cols): (&[Lane<F>], usize, Range<usize>),
-    (b, b_width, b_cols): (&[Lane<F>], usize, Range<usize>),
+    (a, a_width): (&[Lane<F>], usize),
+    (b, b_width): (&[Lane<F>], usize),
+    (stride, col): (usize, impl Fn(usize) -> usize),
 ) {
-    let n = b_cols.len();
-    for i0 in a_cols.clone().step_by(B) {
-        for j0 in b_cols.clone().step_by(B) {
-            let at = |u: usize, v: usize| start + (i0 - a_cols.start + u) * n + j0 - b_cols.start + v;
+    for i0 in (0..a_width).step_by(B) {
+        for j0 in (0..b_width).step_by(B) {
+            let first = col(j0) + i0 * stride;
+            let at = |u: usize, v: usize| first + u * stride + v;
             block_outer::<F, FMA, B>(
                 ops,
                 acc,
