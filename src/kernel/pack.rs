@@ -22,7 +22,7 @@
 //! The four MLP matrices are empty for attention-only models.
 
 use crate::kernel::lanes::{LANES, Lane, Ops};
-use crate::model::Model;
+use crate::model::{BlockLayout, Model};
 use crate::util::real::Real;
 
 /// One layer's packed matrices (see the module documentation).
@@ -67,11 +67,7 @@ impl<F: Real> Packed<F> {
         let (d, kd, b) = (cfg.d_model, cfg.d_head, self.block);
         let e = cfg.n_heads * kd;
         for (layer, bl) in self.layers.iter_mut().zip(&model.layout.blocks) {
-            // W_Q, W_K, W_V are [H, D, K]; column c of (q | k | v) is matrix c / E, head (c % E) / K, entry c % K.
-            let qkv = |dd: usize, c: usize| {
-                let w = [&bl.w_q, &bl.w_k, &bl.w_v][c / e].start;
-                p[w + ((c % e) / kd * d + dd) * kd + c % kd]
-            };
+            let qkv = |dd: usize, c: usize| p[qkv_column(bl, (d, kd, e), c) + dd * kd];
             let w_o = |ee: usize, j: usize| p[bl.w_o.start + ee * d + j]; // W_O [H, K, D] = [E, D]
             pack(&mut layer.qkv, d, 3 * e, b, qkv);
             pack(&mut layer.o, e, d, b, w_o);
@@ -88,6 +84,16 @@ impl<F: Real> Packed<F> {
             }
         }
     }
+}
+
+/// Where column `c` of the concatenated `(W_Q | W_K | W_V)` (`[D, 3E]`,
+/// shapes `(D, K, E)` with `E = H·K`) starts in the flat parameters, at
+/// residual entry 0; entry `dd` sits `dd·K` further. `W_Q`, `W_K`, `W_V` are
+/// `[H, D, K]`, so column `c` is matrix `c / E`, head `(c % E) / K`, entry
+/// `c % K`.
+#[inline(always)]
+pub(crate) fn qkv_column(bl: &BlockLayout, (d, kd, e): (usize, usize, usize), c: usize) -> usize {
+    [&bl.w_q, &bl.w_k, &bl.w_v][c / e].start + (c % e) / kd * d * kd + c % kd
 }
 
 /// Writes `w(i, o)` for an `[n_in, n_out]` matrix into `dst` in blocks of

@@ -19,7 +19,7 @@ use crate::kernel::attention::{self, Head, Rows, RowsMut};
 use crate::kernel::buffer::LaneVec;
 use crate::kernel::chunks::{Batch, ChunkOutput, run_chunks};
 use crate::kernel::lanes::{LANES, Lane, Ops, Simd, lane_dispatch, lanewise, sum_lanes, zip_lanes};
-use crate::kernel::pack::{Packed, PackedLayer, project};
+use crate::kernel::pack::{Packed, PackedLayer, project, qkv_column};
 use crate::model::{D_IN, Model, ModelConfig};
 use crate::util::memory::Bytes;
 use crate::util::real::Real;
@@ -336,10 +336,8 @@ fn group<F: Real, const FMA: bool, const B: usize>(
             let inputs = (rows(0), rows(1), rows(2), dz_head);
             attention::backward::<F, FMA, B>(ops, head, inputs, pattern, ds, (&mut grads, [0, hk, 2 * hk]));
         }
-        // W_Q, W_K, W_V: dW[h, d, k] += Σ_t r[t, d] dx[t, h, k]; column c of dqkv is matrix
-        // c / E, head (c % E) / K, entry c % K, and row d of a head's [D, K] block is K after d − 1
-        let matrices = [&bl.w_q, &bl.w_k, &bl.w_v];
-        let col = |c: usize| matrices[c / hk].start + (c % hk) / kd * d * kd + c % kd;
+        // W_Q, W_K, W_V: dW[h, d, k] += Σ_t r[t, d] dx[t, h, k], rows K apart
+        let col = |c: usize| qkv_column(bl, (d, kd, hk), c);
         outer_sum::<F, FMA, B>(ops, acc, (r_in, d), (dqkv, w3), (kd, col));
         // dr += (dq | dk | dv) (W_Q | W_K | W_V)ᵀ
         project::<F, FMA, B>(ops, dqkv, w3, &pl.qkv_t, dr, true);
