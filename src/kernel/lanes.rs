@@ -224,9 +224,8 @@ impl<const FMA: bool> Ops<FMA> {
     /// where `e^{−z²}` reaches the exponential's floor) and `Q` is its
     /// degree-9 fit for relative error (1.7e-8 in exact arithmetic, below
     /// f32's rounding; `tools/fit/gelu_erfc.py` makes the coefficients).
-    /// Sharing the exponential between `Φ` and `φ` halves the work of the
-    /// previous form (`erfc = t·exp(−z² + P(t))`, two exponentials) and lets
-    /// the polynomial and the exponential run side by side.
+    /// One exponential serves both `Φ` and `φ`, and it does not wait for the
+    /// polynomial (the two are independent and run side by side).
     #[inline(always)]
     fn gelu_f32<F: Real>(self, x: &Lane<F>) -> (Lane<F>, Lane<F>) {
         const Q: [f64; 10] = [
