@@ -94,23 +94,66 @@ pub(crate) use lane_dispatch;
 /// Folds per-lane sums into a chunk's result and zeroes them for the next
 /// chunk (in the same pass, while each line is in cache: the kernels start
 /// every chunk from zeroed sums without a pass of their own). Each gradient
-/// entry is its lanes' sum (pairwise: lanes `i` and `i + 8` first, then `i`
-/// and `i + 4`, …, which vectorises; a sum in lane order would be one chain
-/// of 15 dependent additions per weight), and the returned loss the lanes'
+/// entry is its lanes' sum ([`fold`]), and the returned loss the lanes'
 /// sum in f64.
 pub(crate) fn sum_lanes<F: Real>(loss: &Lane<F>, acc: &mut [Lane<F>], grad: &mut [F]) -> f64 {
     for (g, a) in grad.iter_mut().zip(acc) {
-        let mut x = std::mem::replace(a, [F::zero(); LANES]);
-        let mut half = LANES;
-        while half > 1 {
-            half /= 2;
-            for i in 0..half {
-                x[i] += x[i + half];
-            }
-        }
-        *g = x[0];
+        *g = fold(&mut std::mem::replace(a, [F::zero(); LANES]));
     }
+    loss_sum(loss)
+}
+
+/// The lanes' sum of a loss, in f64.
+pub(crate) fn loss_sum<F: Real>(loss: &Lane<F>) -> f64 {
     loss.iter().map(|l| l.f64()).sum()
+}
+
+/// `out[k]` = the lane sum of `x[k]`, for up to `LANES` lane vectors (a
+/// power of two of them), each summed pairwise: lanes `i` and `i + 8`
+/// first, then `i` and `i + 4`, … (a sum in lane order would be one chain of
+/// 15 dependent additions). Each step adds the two halves of every source's
+/// remaining lanes and packs the results of two vectors into one, so the
+/// sources share their vector additions: 16 take 15 instead of 64.
+#[inline(always)]
+pub(crate) fn lane_sums<F: Real>(x: &[Lane<F>], out: &mut [F]) {
+    const HALF: usize = LANES / 2;
+    assert!(x.len().is_power_of_two() && x.len() <= LANES && out.len() == x.len());
+    let mut v = [[F::zero(); LANES]; LANES];
+    v[..x.len()].copy_from_slice(x);
+    let (mut n, mut w) = (x.len(), LANES); // vectors left, lanes per source
+    while n > 1 {
+        let h = w / 2;
+        for j in 0..n / 2 {
+            let (a, b) = (v[2 * j], v[2 * j + 1]);
+            // output lane i: source segment i / h of a (i < HALF) or b, its lanes i % h and i % h + h
+            let mut sum = a;
+            for (i, s) in sum.iter_mut().enumerate() {
+                let (src, k) = if i < HALF { (&a, i) } else { (&b, i - HALF) };
+                let at = k / h * w + k % h;
+                *s = src[at] + src[at + h];
+            }
+            v[j] = sum;
+        }
+        (n, w) = (n / 2, h);
+    }
+    // one vector: the sources' w lanes each, in order
+    for (o, s) in out.iter_mut().zip(v[0].chunks_exact_mut(w)) {
+        *o = fold(s);
+    }
+}
+
+/// The pairwise sum of `s` (a power of two long): `s[i] + s[i + len/2]`
+/// first, and so on, as in [`lane_sums`]; `s` is overwritten.
+#[inline(always)]
+pub(crate) fn fold<F: Real>(s: &mut [F]) -> F {
+    let mut h = s.len();
+    while h > 1 {
+        h /= 2;
+        for i in 0..h {
+            s[i] += s[i + h];
+        }
+    }
+    s[0]
 }
 
 /// The two lane operations, with (`FMA = true`) or without fused multiply-add.
@@ -324,6 +367,21 @@ mod tests {
             worst.0,
             worst.1
         );
+    }
+
+    #[test]
+    fn lane_sums_add_each_vector_in_the_order_of_fold() {
+        // values whose sums depend on the order of addition
+        let x: [Lane<f32>; LANES] = std::array::from_fn(|k| {
+            std::array::from_fn(|i| ((k * 31 + i * 17) % 23) as f32 * 0.1 - 1.0 + 1e-7 * i as f32)
+        });
+        for n in [1, 2, 4, 8, 16] {
+            let mut got = [0.0f32; LANES];
+            lane_sums(&x[..n], &mut got[..n]);
+            for k in 0..n {
+                assert_eq!(got[k].to_bits(), fold(&mut x[k].clone()).to_bits(), "{n} vectors, vector {k}");
+            }
+        }
     }
 
     #[test]

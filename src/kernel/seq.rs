@@ -18,7 +18,7 @@ use std::ops::Range;
 use crate::kernel::attention::{self, Head, Rows, RowsMut};
 use crate::kernel::buffer::LaneVec;
 use crate::kernel::chunks::{Batch, ChunkOutput, run_chunks};
-use crate::kernel::lanes::{LANES, Lane, Ops, Simd, lane_dispatch, lanewise, sum_lanes, zip_lanes};
+use crate::kernel::lanes::{LANES, Lane, Ops, Simd, fold, lane_dispatch, lane_sums, lanewise, loss_sum, zip_lanes};
 use crate::kernel::pack::{Packed, PackedLayer, project, qkv_column};
 use crate::model::{D_IN, Model, ModelConfig};
 use crate::util::memory::Bytes;
@@ -38,7 +38,6 @@ pub fn chunk_seq(batch: usize) -> usize {
 
 #[derive(Clone, Debug)]
 struct Work<F> {
-    acc: LaneVec<F>,     // [P]  per-lane gradient sums, zero between chunks (`sum_lanes`)
     r: LaneVec<F>,       // [(L+1)·T·D]
     qkv: LaneVec<F>,     // [L·T·3·H·K]  q | k | v per token
     z: LaneVec<F>,       // [L·T·H·K]
@@ -54,7 +53,7 @@ struct Work<F> {
     dp: LaneVec<F>,      // [T·2]  d pred
     s: LaneVec<F>,       // [T·2]  one group's inputs
     y: LaneVec<F>,       // [T·2]  one group's targets
-    grad: Vec<F>,        // [P]
+    grad: Vec<F>,        // [P]  the chunk's gradient, summed over lanes after each group
     loss: f64,
 }
 
@@ -81,7 +80,7 @@ pub(crate) fn bytes(cfg: &ModelConfig, batch: usize, size: usize) -> Bytes {
     let kept = kept + if cfg.has_mlp() { kept_mlp } else { Bytes::ZERO };
     let p = cfg.parameter_bytes(size);
     let packed = Bytes::of_values(&[l, 8, d, hk], size) + Bytes::of_values(&[l, 4, d, m], size);
-    packed + (p * LANES + p + kept + reused) * batch.div_ceil(chunk_seq(batch)).max(1)
+    packed + (p + kept + reused) * batch.div_ceil(chunk_seq(batch)).max(1)
 }
 
 /// The lane kernel for context-T models with its buffers for one batch size.
@@ -102,7 +101,6 @@ impl<F: Real> SeqKernel<F> {
         let z = LaneVec::zeros;
         let mlp = |n: usize| z(if c.has_mlp() { n } else { 0 });
         let work = Work {
-            acc: z(model.params.len()),
             r: z((l + 1) * t * d),
             qkv: z(l * t * 3 * hk),
             z: z(l * t * hk),
@@ -156,6 +154,7 @@ fn chunk_lanes<F: Real, const FMA: bool>(
     let zero = [F::zero(); LANES];
     let mut loss = zero;
     let (mut s, mut y) = (std::mem::take(&mut w.s), std::mem::take(&mut w.y));
+    w.grad.fill(F::zero());
     for start in span.clone().step_by(LANES) {
         let live = (span.end - start).min(LANES);
         // Padding lanes repeat the last sequence with zero weight.
@@ -176,7 +175,7 @@ fn chunk_lanes<F: Real, const FMA: bool>(
         }
     }
     (w.s, w.y) = (s, y);
-    w.loss = sum_lanes(&loss, &mut w.acc, &mut w.grad);
+    w.loss = loss_sum(&loss);
 }
 
 /// Forward, loss and backward for one group of `LANES` sequences.
@@ -196,10 +195,10 @@ fn group<F: Real, const FMA: bool, const B: usize>(
     let head = Head { t, k: kd, causal: cfg.causal, scale: F::of(cfg.scale()) };
     let zero = [F::zero(); LANES];
     let m = cfg.d_mlp;
-    let Work { acc, r, qkv, z, pattern, mid, post, dact, dr, dqkv, dz, ds, dpre, dp, .. } = w;
+    let Work { grad, r, qkv, z, pattern, mid, post, dact, dr, dqkv, dz, ds, dpre, dp, .. } = w;
     // Slices, not vectors: their data pointers and lengths stay in registers
     // across the stores below instead of being reloaded through the `Vec`s.
-    let (acc, r, qkv, z, pattern) = (&mut acc[..], &mut r[..], &mut qkv[..], &mut z[..], &mut pattern[..]);
+    let (grad, r, qkv, z, pattern) = (&mut grad[..], &mut r[..], &mut qkv[..], &mut z[..], &mut pattern[..]);
     let (mid, post, dact) = (&mut mid[..], &mut post[..], &mut dact[..]);
     let (dr, dqkv, dz, ds, dpre, dp) =
         (&mut dr[..], &mut dqkv[..], &mut dz[..], &mut ds[..], &mut dpre[..], &mut dp[..]);
@@ -277,18 +276,12 @@ fn group<F: Real, const FMA: bool, const B: usize>(
             dp[tt * D_IN + c] = e;
         }
     }
-    // Gradient sums run over tokens in registers, one store per weight.
+    // Gradient sums run over tokens in registers, then over lanes, one store per weight.
+    column_sums(grad, lay.b_u.start, dp, D_IN);
     for c in 0..D_IN {
-        let mut x = acc[lay.b_u.start + c];
-        for tt in 0..t {
-            for lane in 0..LANES {
-                x[lane] += dp[tt * D_IN + c][lane];
-            }
-        }
-        acc[lay.b_u.start + c] = x;
         for j in 0..d {
-            let a = lay.w_u.start + j * D_IN + c;
-            acc[a] = ops.dot_ll(acc[a], t, |tt| (&r_last[tt * d + j], &dp[tt * D_IN + c]));
+            let x = ops.dot_ll(zero, t, |tt| (&r_last[tt * d + j], &dp[tt * D_IN + c]));
+            add_lane_sum(grad, lay.w_u.start + j * D_IN + c, x);
         }
     }
     for tt in 0..t {
@@ -308,22 +301,22 @@ fn group<F: Real, const FMA: bool, const B: usize>(
             // dr enters as d r', leaves as d mid (the residual passes it, the MLP adds to it)
             let (mid, post, dact) =
                 (&mid[l * t * d..][..t * d], &post[l * t * m..][..t * m], &dact[l * t * m..][..t * m]);
-            column_sums(acc, mlp.b_out.start, dr, d);
+            column_sums(grad, mlp.b_out.start, dr, d);
             // dW_out[u, j] += Σ_t post[t, u] dr[t, j]
-            outer_sum::<F, FMA, B>(ops, acc, (post, m), (dr, d), (d, |j| mlp.w_out.start + j));
+            outer_sum::<F, FMA, B>(ops, grad, (post, m), (dr, d), (d, |j| mlp.w_out.start + j));
             // dpre = (dr W_outᵀ) ⊙ act'(pre)
             project::<F, FMA, B>(ops, dr, d, &pl.w_out_t, dpre, false);
             for (x, s) in dpre.iter_mut().zip(dact) {
                 *x = zip_lanes(*x, *s, |a, b| a * b);
             }
-            column_sums(acc, mlp.b_in.start, dpre, m);
+            column_sums(grad, mlp.b_in.start, dpre, m);
             // dW_in[j, u] += Σ_t mid[t, j] dpre[t, u]
-            outer_sum::<F, FMA, B>(ops, acc, (mid, d), (dpre, m), (m, |u| mlp.w_in.start + u));
+            outer_sum::<F, FMA, B>(ops, grad, (mid, d), (dpre, m), (m, |u| mlp.w_in.start + u));
             // dr += dpre W_inᵀ
             project::<F, FMA, B>(ops, dpre, m, &pl.w_in_t, dr, true);
         }
         // W_O: dW_O[e, j] += Σ_t z[t, e] dr[t, j];  dz[t, e] = Σ_j dr[t, j] W_O[e, j]
-        outer_sum::<F, FMA, B>(ops, acc, (&z[o..o + t * hk], hk), (dr, d), (d, |j| bl.w_o.start + j));
+        outer_sum::<F, FMA, B>(ops, grad, (&z[o..o + t * hk], hk), (dr, d), (d, |j| bl.w_o.start + j));
         project::<F, FMA, B>(ops, dr, d, &pl.o_t, dz, false);
         let layer_qkv = &qkv[o3..o3 + t * w3];
         for hh in 0..h {
@@ -338,33 +331,24 @@ fn group<F: Real, const FMA: bool, const B: usize>(
         }
         // W_Q, W_K, W_V: dW[h, d, k] += Σ_t r[t, d] dx[t, h, k], rows K apart
         let col = |c: usize| qkv_column(bl, (d, kd, hk), c);
-        outer_sum::<F, FMA, B>(ops, acc, (r_in, d), (dqkv, w3), (kd, col));
+        outer_sum::<F, FMA, B>(ops, grad, (r_in, d), (dqkv, w3), (kd, col));
         // dr += (dq | dk | dv) (W_Q | W_K | W_V)ᵀ
         project::<F, FMA, B>(ops, dqkv, w3, &pl.qkv_t, dr, true);
     }
     // ---- backward through the embedding
+    column_sums(grad, lay.b_e.start, dr, d);
+    if let Some(wp) = &lay.w_pos {
+        add_lane_sums(&mut grad[wp.clone()], dr); // W_pos [T, D] as dr
+    }
     for j in 0..d {
-        let mut xb = acc[lay.b_e.start + j];
-        for tt in 0..t {
-            let g = dr[tt * d + j];
-            for lane in 0..LANES {
-                xb[lane] += g[lane];
-            }
-            if let Some(wp) = &lay.w_pos {
-                for lane in 0..LANES {
-                    acc[wp.start + tt * d + j][lane] += g[lane];
-                }
-            }
-        }
-        acc[lay.b_e.start + j] = xb;
         for c in 0..D_IN {
-            let a = lay.w_e.start + c * d + j;
-            acc[a] = ops.dot_ll(acc[a], t, |tt| (&s[tt * D_IN + c], &dr[tt * d + j]));
+            let x = ops.dot_ll(zero, t, |tt| (&s[tt * D_IN + c], &dr[tt * d + j]));
+            add_lane_sum(grad, lay.w_e.start + c * d + j, x);
         }
     }
 }
 
-/// `acc[col(j) + i·stride] += Σ_t a[t, i] · b[t, j]` for every column `i`
+/// `grad[col(j) + i·stride] += Σ_t Σ_lanes a[t, i] · b[t, j]` for every column `i`
 /// of `a` and `j` of `b`, two row-major token tables whose rows are `a_width`
 /// and `b_width` lanes wide: a weight gradient whose row `i` starts `stride`
 /// after row `i − 1` and whose column `j` sits at `col(j)` (for `[n_a, n_b]`
@@ -375,7 +359,7 @@ fn group<F: Real, const FMA: bool, const B: usize>(
 #[inline(always)]
 fn outer_sum<F: Real, const FMA: bool, const B: usize>(
     ops: Ops<FMA>,
-    acc: &mut [Lane<F>],
+    grad: &mut [F],
     (a, a_width): (&[Lane<F>], usize),
     (b, b_width): (&[Lane<F>], usize),
     (stride, col): (usize, impl Fn(usize) -> usize),
@@ -386,7 +370,7 @@ fn outer_sum<F: Real, const FMA: bool, const B: usize>(
             let at = |u: usize, v: usize| first + u * stride + v;
             block_outer::<F, FMA, B>(
                 ops,
-                acc,
+                grad,
                 at,
                 a.chunks_exact(a_width).map(|row| &row[i0..i0 + B]),
                 b.chunks_exact(b_width).map(|row| &row[j0..j0 + B]),
@@ -395,35 +379,52 @@ fn outer_sum<F: Real, const FMA: bool, const B: usize>(
     }
 }
 
-/// `acc[start + j] += Σ_t x[t, j]` for every column `j` of the row-major
-/// token table `x` (rows of `width` lanes): a bias gradient.
-fn column_sums<F: Real>(acc: &mut [Lane<F>], start: usize, x: &[Lane<F>], width: usize) {
+/// `grad[start + j] += Σ_t Σ_lanes x[t, j]` for every column `j` of the
+/// row-major token table `x` (rows of `width` lanes): a bias gradient.
+fn column_sums<F: Real>(grad: &mut [F], start: usize, x: &[Lane<F>], width: usize) {
     for j in 0..width {
-        let mut sum = acc[start + j];
+        let mut sum = [F::zero(); LANES];
         for row in x.chunks_exact(width) {
             sum = zip_lanes(sum, row[j], |a, b| a + b);
         }
-        acc[start + j] = sum;
+        add_lane_sum(grad, start + j, sum);
     }
 }
 
-/// `acc[at(u, v)] += Σ_t a_t[u] · b_t[v]` for a `B × B` block of weights,
-/// over the token rows `a_t`, `b_t` (`B` lanes each): the `B²` sums stay in
-/// registers and each loaded lane serves `B` of them.
+/// `grad[i] += Σ_lanes x`.
+#[inline(always)]
+fn add_lane_sum<F: Real>(grad: &mut [F], i: usize, mut x: Lane<F>) {
+    grad[i] += fold(&mut x);
+}
+
+/// `grad[i] += Σ_lanes x[i]` for every `i`, `LANES` at a time.
+fn add_lane_sums<F: Real>(grad: &mut [F], x: &[Lane<F>]) {
+    let mut sums = [F::zero(); LANES];
+    let (whole, rest) = x.as_chunks::<LANES>();
+    for (g, x) in grad.chunks_mut(LANES).zip(whole) {
+        lane_sums(x, &mut sums);
+        for (g, s) in g.iter_mut().zip(sums) {
+            *g += s;
+        }
+    }
+    for (i, x) in rest.iter().enumerate() {
+        add_lane_sum(grad, whole.len() * LANES + i, *x);
+    }
+}
+
+/// `grad[at(u, v)] += Σ_t Σ_lanes a_t[u] · b_t[v]` for a `B × B` block of
+/// weights, over the token rows `a_t`, `b_t` (`B` lanes each): the `B²` sums
+/// stay in registers, each loaded lane serves `B` of them, and their lanes
+/// are summed together at the end ([`lane_sums`]).
 #[inline(always)]
 fn block_outer<'a, F: Real + 'a, const FMA: bool, const B: usize>(
     ops: Ops<FMA>,
-    acc: &mut [Lane<F>],
+    grad: &mut [F],
     at: impl Fn(usize, usize) -> usize,
     a: impl Iterator<Item = &'a [Lane<F>]>,
     b: impl Iterator<Item = &'a [Lane<F>]>,
 ) {
     let mut x = [[[F::zero(); LANES]; B]; B];
-    for (u, row) in x.iter_mut().enumerate() {
-        for (v, xv) in row.iter_mut().enumerate() {
-            *xv = acc[at(u, v)];
-        }
-    }
     for (a_t, b_t) in a.zip(b) {
         let av: [Lane<F>; B] = std::array::from_fn(|u| a_t[u]);
         let bv: [Lane<F>; B] = std::array::from_fn(|v| b_t[v]);
@@ -433,9 +434,11 @@ fn block_outer<'a, F: Real + 'a, const FMA: bool, const B: usize>(
             }
         }
     }
-    for (u, row) in x.iter().enumerate() {
-        for (v, xv) in row.iter().enumerate() {
-            acc[at(u, v)] = *xv;
+    let mut sums = [[F::zero(); B]; B];
+    lane_sums(x.as_flattened(), sums.as_flattened_mut());
+    for (u, row) in sums.iter().enumerate() {
+        for (v, s) in row.iter().enumerate() {
+            grad[at(u, v)] += *s;
         }
     }
 }
