@@ -338,7 +338,9 @@ fn group<F: Real, const FMA: bool, const B: usize>(
     // ---- backward through the embedding
     column_sums(grad, lay.b_e.start, dr, d);
     if let Some(wp) = &lay.w_pos {
-        add_lane_sums(&mut grad[wp.clone()], dr); // W_pos [T, D] as dr
+        for (i, x) in wp.clone().zip(&*dr) {
+            add_lane_sum(grad, i, *x); // W_pos [T, D] as dr
+        }
     }
     for j in 0..d {
         for c in 0..D_IN {
@@ -354,8 +356,9 @@ fn group<F: Real, const FMA: bool, const B: usize>(
 /// after row `i − 1` and whose column `j` sits at `col(j)` (for `[n_a, n_b]`
 /// at `start`: `stride = n_b`, `col(j) = start + j`; `col` is called once
 /// per block and must be contiguous within it), in `B × B` blocks
-/// ([`block_outer`]). Each block of `a`'s columns stays in cache while the
-/// whole of `b` passes.
+/// ([`block_outer`]). Each block of `a`'s columns is read once for every
+/// block of `b`'s (at this model's widths from L2, not L1: rows a multiple
+/// of 2 KiB apart share a few L1 sets; BENCHMARKS.md).
 #[inline(always)]
 fn outer_sum<F: Real, const FMA: bool, const B: usize>(
     ops: Ops<FMA>,
@@ -395,21 +398,6 @@ fn column_sums<F: Real>(grad: &mut [F], start: usize, x: &[Lane<F>], width: usiz
 #[inline(always)]
 fn add_lane_sum<F: Real>(grad: &mut [F], i: usize, mut x: Lane<F>) {
     grad[i] += fold(&mut x);
-}
-
-/// `grad[i] += Σ_lanes x[i]` for every `i`, `LANES` at a time.
-fn add_lane_sums<F: Real>(grad: &mut [F], x: &[Lane<F>]) {
-    let mut sums = [F::zero(); LANES];
-    let (whole, rest) = x.as_chunks::<LANES>();
-    for (g, x) in grad.chunks_mut(LANES).zip(whole) {
-        lane_sums(x, &mut sums);
-        for (g, s) in g.iter_mut().zip(sums) {
-            *g += s;
-        }
-    }
-    for (i, x) in rest.iter().enumerate() {
-        add_lane_sum(grad, whole.len() * LANES + i, *x);
-    }
 }
 
 /// `grad[at(u, v)] += Σ_t Σ_lanes a_t[u] · b_t[v]` for a `B × B` block of
