@@ -227,7 +227,7 @@ impl<const FMA: bool> Ops<FMA> {
         let mut out = *x;
         for v in &mut out {
             let x = v.max(F::of(-87.0));
-            let n = (x * F::of(std::f64::consts::LOG2_E)).round();
+            let n = (x * F::of(std::f64::consts::LOG2_E)).round_even();
             let r = (x - n * F::of(LN2_HI)) - n * F::of(LN2_LO);
             let mut fact = f64::from((1..=degree).product::<u32>());
             let mut p = F::of(1.0 / fact);
@@ -235,7 +235,7 @@ impl<const FMA: bool> Ops<FMA> {
                 fact /= f64::from(k + 1);
                 p = if FMA { p.mul_add(r, F::of(1.0 / fact)) } else { p * r + F::of(1.0 / fact) };
             }
-            *v = p * F::exp2i(n.to_i32().unwrap_or(-126));
+            *v = p * F::pow2(n);
         }
         out
     }

@@ -56,8 +56,15 @@ pub trait Real:
     fn of(x: f64) -> Self;
     /// Converts to `f64` (exact).
     fn f64(self) -> f64;
-    /// `2ⁿ` for `−126 ≤ n ≤ 127`, built from the exponent bits (vectorises).
-    fn exp2i(n: i32) -> Self;
+    /// `2ⁿ` for an integer-valued `n`, `−126 ≤ n ≤ 127`, built from the
+    /// exponent bits: `n + 2^(mantissa bits) + bias` holds `n + bias` in its
+    /// low bits, which a shift moves into the exponent (one addition and one
+    /// shift per lane, where a conversion to an integer vectorises into a
+    /// range check and a blend as well).
+    fn pow2(n: Self) -> Self;
+    /// The nearest integer, ties to even (one instruction per vector, where
+    /// `round`'s ties away from zero take three).
+    fn round_even(self) -> Self;
     /// The error function (the `libm` crate's, correctly rounded to within an ulp or so).
     fn erf(self) -> Self;
 }
@@ -70,8 +77,11 @@ impl Real for f32 {
     fn f64(self) -> f64 {
         self as f64
     }
-    fn exp2i(n: i32) -> Self {
-        f32::from_bits(((n + 127) as u32) << 23)
+    fn pow2(n: Self) -> Self {
+        f32::from_bits((n + 8_388_735.0).to_bits() << 23) // 2²³ + 127
+    }
+    fn round_even(self) -> Self {
+        self.round_ties_even()
     }
     fn erf(self) -> Self {
         libm::erff(self)
@@ -86,8 +96,11 @@ impl Real for f64 {
     fn f64(self) -> f64 {
         self
     }
-    fn exp2i(n: i32) -> Self {
-        f64::from_bits(((n + 1023) as u64) << 52)
+    fn pow2(n: Self) -> Self {
+        f64::from_bits((n + 4_503_599_627_371_519.0).to_bits() << 52) // 2⁵² + 1023
+    }
+    fn round_even(self) -> Self {
+        self.round_ties_even()
     }
     fn erf(self) -> Self {
         libm::erf(self)
