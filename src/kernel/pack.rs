@@ -64,23 +64,22 @@ impl<F: Real> Packed<F> {
     /// no allocation).
     pub(crate) fn fill(&mut self, model: &Model<F>) {
         let (cfg, p) = (&model.cfg, &model.params[..]);
-        let (d, kd, b) = (cfg.d_model, cfg.d_head, self.block);
+        let (d, kd, m, b) = (cfg.d_model, cfg.d_head, cfg.d_mlp, self.block);
         let e = cfg.n_heads * kd;
         for (layer, bl) in self.layers.iter_mut().zip(&model.layout.blocks) {
-            let qkv = |dd: usize, c: usize| p[qkv_column(bl, (d, kd, e), c) + dd * kd];
-            let w_o = |ee: usize, j: usize| p[bl.w_o.start + ee * d + j]; // W_O [H, K, D] = [E, D]
-            pack(&mut layer.qkv, d, 3 * e, b, qkv);
-            pack(&mut layer.o, e, d, b, w_o);
-            pack(&mut layer.o_t, d, e, b, |j, ee| w_o(ee, j));
-            pack(&mut layer.qkv_t, 3 * e, d, b, |c, dd| qkv(dd, c));
+            // W[i, o] = p[row(i) + col(o)] for each matrix
+            let qkv_col = |c: usize| qkv_column(bl, (d, kd, e), c); // (q | k | v) [D, 3E]: entry dd at dd·K
+            let o = bl.w_o.start; // W_O [H, K, D] = [E, D]
+            pack(&mut layer.qkv, p, (d, 3 * e, b), |dd| dd * kd, qkv_col);
+            pack(&mut layer.o, p, (e, d, b), |ee| o + ee * d, |j| j);
+            pack(&mut layer.o_t, p, (d, e, b), |j| o + j, |ee| ee * d);
+            pack(&mut layer.qkv_t, p, (3 * e, d, b), qkv_col, |dd| dd * kd);
             if let Some(mlp) = &bl.mlp {
-                let m = cfg.d_mlp;
-                let w_in = |dd: usize, u: usize| p[mlp.w_in.start + dd * m + u]; // [D, M]
-                let w_out = |u: usize, dd: usize| p[mlp.w_out.start + u * d + dd]; // [M, D]
-                pack(&mut layer.w_in, d, m, b, w_in);
-                pack(&mut layer.w_out, m, d, b, w_out);
-                pack(&mut layer.w_out_t, d, m, b, |dd, u| w_out(u, dd));
-                pack(&mut layer.w_in_t, m, d, b, |u, dd| w_in(dd, u));
+                let (w_in, w_out) = (mlp.w_in.start, mlp.w_out.start); // [D, M], [M, D]
+                pack(&mut layer.w_in, p, (d, m, b), |dd| w_in + dd * m, |u| u);
+                pack(&mut layer.w_out, p, (m, d, b), |u| w_out + u * d, |dd| dd);
+                pack(&mut layer.w_out_t, p, (d, m, b), |dd| w_out + dd, |u| u * d);
+                pack(&mut layer.w_in_t, p, (m, d, b), |u| w_in + u, |dd| dd * m);
             }
         }
     }
@@ -96,13 +95,23 @@ pub(crate) fn qkv_column(bl: &BlockLayout, (d, kd, e): (usize, usize, usize), c:
     [&bl.w_q, &bl.w_k, &bl.w_v][c / e].start + (c % e) / kd * d * kd + c % kd
 }
 
-/// Writes `w(i, o)` for an `[n_in, n_out]` matrix into `dst` in blocks of
-/// `b` outputs.
-fn pack<F>(dst: &mut Vec<F>, n_in: usize, n_out: usize, b: usize, w: impl Fn(usize, usize) -> F) {
+/// Writes the `[n_in, n_out]` matrix `W[i, o] = p[row(i) + col(o)]` into
+/// `dst` in blocks of `b ≤ 4` outputs. `row` is called once per input and
+/// block, `col` once per output: index arithmetic with divisions (as
+/// [`qkv_column`]'s) stays out of the per-value loop.
+fn pack<F: Copy>(
+    dst: &mut Vec<F>,
+    p: &[F],
+    (n_in, n_out, b): (usize, usize, usize),
+    row: impl Fn(usize) -> usize,
+    col: impl Fn(usize) -> usize,
+) {
     dst.clear();
     for o0 in (0..n_out).step_by(b) {
+        let cols: [usize; 4] = std::array::from_fn(|k| if k < b { col(o0 + k) } else { 0 });
         for i in 0..n_in {
-            dst.extend((o0..o0 + b).map(|o| w(i, o)));
+            let r = row(i);
+            dst.extend(cols[..b].iter().map(|c| p[r + c]));
         }
     }
 }
