@@ -11,6 +11,22 @@ use crate::util::real::Real;
 /// Samples per parallel work item (fixed, so results do not depend on threads).
 pub const CHUNK: usize = 512;
 
+/// Values per parallel piece of a pass over every parameter (the sum of the
+/// chunk gradients, the optimizer's update); shorter passes run on the
+/// calling thread. The passes are element by element, so the split does not
+/// change a bit of the result.
+pub const PIECE: usize = 8192;
+
+/// `f(piece)` for consecutive pieces of `PIECE` items of `xs` (in parallel
+/// when there are several), each with its offset in `xs`.
+pub fn for_pieces<T: Send>(xs: &mut [T], f: impl Fn(usize, &mut [T]) + Sync) {
+    if xs.len() > PIECE {
+        xs.par_chunks_mut(PIECE).enumerate().for_each(|(i, piece)| f(i * PIECE, piece));
+    } else {
+        f(0, xs);
+    }
+}
+
 /// The sequences of one batch: rows of `[N, T, 2]` input and target
 /// buffers, either all of them in order or the ones `rows` picks (a batch
 /// drawn from a fixed training set is read in place, inside each chunk).
@@ -58,9 +74,10 @@ pub(crate) trait ChunkOutput<F> {
 }
 
 /// Runs `run(i, &mut work[i])` for every chunk (in parallel when there are
-/// several), then sums the chunk gradients into `grads` in chunk order, so
-/// the result does not depend on the thread count. Returns the summed loss.
-pub(crate) fn run_chunks<F: Real, W: ChunkOutput<F> + Send>(
+/// several), then sums the chunk gradients into `grads` in chunk order
+/// (pieces of the parameters in parallel, [`for_pieces`]), so the result
+/// does not depend on the thread count. Returns the summed loss.
+pub(crate) fn run_chunks<F: Real, W: ChunkOutput<F> + Send + Sync>(
     work: &mut [W],
     grads: &mut [F],
     run: impl Fn(usize, &mut W) + Sync,
@@ -76,11 +93,13 @@ pub(crate) fn run_chunks<F: Real, W: ChunkOutput<F> + Send>(
     } else {
         work.iter_mut().enumerate().for_each(|(i, w)| run(i, w));
     }
-    grads.copy_from_slice(work[0].grad());
-    let mut loss = work[0].loss();
-    for w in &work[1..] {
-        grads.iter_mut().zip(w.grad()).for_each(|(a, b)| *a += *b);
-        loss += w.loss();
-    }
-    loss
+    let work = &*work;
+    for_pieces(grads, |at, piece| {
+        let span = at..at + piece.len();
+        piece.copy_from_slice(&work[0].grad()[span.clone()]);
+        for w in &work[1..] {
+            piece.iter_mut().zip(&w.grad()[span.clone()]).for_each(|(a, b)| *a += *b);
+        }
+    });
+    work.iter().map(ChunkOutput::loss).sum()
 }

@@ -21,6 +21,8 @@
 //! ```
 //! The four MLP matrices are empty for attention-only models.
 
+use rayon::prelude::*;
+
 use crate::kernel::lanes::{LANES, Lane, Ops};
 use crate::model::{BlockLayout, Model};
 use crate::util::real::Real;
@@ -66,7 +68,8 @@ impl<F: Real> Packed<F> {
         let (cfg, p) = (&model.cfg, &model.params[..]);
         let (d, kd, m, b) = (cfg.d_model, cfg.d_head, cfg.d_mlp, self.block);
         let e = cfg.n_heads * kd;
-        for (layer, bl) in self.layers.iter_mut().zip(&model.layout.blocks) {
+        // A layer per parallel item (copies only: the same bits whatever the thread count).
+        self.layers.par_iter_mut().zip(&model.layout.blocks).for_each(|(layer, bl)| {
             // W[i, o] = p[row(i) + col(o)] for each matrix
             let qkv_col = |c: usize| qkv_column(bl, (d, kd, e), c); // (q | k | v) [D, 3E]: entry dd at dd·K
             let o = bl.w_o.start; // W_O [H, K, D] = [E, D]
@@ -81,7 +84,7 @@ impl<F: Real> Packed<F> {
                 pack(&mut layer.w_out_t, p, (d, m, b), |dd| w_out + dd, |u| u * d);
                 pack(&mut layer.w_in_t, p, (m, d, b), |u| w_in + u, |dd| dd * m);
             }
-        }
+        });
     }
 }
 
