@@ -23,6 +23,17 @@ fn fmt_eig(e: &[Complex; 2]) -> String {
     }
 }
 
+/// `x` to nine decimals, or `missing` when it is not a finite number (a
+/// reading the map does not define, stored as `null` in the JSON).
+fn fmt_num(x: f64, missing: &str) -> String {
+    if x.is_finite() { format!("{x:.9}") } else { missing.to_string() }
+}
+
+/// `x` in scientific notation to two decimals, or `n/a` when not finite.
+fn fmt_err(x: f64) -> String {
+    if x.is_finite() { format!("{x:.2e}") } else { "n/a".to_string() }
+}
+
 /// The readable summary of one checkpoint's interpretation.
 pub fn render(r: &FullReport) -> String {
     let mut s = String::new();
@@ -70,13 +81,13 @@ pub fn render(r: &FullReport) -> String {
     let _ = writeln!(s, "did it learn ω0 and γ?");
     let _ = writeln!(
         s,
-        "  spectral : ω0 = {:.9} (truth {}, rel. err. {:.2e})  γ = {:.9} (truth {}, abs. err. {:.2e})  ω = {:.9}",
-        m.learned.omega0,
+        "  spectral : ω0 = {} (truth {}, rel. err. {})  γ = {} (truth {}, abs. err. {})  ω = {:.9}",
+        fmt_num(m.learned.omega0, "undefined"),
         t.system.omega0,
-        m.errors.omega0_rel,
-        m.learned.gamma,
+        fmt_err(m.errors.omega0_rel),
+        fmt_num(m.learned.gamma, "undefined"),
         t.system.gamma,
-        m.errors.gamma_abs,
+        fmt_err(m.errors.gamma_abs),
         m.learned.omega
     );
     let _ = writeln!(
@@ -88,8 +99,8 @@ pub fn render(r: &FullReport) -> String {
         m.errors.best_fit_omega0_rel,
         m.errors.best_fit_gamma_rel
     );
-    let _ =
-        writeln!(s, "  ratio    : −M21/M12 = {:.9} ≈ ω0² → ω0 ≈ {:.9}", m.omega0_sq_ratio, m.omega0_sq_ratio.sqrt());
+    let root = fmt_num(m.omega0_sq_ratio.sqrt(), "undefined (the ratio is not positive)");
+    let _ = writeln!(s, "  ratio    : −M21/M12 = {:.9} ≈ ω0² → ω0 ≈ {root}", m.omega0_sq_ratio);
     match &r.generator {
         Some(g) => {
             let _ = writeln!(

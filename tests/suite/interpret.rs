@@ -330,6 +330,21 @@ fn omega_beyond_nyquist_is_reported_not_identifiable() {
 }
 
 #[test]
+fn readings_a_map_does_not_define_are_printed_as_undefined_not_nan() {
+    // A negative eigenvalue (no real logarithm, no ω0 from the spectrum) and
+    // −M21/M12 < 0 (no square root): the JSON holds null, the text says so.
+    let dir = tempfile::tempdir().unwrap();
+    let system = System::new(2.0, 0.1, 0.1);
+    let m = [[0.5, 0.2], [0.3, -0.1]];
+    let (_, r) =
+        save_and_interpret(dir.path(), "flip.safetensors", &two_head_model(m, [0.0, 0.0], gauge(2), 1), &system);
+    assert!(r.map.learned.omega0.is_nan() && r.map.omega0_sq_ratio < 0.0);
+    let text = render(&r);
+    assert!(text.contains("spectral : ω0 = undefined") && text.contains("not positive"), "{text}");
+    assert!(!text.contains("NaN"), "{text}");
+}
+
+#[test]
 fn path_maps_are_gauge_invariant_and_single_weights_are_not() {
     let osc = Oscillator { omega0: 2.0, gamma: 0.1 };
     let m = rule_map("leapfrog", &osc, 0.1).unwrap();
