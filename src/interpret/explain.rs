@@ -31,20 +31,20 @@ pub struct OmegaIdentifiability {
 pub fn omega_identifiability(r: &MapReport) -> OmegaIdentifiability {
     let dt = r.truth.system.dt;
     let (learned, truth) = (r.learned.omega * dt, r.truth.omega * dt);
-    let positive = r.eigenvalues.iter().all(|e| e.re > 0.0);
-    let mut statement = if !r.learned.oscillatory && positive && r.learned.omega0.is_finite() {
-        "ω is not identifiable: the eigenvalues are real, so the map does not rotate and has no frequency to read \
-         (ω = 0 is reported; ω0 is the overdamped reading ln λ1 · ln λ2 / Δt²)"
-            .to_string()
-    } else if !r.learned.oscillatory && positive {
-        "ω is not identifiable: the eigenvalues are real, so the map does not rotate and has no frequency to read \
-         (ω = 0 is reported); the overdamped reading ln λ1 · ln λ2 / Δt² is negative (one mode grows), so ω0 is \
-         undefined"
-            .to_string()
-    } else if !r.learned.oscillatory {
-        "ω is not identifiable: the eigenvalues are real, so the map does not rotate and has no frequency to read \
-         (ω = 0 is reported); one of them is ≤ 0, so there is no overdamped reading either and ω0 and γ are undefined"
-            .to_string()
+    let mut statement = if !r.learned.oscillatory {
+        // The overdamped reading exists only when both eigenvalues are positive
+        // and their logarithms share a sign (`spectral` leaves ω0 NaN otherwise).
+        let reading = if r.learned.omega0.is_finite() {
+            "; ω0 is the overdamped reading ln λ1 · ln λ2 / Δt²)"
+        } else if r.eigenvalues.iter().all(|e| e.re > 0.0) {
+            "); the overdamped reading ln λ1 · ln λ2 / Δt² is negative (one mode grows), so ω0 is undefined"
+        } else {
+            "); one of them is ≤ 0, so there is no overdamped reading either and ω0 and γ are undefined"
+        };
+        format!(
+            "ω is not identifiable: the eigenvalues are real, so the map does not rotate and has no frequency to read \
+             (ω = 0 is reported{reading}"
+        )
     } else if r.learned.omega_identifiable {
         format!("ω is identifiable: ωΔt = {learned:.4} < π")
     } else {
